@@ -1,0 +1,3 @@
+from aiwgd.main import main
+
+raise SystemExit(main())

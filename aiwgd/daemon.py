@@ -1,0 +1,248 @@
+"""The daemon's lifecycle: startup, main loop, shutdown, reload.
+
+`Daemon.serve()` runs the three phases in order; `run()` is the sync wrapper. Signal
+handlers only set flags or schedule coroutines; the loop acts on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+from aiwgd import errors, logs
+from aiwgd.api import Api, register_core
+from aiwgd.base import Subsystem
+from aiwgd.events import EventRouter
+from aiwgd.fsutil import ensure_private_dir, write_json_atomic
+from aiwgd.pidlock import PidLock
+from aiwgd.protocol import Dispatcher
+from aiwgd.rpc import RpcServer
+from config import Config, Paths, ValidationError, load_file, load_or_create
+
+log = logging.getLogger("aiwgd.daemon")
+
+
+class StartupError(RuntimeError):
+    """The daemon refuses to start; the message says why and what to do."""
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state; a no-op elsewhere."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message.encode(), addr)
+
+
+def _log_size(cfg: Config) -> tuple[int, int]:
+    return int(cfg.daemon.log.max_size_mb * 1024 * 1024), cfg.daemon.log.max_files
+
+
+class Daemon:
+    def __init__(self, paths: Paths, log_to_stderr: bool = True) -> None:
+        self.paths = paths
+        self.log_to_stderr = log_to_stderr
+        self.pid = os.getpid()
+        self.config: Config = Config()
+        self.lock = PidLock(paths.lock_file, paths.pid_file)
+        self.router = EventRouter()
+        self.api = Api()
+        self.subsystems: list[Subsystem] = []
+        self.rpc: RpcServer | None = None
+        self.started_at = time.time()
+        self._started_mono = time.monotonic()
+        self.stop_requested = asyncio.Event()
+        self.fast_stop = asyncio.Event()  # second signal: skip grace periods
+        self.stop_reason = ""
+        self.reload_state: dict[str, Any] = {"status": "ok", "errors": [], "at": None}
+        self.heartbeat_at: float | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._started = False
+
+    # ---- startup -------------------------------------------------------------------
+    def _prepare_dirs(self) -> None:
+        os.umask(0o077)  # every file the daemon writes is the owner's only
+        try:
+            self.paths.aiwg_dir.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(self.paths.daemon_dir)
+        except OSError as exc:
+            raise StartupError(f"cannot create {self.paths.daemon_dir}: {exc.strerror}") from None
+
+    def _load_config(self) -> Config:
+        try:
+            return load_or_create(self.paths.config_file)
+        except ValidationError as exc:
+            lines = "\n  ".join(str(i) for i in exc.issues)
+            raise StartupError(f"invalid config {self.paths.config_file}:\n  {lines}") from None
+
+    def _build(self) -> None:
+        """Create the subsystems in start order and collect their RPC methods."""
+        register_core(self.api, self)
+        self.rpc = RpcServer(
+            self.paths.socket_address(), Dispatcher({}), self.config.daemon.max_request_bytes
+        )
+        self.subsystems = [self.router]
+        # The other subsystems (store, supervisor, automation, rpc, watcher, scheduler)
+        # are built by aiwgd.wiring, so this module stays about lifecycle only.
+        from aiwgd.wiring import build_subsystems
+
+        self.subsystems.extend(build_subsystems(self))
+        # Handlers are bound after every subsystem registered its methods.
+        assert self.rpc is not None
+        self.rpc.dispatcher = Dispatcher(self.api.handlers())
+
+    async def startup(self) -> None:
+        self._prepare_dirs()
+        self.lock.acquire()  # raises AlreadyRunning
+        self.config = self._load_config()
+        max_bytes, backups = _log_size(self.config)
+        logs.setup(self.paths.log_file, self.config.daemon.log.level, max_bytes, backups,
+                   self.log_to_stderr)  # fmt: skip
+        log.info("starting", extra={"pid": self.pid, "root": str(self.paths.root)})
+        self._build()
+        started: list[Subsystem] = []
+        try:
+            for sub in self.subsystems:
+                await sub.start()
+                started.append(sub)
+        except Exception as exc:
+            for sub in reversed(started):
+                with contextlib.suppress(Exception):
+                    await sub.stop(fast=True)
+            if isinstance(exc, (StartupError, OSError)):
+                raise StartupError(str(exc)) from None
+            raise
+        self.lock.write_pid()
+        self._install_signals()
+        self._started = True
+        self._spawn(self._heartbeat())
+        self.router.publish("daemon.started", {"pid": self.pid}, "daemon")
+        sd_notify(f"READY=1\nMAINPID={self.pid}")
+        log.info("ready", extra={"socket": str(self.paths.socket)})
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, False, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, False, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_quietly()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- main loop -------------------------------------------------------------------
+    def request_stop(self, fast: bool = False, reason: str = "") -> None:
+        """First call: graceful stop. A second call (or fast=True): skip the grace."""
+        if self.stop_requested.is_set() or fast:
+            self.fast_stop.set()
+        if not self.stop_requested.is_set():
+            self.stop_reason = reason
+            log.info("stop requested", extra={"reason": reason, "fast": self.fast_stop.is_set()})
+        self.stop_requested.set()
+
+    async def main_loop(self) -> None:
+        await self.stop_requested.wait()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.heartbeat_at = time.time()
+            self.write_state()
+            await asyncio.sleep(self.config.daemon.heartbeat_interval_seconds)
+
+    def write_state(self) -> None:
+        try:
+            write_json_atomic(self.paths.state_file, self.status())
+        except OSError as exc:
+            # A full disk must not kill the daemon: the status stays available over RPC.
+            log.error("cannot write state.json", extra={"error": str(exc)})
+
+    def status(self) -> dict[str, Any]:
+        subsystems = {}
+        for sub in self.subsystems:
+            try:
+                subsystems[sub.name] = sub.status()
+            except Exception as exc:  # one broken status must not hide the others
+                subsystems[sub.name] = {"state": "error", "error": str(exc)}
+        return {
+            "pid": self.pid,
+            "root": str(self.paths.root),
+            "started_at": self.started_at,
+            "uptime_s": round(time.monotonic() - self._started_mono, 3),
+            "heartbeat_at": self.heartbeat_at,
+            "state": "stopping" if self.stop_requested.is_set() else "running",
+            "config": {"path": str(self.paths.config_file), **self.reload_state},
+            "subsystems": subsystems,
+        }
+
+    # ---- reload ----------------------------------------------------------------------
+    async def reload(self) -> dict[str, Any]:
+        """Validate the config file completely, then apply it section by section."""
+        sd_notify("RELOADING=1")
+        self.router.publish("daemon.reloading", {}, "daemon")
+        try:
+            new = load_file(self.paths.config_file)
+        except ValidationError as exc:
+            issues = [str(i) for i in exc.issues]
+            self.reload_state = {"status": "reload_failed", "errors": issues, "at": time.time()}
+            for issue in issues:
+                log.error("reload rejected; still running on the previous config",
+                          extra={"error": issue})  # fmt: skip
+            self.write_state()
+            sd_notify("READY=1")
+            raise errors.ConfigInvalid(
+                f"config not reloaded ({len(issues)} error(s)): " + "; ".join(issues),
+                {"errors": issues},
+            ) from None
+        self.config = new
+        max_bytes, backups = _log_size(new)
+        logs.reconfigure(new.daemon.log.level, max_bytes, backups)
+        for sub in self.subsystems:
+            await sub.apply_config(new)
+        self.reload_state = {"status": "ok", "errors": [], "at": time.time()}
+        self.write_state()
+        self.router.publish("daemon.reloaded", {}, "daemon")
+        sd_notify("READY=1")
+        log.info("config reloaded")
+        return {"reloaded": True, "config": str(self.paths.config_file)}
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(errors.ConfigInvalid):
+            await self.reload()
+
+    # ---- shutdown --------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        log.info("stopping", extra={"reason": self.stop_reason})
+        self.router.publish("daemon.stopping", {"reason": self.stop_reason}, "daemon")
+        for sub in reversed(self.subsystems):
+            try:
+                await sub.stop(fast=self.fast_stop.is_set())
+            except Exception:
+                log.exception("subsystem failed to stop cleanly", extra={"subsystem": sub.name})
+        for task in list(self._background):
+            task.cancel()
+        self.paths.state_file.unlink(missing_ok=True)
+        self.lock.release()
+        log.info("stopped")
+
+    async def serve(self) -> None:
+        await self.startup()
+        try:
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+
+    def run(self) -> int:
+        """Run until stopped; 0 on a clean stop. Raises StartupError/AlreadyRunning."""
+        asyncio.run(self.serve())
+        return 0

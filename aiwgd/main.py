@@ -1,0 +1,37 @@
+"""`aiwgd`: run the daemon in the foreground (Docker, systemd, launchd, a terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aiwgd.daemon import Daemon, StartupError
+from aiwgd.pidlock import AlreadyRunning
+from config import Paths, resolve_root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aiwgd", description="aiwg daemon (foreground)")
+    parser.add_argument("--root", help="project root (default: $AIWG_ROOT or the cwd)")
+    parser.add_argument("--foreground", action="store_true", help="accepted; always true")
+    parser.add_argument(
+        "--no-stderr-log",
+        action="store_true",
+        help="log only to .aiwg/daemon/daemon.log (used by `aiwg start`)",
+    )
+    args = parser.parse_args(argv)
+    paths = Paths(resolve_root(args.root))
+    try:
+        return Daemon(paths, log_to_stderr=not args.no_stderr_log).run()
+    except AlreadyRunning as exc:
+        print(f"aiwgd: {exc}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"aiwgd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

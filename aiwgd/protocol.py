@@ -1,0 +1,139 @@
+"""JSON-RPC 2.0 envelope handling, to the letter of the specification.
+
+jsonrpcserver dispatches one well-formed request to its method and shapes the response;
+it is kept behind this module. Everything it does not do the way the spec says is
+handled here: per-element errors in a batch, the empty batch, notifications that never
+get a reply (not even an error), ids of the wrong type, named-only params.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jsonrpcserver import JsonRpcError, Success, async_dispatch_to_response
+from jsonrpcserver.response import to_serializable
+
+from aiwgd import errors
+
+log = logging.getLogger("aiwgd.rpc")
+
+# A method as the protocol sees it: context + named params in, a JSON value out.
+Handler = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+
+_NO_ID = object()
+
+
+def error_object(code: int, message: str, data: Any = None, id_: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "error": err, "id": id_}
+
+
+def encode(obj: Any) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _valid_id(value: Any) -> bool:
+    # The spec allows String, Number or Null; a bool is not a Number here.
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    )
+
+
+def _envelope_problem(req: Any) -> str | None:
+    if not isinstance(req, dict):
+        return "a request must be a JSON object"
+    if req.get("jsonrpc") != "2.0":
+        return 'member "jsonrpc" must be exactly "2.0"'
+    if not isinstance(req.get("method"), str):
+        return 'member "method" must be a string'
+    if "params" in req and not isinstance(req["params"], (dict, list)):
+        return 'member "params" must be an object or an array'
+    if "id" in req and not _valid_id(req["id"]):
+        return 'member "id" must be a string, a number or null'
+    extra = set(req) - {"jsonrpc", "method", "params", "id"}
+    if extra:
+        return f"unknown member(s): {', '.join(sorted(extra))}"
+    return None
+
+
+class Dispatcher:
+    """Turns one received line into the reply line (or None: nothing to send)."""
+
+    def __init__(self, handlers: dict[str, Handler]) -> None:
+        self.handlers = handlers
+        self._methods = {name: self._wrap(name, fn) for name, fn in handlers.items()}
+
+    def _wrap(self, name: str, fn: Handler) -> Callable[..., Awaitable[Any]]:
+        async def method(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+            if args:
+                raise JsonRpcError(
+                    errors.INVALID_PARAMS,
+                    "Invalid params: params must be an object of named params, not an array",
+                )
+            try:
+                return Success(await fn(ctx, kwargs))
+            except errors.RpcError as exc:
+                raise JsonRpcError(exc.code, exc.message, exc.data) from None
+            except Exception as exc:
+                log.exception("method failed", extra={"method": name})
+                raise JsonRpcError(
+                    errors.INTERNAL_ERROR,
+                    "Internal error",
+                    {"detail": f"{type(exc).__name__}: {exc}"},
+                ) from None
+
+        return method
+
+    async def handle(self, line: bytes, ctx: Any) -> bytes | None:
+        try:
+            payload = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            # ValueError covers undecodable UTF-8 and over-long integer literals too.
+            return encode(
+                error_object(errors.PARSE_ERROR, "Parse error", {"detail": str(exc)[:200]})
+            )
+        if isinstance(payload, list):
+            if not payload:
+                return encode(
+                    error_object(
+                        errors.INVALID_REQUEST, "Invalid Request", {"detail": "empty batch"}
+                    )
+                )
+            # Elements run concurrently: a slow one (task.wait) does not hold up the rest.
+            done = await asyncio.gather(*(self.one(req, ctx) for req in payload))
+            replies = [r for r in done if r is not None]
+            return encode(replies) if replies else None
+        reply = await self.one(payload, ctx)
+        return None if reply is None else encode(reply)
+
+    async def one(self, req: Any, ctx: Any) -> dict[str, Any] | None:
+        problem = _envelope_problem(req)
+        if problem is not None:
+            # A malformed object with an "id" still gets null: the id cannot be trusted.
+            return error_object(errors.INVALID_REQUEST, "Invalid Request", {"detail": problem})
+        is_notification = "id" not in req
+        if req["method"] not in self._methods:
+            if is_notification:
+                return None
+            return error_object(
+                errors.METHOD_NOT_FOUND, "Method not found", {"method": req["method"]}, req["id"]
+            )
+        response = await async_dispatch_to_response(
+            req, self._methods, context=ctx, deserializer=_identity, validator=_identity
+        )
+        if response is None or is_notification:
+            return None
+        result: dict[str, Any] = to_serializable(response)
+        return result

@@ -1,0 +1,1 @@
+"""The aiwg command-line client (imports nothing heavy from the daemon)."""

@@ -1,0 +1,164 @@
+"""Start, stop and inspect a daemon from outside it (stdlib only)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cli.client import Client, ClientError, DaemonNotRunning
+from config.paths import Paths
+
+START_TIMEOUT_S = 10.0
+
+
+class CtlError(Exception):
+    """A failure to report as one line with exit code 1."""
+
+
+def read_pid(paths: Paths) -> int | None:
+    try:
+        return int(paths.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def lock_held(paths: Paths) -> bool:
+    """True while a live daemon holds the instance lock (the kernel's word, not a file's)."""
+    try:
+        fd = os.open(paths.lock_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our shared lock at once
+    return False
+
+
+def running_pid(paths: Paths) -> int | None:
+    """The live daemon's PID, or None."""
+    if not lock_held(paths):
+        return None
+    return read_pid(paths) or -1
+
+
+def clean_stale(paths: Paths) -> list[str]:
+    """Remove files a killed daemon left behind; only when no daemon holds the lock."""
+    if lock_held(paths):
+        return []
+    removed = []
+    for path in (paths.pid_file, paths.socket, paths.state_file):
+        if path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(str(path))
+    return removed
+
+
+def _tail(path: Path, lines: int = 20) -> list[str]:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            return fh.read().decode(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def _failure_reason(paths: Paths, log_offset: int) -> str:
+    """Why a detached start failed: its own stderr, else the log's last error."""
+    out = [ln for ln in _tail(paths.out_file) if ln.strip()]
+    if out:
+        return out[-1].removeprefix("aiwgd: ") if len(out) == 1 else " / ".join(out[-3:])
+    for line in reversed(_tail(paths.log_file, 50)):
+        with contextlib.suppress(ValueError):
+            rec = json.loads(line)
+            if rec.get("level") in ("error", "critical"):
+                return str(rec.get("msg", line))
+    return "no reason recorded (see .aiwg/daemon/daemon.out)"
+
+
+def start_detached(paths: Paths) -> int:
+    """Start the daemon in its own session; return its PID once `ping` answers."""
+    pid = running_pid(paths)
+    if pid is not None:
+        raise CtlError(f"already running (PID {pid})")
+    paths.daemon_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.daemon_dir, 0o700)
+    log_offset = paths.log_file.stat().st_size if paths.log_file.exists() else 0
+    fd = os.open(paths.out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    cmd = [sys.executable, "-m", "aiwgd", "--root", str(paths.root), "--no-stderr-log"]
+    with os.fdopen(fd, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            start_new_session=True, cwd=paths.root, close_fds=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise CtlError(f"daemon failed to start: {_failure_reason(paths, log_offset)}")
+        try:
+            with Client(paths.root, timeout=1.0) as c:
+                if c.call("ping") == "pong":
+                    return proc.pid
+        except (ClientError, TimeoutError):
+            pass
+        time.sleep(0.05)
+    raise CtlError(
+        f"daemon (PID {proc.pid}) did not answer within {START_TIMEOUT_S:.0f}s: "
+        f"{_failure_reason(paths, log_offset)}"
+    )
+
+
+def _wait_gone(paths: Paths, pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not lock_held(paths):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def stop(paths: Paths, timeout: float = 60.0, fast: bool = False) -> tuple[int | None, list[str]]:
+    """Stop the daemon and wait until it is gone; returns (pid or None, stale files removed)."""
+    pid = running_pid(paths)
+    if pid is None:
+        return None, clean_stale(paths)
+    try:
+        with Client(paths.root, timeout=5.0) as c:
+            c.call("daemon.stop", fast=fast)
+    except (ClientError, TimeoutError):
+        # The socket does not answer: fall back to the signal every init system uses.
+        if pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(paths, pid, timeout):
+        raise CtlError(f"daemon (PID {pid}) did not stop within {timeout:.0f}s")
+    return pid, []
+
+
+def status(paths: Paths) -> tuple[int, dict[str, Any]]:
+    """(exit code per LSB: 0 running, 3 not running, 1 running but not answering, info)."""
+    try:
+        with Client(paths.root, timeout=5.0) as c:
+            return 0, {"running": True, "answering": True, **c.call("daemon.status")}
+    except (DaemonNotRunning, ClientError, TimeoutError) as exc:
+        reason = str(exc)
+    snapshot: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        snapshot = json.loads(paths.state_file.read_text())
+    pid = running_pid(paths)
+    if pid is None:
+        return 3, {"running": False, "last_state": snapshot or None}
+    return 1, {"running": True, "answering": False, "pid": pid, "error": reason,
+               "last_state": snapshot or None}  # fmt: skip

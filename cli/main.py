@@ -1,0 +1,249 @@
+"""`aiwg`: the thin command-line client. Talks to the daemon only over its socket.
+
+Exit codes: 0 ok, 1 error (one line on stderr), 2 usage, 3 daemon not running.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cli import daemonctl, render
+from cli.client import Client, ClientError, DaemonNotRunning, RpcError
+from cli.daemonctl import CtlError
+from config.paths import Paths, resolve_root
+
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    rich_markup_mode=None, help="aiwg: control the aiwgd automation daemon.",
+)  # fmt: skip
+config_app = typer.Typer(no_args_is_help=True, help="Validate, show or create the config.")
+app.add_typer(config_app, name="config")
+
+Root = Annotated[
+    str | None, typer.Option("--root", help="project root (default $AIWG_ROOT or cwd)")
+]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
+
+
+class Opts:
+    """Global options (`aiwg --json --root DIR CMD`); per-command ones override them."""
+
+    root: str | None = None
+    json: bool = False
+
+
+def paths_for(root: str | None) -> Paths:
+    return Paths(resolve_root(root or Opts.root))
+
+
+def want_json(flag: bool) -> bool:
+    return flag or Opts.json
+
+
+def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif human is not None:
+        typer.echo(human)
+
+
+def client(root: str | None, timeout: float | None = 30.0) -> Client:
+    return Client(paths_for(root).root, timeout=timeout)
+
+
+@app.callback()
+def _global(root: Root = None, json_out: Json = False) -> None:
+    Opts.root, Opts.json = root, json_out
+
+
+@app.command()
+def start(
+    foreground: Annotated[bool, typer.Option("--foreground", help="run in this terminal")] = False,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
+    """Start the daemon (detached unless --foreground)."""
+    paths = paths_for(root)
+    if foreground:
+        from aiwgd.main import main as daemon_main  # only this path loads the daemon
+
+        raise typer.Exit(daemon_main(["--root", str(paths.root)]))
+    pid = daemonctl.start_detached(paths)
+    emit({"started": True, "pid": pid}, want_json(json_out), f"aiwgd started (PID {pid})")
+
+
+@app.command()
+def stop(
+    fast: Annotated[bool, typer.Option("--fast", help="skip the grace period")] = False,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
+    """Stop the daemon and wait until it is gone."""
+    pid, cleaned = daemonctl.stop(paths_for(root), fast=fast)
+    if pid is None:
+        note = f" (removed stale {', '.join(cleaned)})" if cleaned else ""
+        emit({"stopped": False, "running": False, "cleaned": cleaned}, want_json(json_out),
+             f"aiwgd is not running{note}")  # fmt: skip
+        return
+    emit({"stopped": True, "pid": pid}, want_json(json_out), f"aiwgd stopped (PID {pid})")
+
+
+@app.command()
+def restart(root: Root = None, json_out: Json = False) -> None:
+    """Stop (if running), then start detached."""
+    paths = paths_for(root)
+    daemonctl.stop(paths)
+    pid = daemonctl.start_detached(paths)
+    emit({"started": True, "pid": pid}, want_json(json_out), f"aiwgd restarted (PID {pid})")
+
+
+@app.command()
+def status(root: Root = None, json_out: Json = False) -> None:
+    """Show pid, uptime, config state and subsystems (exit 0 running, 3 not running)."""
+    code, info = daemonctl.status(paths_for(root))
+    emit(info, want_json(json_out), render.status(info))
+    raise typer.Exit(code)
+
+
+@app.command()
+def ping(root: Root = None, json_out: Json = False) -> None:
+    """Check that the daemon answers."""
+    import time
+
+    t0 = time.perf_counter()
+    with client(root) as c:
+        result = c.call("ping")
+    ms = (time.perf_counter() - t0) * 1000
+    emit({"result": result, "ms": round(ms, 3)}, want_json(json_out), f"{result} ({ms:.1f} ms)")
+
+
+@app.command()
+def logs(
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="lines to show")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing new lines")] = False,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
+    """Show the daemon log (readable form; --json prints the raw JSON lines)."""
+    render.show_log(paths_for(root).log_file, lines, follow, want_json(json_out))
+
+
+@app.command()
+def rpc(
+    method: Annotated[str, typer.Argument(help="e.g. daemon.status")],
+    params: Annotated[str, typer.Argument(help="named params as a JSON object")] = "{}",
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
+    """Call any RPC method and print its result as JSON."""
+    try:
+        parsed = json.loads(params)
+    except ValueError as exc:
+        raise CtlError(f"PARAMS_JSON is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise CtlError("PARAMS_JSON must be a JSON object of named params")
+    with client(root, timeout=None) as c:
+        typer.echo(json.dumps(c.call(method, **parsed), indent=2, default=str))
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Annotated[str | None, typer.Argument(help="default: .aiwg/daemon.json")] = None,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
+    """Check a config file; lists every error (exit 1 if any)."""
+    from pathlib import Path
+
+    from config import ValidationError, load_file
+
+    path = Path(file) if file else paths_for(root).config_file
+    try:
+        load_file(path)
+    except ValidationError as exc:
+        issues = [str(i) for i in exc.issues]
+        if want_json(json_out):
+            emit({"valid": False, "file": str(path), "errors": issues}, True)
+        else:
+            for issue in issues:
+                typer.echo(
+                    f"{path}: {issue}" if not issue.startswith(str(path)) else issue, err=True
+                )
+        raise typer.Exit(EXIT_ERROR) from None
+    emit({"valid": True, "file": str(path)}, want_json(json_out), f"{path}: valid")
+
+
+@config_app.command("show")
+def config_show(root: Root = None, json_out: Json = False) -> None:
+    """Print the effective config (file merged over defaults) as JSON."""
+    from config import defaults, load_file, to_json
+
+    path = paths_for(root).config_file
+    cfg = load_file(path) if path.exists() else defaults()
+    typer.echo(to_json(cfg), nl=False)
+
+
+@config_app.command("init")
+def config_init(
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
+    """Write the default config to .aiwg/daemon.json."""
+    from config import defaults, to_json, write_atomic
+
+    path = paths_for(root).config_file
+    if path.exists() and not force:
+        raise CtlError(f"{path} already exists; use --force to overwrite it")
+    write_atomic(path, to_json(defaults()))
+    emit({"written": str(path)}, want_json(json_out), f"wrote {path}")
+
+
+def _register_extensions() -> None:
+    # Command groups of later capabilities live in their own modules.
+    from cli import commands
+
+    commands.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn every failure into one line and an exit code."""
+    _register_extensions()
+    try:
+        rv = app(args=argv, prog_name="aiwg", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except DaemonNotRunning as exc:
+        typer.echo(f"aiwg: {exc}", err=True)
+        return EXIT_NOT_RUNNING
+    except RpcError as exc:
+        typer.echo(f"aiwg: error {exc.code}: {exc.message}", err=True)
+        return EXIT_ERROR
+    except (CtlError, ClientError, TimeoutError, OSError) as exc:
+        typer.echo(f"aiwg: {exc}", err=True)
+        return EXIT_ERROR
+    except Exception as exc:  # click's usage errors and anything unforeseen
+        return _other(exc)
+    return rv if isinstance(rv, int) else 0
+
+
+def _other(exc: Exception) -> int:
+    if isinstance(exc, typer.Abort):
+        typer.echo("aiwg: aborted", err=True)
+        return EXIT_ERROR
+    show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+    if callable(show) and isinstance(code, int):
+        show()  # click's usage errors print themselves (exit 2)
+        return code
+    typer.echo(f"aiwg: unexpected error: {type(exc).__name__}: {exc}", err=True)
+    return EXIT_ERROR
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Human-readable output: status, durations, log lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _subsystem_line(name: str, info: dict[str, Any]) -> str:
+    state = info.get("state", "?")
+    extras = ", ".join(
+        f"{k}={v}" for k, v in info.items() if k != "state" and isinstance(v, (int, float, str))
+    )
+    return f"  {name:<12} {state}" + (f"  ({extras})" if extras else "")
+
+
+def status(info: dict[str, Any]) -> str:
+    if not info.get("running"):
+        last = info.get("last_state")
+        tail = ""
+        if last:
+            tail = f" (stale state from PID {last.get('pid')}, last heartbeat " \
+                   f"{_ago(last.get('heartbeat_at'))})"  # fmt: skip
+        return f"aiwgd is not running{tail}"
+    if not info.get("answering"):
+        return f"aiwgd is running (PID {info.get('pid')}) but not answering: {info.get('error')}"
+    cfg = info.get("config", {})
+    lines = [
+        f"aiwgd is running (PID {info['pid']}), up {duration(info.get('uptime_s'))}",
+        f"root:    {info.get('root')}",
+        f"config:  {cfg.get('path')} [{cfg.get('status')}]",
+    ]
+    for err in cfg.get("errors", []):
+        lines.append(f"  reload error: {err}")
+    tasks = info.get("subsystems", {}).get("supervisor")
+    if tasks:
+        lines.append(f"tasks:   {tasks.get('running', 0)} running, {tasks.get('queued', 0)} queued"
+                     f" (cap {tasks.get('cap', '?')})")  # fmt: skip
+    lines.append("subsystems:")
+    lines += [_subsystem_line(k, v) for k, v in info.get("subsystems", {}).items()]
+    return "\n".join(lines)
+
+
+def _ago(stamp: float | None) -> str:
+    return "never" if not stamp else f"{duration(time.time() - stamp)} ago"
+
+
+def log_line(raw: str) -> str:
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return raw.rstrip("\n")
+    if not isinstance(rec, dict):
+        return raw.rstrip("\n")
+    known = ("time", "level", "logger", "msg", "exc")
+    fields = " ".join(f"{k}={v}" for k, v in rec.items() if k not in known)
+    out = f"{rec.get('time', '')} {str(rec.get('level', '')).upper():<7} " \
+          f"{rec.get('logger', '')}: {rec.get('msg', '')}"  # fmt: skip
+    out = f"{out} {fields}" if fields else out
+    return out + ("\n" + rec["exc"] if rec.get("exc") else "")
+
+
+def _last_lines(path: Path, n: int) -> list[str]:
+    if n == 0:
+        return []
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        chunk = 65536
+        data = b""
+        while size > 0 and data.count(b"\n") <= n:
+            step = min(chunk, size)
+            size -= step
+            fh.seek(size)
+            data = fh.read(step) + data
+    return data.decode(errors="replace").splitlines()[-n:]
+
+
+def show_log(path: Path, lines: int, follow: bool, raw: bool) -> None:
+    """Print the last `lines` log lines; with follow, keep printing across rotations."""
+    fmt = (lambda s: s.rstrip("\n")) if raw else log_line
+    if path.exists():
+        for line in _last_lines(path, lines):
+            print(fmt(line))
+    elif not follow:
+        print(f"no log yet at {path}", file=sys.stderr)
+        return
+    if not follow:
+        return
+    _follow(path, fmt)
+
+
+def _follow(path: Path, fmt: Any) -> None:
+    fh = None
+    inode = None
+    first = True  # the first open starts at the end; a reopen after rotation at the top
+    try:
+        while True:
+            if fh is None and path.exists():
+                fh = path.open("r", encoding="utf-8", errors="replace")
+                inode = os.fstat(fh.fileno()).st_ino
+                if first:
+                    fh.seek(0, os.SEEK_END)
+                    first = False
+            chunk = fh.read() if fh else ""
+            if chunk:
+                for line in chunk.splitlines():
+                    print(fmt(line), flush=True)
+                continue
+            # Rotation renames the file: reopen when the name points at a new inode.
+            try:
+                if fh is not None and os.stat(path).st_ino != inode:
+                    fh.close()
+                    fh = None
+                    continue
+            except FileNotFoundError:
+                pass
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if fh is not None:
+            fh.close()

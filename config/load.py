@@ -1,0 +1,81 @@
+"""Reading, validating and writing `.aiwg/daemon.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from config.model import Config
+from config.schema import Issue, ValidationError, dump, parse
+
+
+def parse_config(data: Any) -> Config:
+    """Validate already-decoded JSON into a Config (missing keys take defaults)."""
+    if not isinstance(data, dict):
+        raise ValidationError([Issue("", "the config file must hold a JSON object")])
+    result: Config = parse(Config, data)
+    return result
+
+
+def decode(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            [
+                Issue(
+                    "", f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+                )
+            ]
+        ) from None
+
+
+def load_file(path: Path) -> Config:
+    """Load and validate one config file; ValidationError lists every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError([Issue("", f"{path}: no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError([Issue("", f"{path}: cannot read: {exc}")]) from None
+    return parse_config(decode(text, str(path)))
+
+
+def defaults() -> Config:
+    return Config()
+
+
+def to_json(cfg: Config) -> str:
+    return json.dumps(dump(cfg), indent=2) + "\n"
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write temp + fsync + rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_or_create(path: Path) -> Config:
+    """Load the config file, writing the defaults first if there is none."""
+    if not path.exists():
+        cfg = defaults()
+        write_atomic(path, to_json(cfg))
+        return cfg
+    return load_file(path)

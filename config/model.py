@@ -1,0 +1,247 @@
+"""The configuration model: one dataclass per section of `.aiwg/daemon.json`.
+
+Defaults and key names match the original AIWG daemon so its files load unchanged.
+Adding a section means adding one class here (or in a sibling module) and one field
+on `Config`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from config.schema import spec
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+FILE_EVENTS = ("create", "modify", "delete")
+
+
+def env_name(value: str) -> str | None:
+    if not ENV_NAME.match(value):
+        return (
+            "is not an environment variable name (secrets never live in the config: "
+            "put the secret in the environment and name the variable here)"
+        )
+    return None
+
+
+def cron_expr(value: str) -> str | None:
+    # Imported here: croniter is heavy and only validation needs it.
+    from config.cron import cron_error
+
+    return cron_error(value)
+
+
+def regex(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"is not a valid regular expression ({exc})"
+    return None
+
+
+def timezone_name(value: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return 'is not a known IANA time zone (e.g. "Europe/Berlin", "UTC")'
+    return None
+
+
+@dataclass
+class LogSection:
+    max_size_mb: float = spec(50, gt=0, le=10_000, doc="rotate daemon.log at this size")
+    max_files: int = spec(5, ge=1, le=100, doc="rotated files kept (daemon.log.1 .. .N)")
+    level: str = spec("info", choices=LOG_LEVELS)
+
+
+@dataclass
+class DaemonSection:
+    heartbeat_interval_seconds: float = spec(30, gt=0, le=86_400)
+    max_parallel_actions: int = spec(3, ge=1, le=256, doc="concurrency cap for tasks")
+    action_timeout_minutes: float = spec(120, gt=0, le=10_080, doc="default task timeout")
+    stop_grace_seconds: float = spec(10, ge=0, le=3_600, doc="SIGTERM to SIGKILL wait")
+    max_request_bytes: int = spec(
+        1_048_576, ge=1_024, le=256 * 1_048_576, doc="longest accepted RPC line"
+    )
+    log: LogSection = spec(factory=LogSection)
+
+
+@dataclass
+class WatchPath:
+    path: str = spec(min_len=1)
+    events: list[str] = spec(factory=lambda: list(FILE_EVENTS))
+    ignore: list[str] = spec(factory=list, doc="gitignore-style globs, relative to path")
+    extensions: list[str] = spec(factory=list, doc='e.g. [".py", ".test.ts"]; empty = all')
+
+    def validate(self) -> list[tuple[str, str]]:
+        return [
+            (f"events[{i}]", f'"{e}" is not a file event (must be one of {", ".join(FILE_EVENTS)})')
+            for i, e in enumerate(self.events)
+            if e not in FILE_EVENTS
+        ]
+
+
+def _default_watch_paths() -> list[WatchPath]:
+    return [
+        WatchPath(".aiwg/", list(FILE_EVENTS), ["*.tmp", "working/**", "daemon/**"]),
+        WatchPath("src/", ["modify"], [], [".ts", ".js", ".mjs"]),
+        WatchPath("test/", ["modify"], [], [".test.ts", ".test.js"]),
+    ]
+
+
+@dataclass
+class WatchSection:
+    enabled: bool = True
+    debounce_ms: int = spec(2000, ge=0, le=3_600_000)
+    paths: list[WatchPath] = spec(factory=_default_watch_paths)
+
+
+@dataclass
+class WebhookEndpoint:
+    path: str = spec(min_len=1)
+    method: str = spec("POST", choices=("GET", "POST", "PUT"))
+
+
+@dataclass
+class WebhookSection:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = spec(9471, ge=1, le=65_535)
+    secret_env: str = spec("AIWG_WEBHOOK_SECRET", check=env_name)
+    endpoints: list[WebhookEndpoint] = spec(
+        factory=lambda: [WebhookEndpoint("/ci", "POST"), WebhookEndpoint("/health", "GET")]
+    )
+
+
+@dataclass
+class Action:
+    """What a rule or a scheduled job does. Fields used depend on `type`."""
+
+    type: Literal["task", "emit", "webhook", "log"]
+    prompt: str | None = None
+    command: list[str] | None = None
+    agent: str | None = None
+    priority: int | str | None = None
+    timeout_s: float | None = spec(None, gt=0)
+    event_type: str | None = None
+    data: dict[str, Any] | None = None
+    url: str | None = None
+    secret_env: str | None = spec(None, check=env_name)
+    message: str | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        needs = {
+            "task": (),
+            "emit": ("event_type",),
+            "webhook": ("url",),
+            "log": ("message",),
+        }[self.type]
+        out = [
+            (n, f'is required for a "{self.type}" action')
+            for n in needs
+            if getattr(self, n) is None
+        ]
+        if self.type == "task" and (self.prompt is None) == (self.command is None):
+            out.append(("", 'a "task" action needs exactly one of "prompt" or "command"'))
+        if self.command is not None and not self.command:
+            out.append(("command", "must not be empty"))
+        if self.url is not None and not re.match(r"^https?://", self.url):
+            out.append(("url", f'"{self.url}" is not an http:// or https:// URL'))
+        return out
+
+
+@dataclass
+class ScheduleJob:
+    id: str = spec(min_len=1)
+    cron: str = spec(check=cron_expr)
+    action: str | Action = spec(doc="a label carried in cron.fired, or an action that runs")
+    timezone: str | None = spec(None, check=timezone_name)
+    enabled: bool = True
+    overlap: str = spec("skip", choices=("skip", "queue", "allow"))
+    catch_up: bool = False
+
+
+def _default_jobs() -> list[ScheduleJob]:
+    return [
+        ScheduleJob("health-check", "0 */6 * * *", "doctor"),
+        ScheduleJob("artifact-audit", "0 9 * * 1", "validate-metadata"),
+    ]
+
+
+@dataclass
+class ScheduleSection:
+    enabled: bool = True
+    jobs: list[ScheduleJob] = spec(factory=_default_jobs)
+
+    def validate(self) -> list[tuple[str, str]]:
+        return _duplicate_ids("jobs", [j.id for j in self.jobs])
+
+
+CONDITION_OPS = (
+    "eq", "ne", "in", "contains", "matches", "glob",
+    "gt", "gte", "lt", "lte", "exists", "not_exists",
+)  # fmt: skip
+
+
+@dataclass
+class Trigger:
+    type: str = spec(min_len=1, doc="event type glob, e.g. file.*")
+    source: str | None = None
+
+
+@dataclass
+class Condition:
+    field: str = spec(min_len=1, doc="dotted path into the event, e.g. data.path")
+    op: str = spec(choices=CONDITION_OPS)
+    value: Any = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.op == "matches":
+            reason = regex(self.value) if isinstance(self.value, str) else "is not a string"
+            if reason:
+                return [("value", f"{self.value!r} {reason}")]
+        if self.op == "in" and not isinstance(self.value, list):
+            return [("value", 'must be a list for op "in"')]
+        return []
+
+
+@dataclass
+class Rule:
+    id: str = spec(min_len=1)
+    trigger: Trigger = spec()
+    action: Action = spec()
+    description: str = ""
+    conditions: list[Condition] = spec(factory=list)
+    cooldown_s: float = spec(0, ge=0)
+    max_per_minute: int = spec(30, ge=1, le=10_000)
+    enabled: bool = True
+    requires_approval: bool = False
+
+
+def _duplicate_ids(key: str, ids: list[str]) -> list[tuple[str, str]]:
+    seen: set[str] = set()
+    out = []
+    for i, ident in enumerate(ids):
+        if ident in seen:
+            out.append((f"{key}[{i}].id", f'"{ident}" is used twice; ids must be unique'))
+        seen.add(ident)
+    return out
+
+
+@dataclass
+class Config:
+    """The whole validated configuration; one instance per (re)load."""
+
+    daemon: DaemonSection = spec(factory=DaemonSection)
+    watch: WatchSection = spec(factory=WatchSection)
+    webhook: WebhookSection = spec(factory=WebhookSection)
+    schedule: ScheduleSection = spec(factory=ScheduleSection)
+    rules: list[Rule] = spec(factory=list)
+
+    def validate(self) -> list[tuple[str, str]]:
+        return _duplicate_ids("rules", [r.id for r in self.rules])

@@ -1,0 +1,93 @@
+"""Where everything lives on disk, derived from the project root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT_ENV = "AIWG_ROOT"
+
+
+def resolve_root(option: str | os.PathLike[str] | None = None) -> Path:
+    """Project root: the --root option, else $AIWG_ROOT, else the current directory."""
+    raw = option or os.environ.get(ROOT_ENV) or os.getcwd()
+    return Path(raw).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def aiwg_dir(self) -> Path:
+        return self.root / ".aiwg"
+
+    @property
+    def config_file(self) -> Path:
+        return self.aiwg_dir / "daemon.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.aiwg_dir / "daemon.pid"
+
+    @property
+    def daemon_dir(self) -> Path:
+        return self.aiwg_dir / "daemon"
+
+    @property
+    def socket(self) -> Path:
+        return self.daemon_dir / "daemon.sock"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.daemon_dir / "lock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.daemon_dir / "state.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.daemon_dir / "daemon.log"
+
+    @property
+    def out_file(self) -> Path:
+        return self.daemon_dir / "daemon.out"
+
+    @property
+    def tasks_file(self) -> Path:
+        return self.daemon_dir / "tasks.json"
+
+    @property
+    def tasks_journal(self) -> Path:
+        return self.daemon_dir / "tasks.journal"
+
+    @property
+    def task_logs_dir(self) -> Path:
+        return self.daemon_dir / "tasks"
+
+    @property
+    def events_file(self) -> Path:
+        return self.daemon_dir / "events.jsonl"
+
+    @property
+    def dlq_file(self) -> Path:
+        return self.daemon_dir / "dlq.jsonl"
+
+    @property
+    def runtime_state_file(self) -> Path:
+        """Small persisted runtime facts: last cron fires, rules switched off by RPC."""
+        return self.daemon_dir / "runtime.json"
+
+    def socket_address(self) -> str:
+        """The path to bind/connect, shortened if the absolute one is over the limit.
+
+        AF_UNIX paths are capped near 107 bytes; deep project dirs exceed it, so fall
+        back to a path relative to the cwd when that is shorter.
+        """
+        full = str(self.socket)
+        if len(full.encode()) < 100:
+            return full
+        rel = os.path.relpath(full)
+        return rel if len(rel.encode()) < len(full.encode()) else full

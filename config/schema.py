@@ -1,0 +1,317 @@
+"""A small declarative validator: dataclasses in, precise errors out.
+
+Config sections and RPC params are both dataclasses whose fields carry their rules
+(range, choices, a check function). `parse()` turns JSON data into an instance or raises
+`ValidationError` listing *every* problem with its key path, the bad value and what is
+allowed; `json_schema()` describes the same class for `rpc.discover`. Stdlib only, so
+the CLI can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass
+from typing import Any, Literal, Union
+
+# A check returns None when the value is fine, else a reason ("is not a valid cron
+# expression"). It runs after the type check, so it sees a value of the right type.
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ValidationError(ValueError):
+    """Raised with every issue found, not just the first."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(str(i) for i in issues))
+
+
+def spec(
+    default: Any = MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    gt: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+    check: Check | None = None,
+    doc: str = "",
+    min_len: int | None = None,
+    max_len: int | None = None,
+) -> Any:
+    """A dataclass field with validation rules attached."""
+    meta = {
+        "ge": ge,
+        "le": le,
+        "gt": gt,
+        "choices": choices,
+        "check": check,
+        "doc": doc,
+        "min_len": min_len,
+        "max_len": max_len,
+    }
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def show(value: Any) -> str:
+    """Render a bad value for an error message, kept short."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+_JSON_TYPE = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return "an object"
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict:
+        return "an object"
+    if origin is Literal:
+        return "one of " + ", ".join(json.dumps(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    return _JSON_TYPE.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.issues.append(Issue(path, message))
+
+    def value(self, tp: Any, data: Any, path: str) -> Any:
+        if tp is Any:
+            return data
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if dataclasses.is_dataclass(tp):
+            return self.obj(tp, data, path)
+        if origin in (Union, types.UnionType):
+            return self.union(tp, args, data, path)
+        if origin is Literal:
+            if data in args and type(data) is type(args[args.index(data)]):
+                return data
+            self.fail(path, f"{show(data)} is not allowed (must be {_describe(tp)})")
+            return None
+        if origin is list:
+            if not isinstance(data, list):
+                self.fail(path, f"{show(data)} is not {_describe(tp)}")
+                return None
+            return [self.value(args[0], item, join(path, i)) for i, item in enumerate(data)]
+        if origin is dict:
+            if not isinstance(data, dict):
+                self.fail(path, f"{show(data)} is not an object")
+                return None
+            return {k: self.value(args[1], v, join(path, k)) for k, v in data.items()}
+        if tp is float:
+            ok = isinstance(data, (int, float)) and not isinstance(data, bool)
+            return float(data) if ok else self._wrong(tp, data, path)
+        if tp is int:
+            ok = isinstance(data, int) and not isinstance(data, bool)
+            return data if ok else self._wrong(tp, data, path)
+        if isinstance(data, tp):
+            return data
+        return self._wrong(tp, data, path)
+
+    def _wrong(self, tp: Any, data: Any, path: str) -> None:
+        self.fail(path, f"{show(data)} is not {_describe(tp)}")
+        return None
+
+    def union(self, tp: Any, args: tuple[Any, ...], data: Any, path: str) -> Any:
+        if data is None and type(None) in args:
+            return None
+        # Pick the member matching the JSON type, so errors come from the right branch.
+        for arg in args:
+            if arg is type(None):
+                continue
+            if self._matches(arg, data):
+                return self.value(arg, data, path)
+        self.fail(path, f"{show(data)} is not {_describe(tp)}")
+        return None
+
+    @staticmethod
+    def _matches(tp: Any, data: Any) -> bool:
+        origin = typing.get_origin(tp) or tp
+        if dataclasses.is_dataclass(tp) or origin is dict:
+            return isinstance(data, dict)
+        if origin is list:
+            return isinstance(data, list)
+        if origin is Literal:
+            return data in typing.get_args(tp)
+        if tp is float:
+            return isinstance(data, (int, float)) and not isinstance(data, bool)
+        if tp is int:
+            return isinstance(data, int) and not isinstance(data, bool)
+        return tp is Any or isinstance(data, origin)
+
+    def obj(self, cls: Any, data: Any, path: str) -> Any:
+        if not isinstance(data, dict):
+            self.fail(path, f"{show(data)} is not an object")
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = _hints(cls)
+        start = len(self.issues)
+        for key in data:
+            if key not in fields:
+                self.fail(join(path, key), _unknown(key, list(fields)))
+        kwargs: dict[str, Any] = {}
+        for name, f in fields.items():
+            sub = join(path, name)
+            if name not in data:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    self.fail(sub, "is required")
+                continue
+            before = len(self.issues)
+            val = self.value(hints[name], data[name], sub)
+            if len(self.issues) == before:
+                self.rules(f, val, sub)
+            kwargs[name] = val
+        if len(self.issues) > start:
+            # A half-valid instance is never built: the caller raises anyway.
+            return None
+        inst = cls(**kwargs)
+        check = getattr(inst, "validate", None)
+        if callable(check):
+            for sub, message in check():
+                self.fail(join(path, sub) if sub else path, message)
+        return inst
+
+    def rules(self, f: dataclasses.Field[Any], val: Any, path: str) -> None:
+        m = f.metadata
+        if not m or val is None:
+            return
+        if m.get("choices") is not None and val not in m["choices"]:
+            allowed = ", ".join(json.dumps(c) for c in m["choices"])
+            self.fail(path, f"{show(val)} is not allowed (must be one of {allowed})")
+            return
+        if isinstance(val, (int, float)) and not isinstance(val, bool):
+            if m.get("ge") is not None and val < m["ge"]:
+                self.fail(path, f"{show(val)} is out of range (must be >= {m['ge']})")
+            if m.get("gt") is not None and val <= m["gt"]:
+                self.fail(path, f"{show(val)} is out of range (must be > {m['gt']})")
+            if m.get("le") is not None and val > m["le"]:
+                self.fail(path, f"{show(val)} is out of range (must be <= {m['le']})")
+        if isinstance(val, (str, list)):
+            if m.get("min_len") is not None and len(val) < m["min_len"]:
+                what = "characters" if isinstance(val, str) else "items"
+                self.fail(path, f"must have at least {m['min_len']} {what}")
+            if m.get("max_len") is not None and len(val) > m["max_len"]:
+                what = "characters" if isinstance(val, str) else "items"
+                self.fail(path, f"is too long ({len(val)} {what}, at most {m['max_len']})")
+        if m.get("check") is not None:
+            reason = m["check"](val)
+            if reason:
+                self.fail(path, f"{show(val)} {reason}")
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else f" (known: {', '.join(known)})"
+    return f"unknown key{hint}"
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def parse(cls: type, data: Any, path: str = "") -> Any:
+    """Build `cls` from JSON data, or raise ValidationError with every issue."""
+    p = _Parser()
+    inst = p.obj(cls, data, path)
+    if p.issues:
+        raise ValidationError(p.issues)
+    return inst
+
+
+def dump(inst: Any) -> Any:
+    """The JSON form of a parsed instance (inverse of parse)."""
+    if dataclasses.is_dataclass(inst) and not isinstance(inst, type):
+        return {f.name: dump(getattr(inst, f.name)) for f in dataclasses.fields(inst)}
+    if isinstance(inst, list):
+        return [dump(v) for v in inst]
+    if isinstance(inst, dict):
+        return {k: dump(v) for k, v in inst.items()}
+    return inst
+
+
+def json_schema(tp: Any) -> dict[str, Any]:
+    """A JSON Schema for a type used with parse()."""
+    if tp is Any:
+        return {}
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        hints = _hints(tp)  # type: ignore[arg-type]
+        props: dict[str, Any] = {}
+        required = []
+        for f in dataclasses.fields(tp):
+            sch = json_schema(hints[f.name])
+            m = f.metadata
+            for key, name in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum")):
+                if m.get(key) is not None:
+                    sch[name] = m[key]
+            if m.get("choices"):
+                sch["enum"] = list(m["choices"])
+            if m.get("doc"):
+                sch["description"] = m["doc"]
+            if f.default is not MISSING and f.default is not None:
+                sch["default"] = f.default
+            if f.default is MISSING and f.default_factory is MISSING:
+                required.append(f.name)
+            props[f.name] = sch
+        out: dict[str, Any] = {"type": "object", "properties": props}
+        out["additionalProperties"] = False
+        if required:
+            out["required"] = required
+        return out
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [json_schema(a) for a in args]}
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin is list:
+        return {"type": "array", "items": json_schema(args[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(args[1])}
+    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    if tp is type(None):
+        return {"type": "null"}
+    return {"type": names.get(tp, "object")}

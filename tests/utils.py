@@ -1,0 +1,179 @@
+"""Helpers every test uses: real daemon processes, real sockets, readiness waits.
+
+Nothing here sleeps a fixed time to "let things settle": `wait_for` polls a condition
+with a deadline and fails with a message saying what never happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from cli.client import Client, ClientError
+from config.paths import Paths
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Quiet defaults for tests: the original AIWG defaults watch src/ and run cron jobs.
+BASE_CONFIG: dict[str, Any] = {
+    "watch": {"enabled": False, "paths": []},
+    "schedule": {"enabled": False, "jobs": []},
+}
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+    interval: float = 0.02,
+) -> Any:  # fmt: skip
+    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # a not-yet-ready socket, file, ...
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc}")
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def write_config(root: Path, config: dict[str, Any]) -> Path:
+    path = Paths(root).config_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def env_for_tests() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("AIWG_ROOT", None)
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+class DaemonProc:
+    """A real `aiwgd` process in a project directory."""
+
+    def __init__(self, root: Path, extra_args: list[str] | None = None) -> None:
+        self.root = root
+        self.paths = Paths(root)
+        self.stderr_path = root / "aiwgd.stderr"
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True, timeout: float = 15.0) -> DaemonProc:
+        self.stderr_file = self.stderr_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiwgd", "--root", str(self.root), *self.extra_args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr_file,
+            env=env_for_tests(), cwd=self.root,
+        )  # fmt: skip
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"aiwgd exited {self.proc.returncode}: {self.stderr()}")
+            try:
+                return bool(self.call("ping", _timeout=2.0) == "pong")
+            except ClientError:
+                return False
+
+        try:
+            wait_for(ready, timeout, "the daemon to answer ping")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nstderr:\n{self.stderr()}") from None
+
+    def client(self, timeout: float | None = 10.0) -> Client:
+        return Client(self.root, timeout=timeout).connect()
+
+    def call(self, method: str, _timeout: float = 10.0, **params: Any) -> Any:
+        with Client(self.root, timeout=_timeout) as c:
+            return c.call(method, **params)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait; SIGKILL if it will not go. Returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"aiwgd did not stop within {timeout}s") from None
+        finally:
+            self.stderr_file.close()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+def run_cli(root: Path | None, *args: str, timeout: float = 30.0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run `aiwg ARGS` as a subprocess (the way a user does)."""
+    cmd = [sys.executable, "-m", "cli"]
+    if root is not None:
+        cmd += ["--root", str(root)]
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, timeout=timeout,
+        env=env or env_for_tests(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def descendants_of(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
