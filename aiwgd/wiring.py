@@ -1,7 +1,10 @@
 """Which subsystems the daemon runs, in start order (stopped in reverse).
 
 Kept apart from daemon.py so adding a subsystem touches only this list and the
-subsystem's own module.
+subsystem's own module. Each capability has one block below: build its object, keep a
+reference on the daemon when another subsystem needs it, register its RPC methods.
+Order (ARCHITECTURE.md): events, store, supervisor, services, monitor, automation,
+rpc, watcher, scheduler.
 """
 
 from __future__ import annotations
@@ -17,4 +20,16 @@ if TYPE_CHECKING:
 def build_subsystems(daemon: Daemon) -> list[Subsystem]:
     """Everything after the event router, in start order; registers RPC methods too."""
     assert daemon.rpc is not None
-    return [daemon.rpc]
+    subsystems: list[Subsystem] = []
+
+    # -- tasks: store + supervisor (issue 3) --
+
+    # -- automation (issue 4) --
+
+    subsystems.append(daemon.rpc)
+
+    # -- file watcher (issue 4) --
+
+    # -- scheduler (issue 4) --
+
+    return subsystems

@@ -1,6 +1,8 @@
 """Command groups of the later capabilities (tasks, events, schedule, automation).
 
-Each capability adds a `register_*` call below; main.py calls `register(app)` once.
+Each capability lives in its own module with a `register(app)` function; main.py calls
+`register(app)` here once. Keep imports inside the functions' modules light: the CLI
+never imports the daemon's heavy parts.
 """
 
 from __future__ import annotations
@@ -10,3 +12,8 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Attach every capability's command group to the root app."""
+    # -- tasks (issue 3) --
+
+    # -- events / dlq (issue 4) --
+
+    # -- schedule / automation (issue 4) --
