@@ -35,7 +35,45 @@ def error_object(code: int, message: str, data: Any = None, id_: Any = None) -> 
 
 
 def encode(obj: Any) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+    """One reply line. Always valid JSON in valid UTF-8, whatever the request held."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    try:
+        return (text + "\n").encode()
+    except UnicodeEncodeError:
+        # A lone surrogate ("\ud800") arrived escaped and is echoed back (an id, a
+        # param in an error): escaping everything keeps it legal JSON and UTF-8.
+        return (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and echoing them back
+    # would produce replies other clients cannot parse.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def decode(line: bytes) -> Any:
+    """Parse one request line as strict JSON in strict UTF-8 (no BOM, no UTF-16)."""
+    return json.loads(
+        line.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+    )
+
+
+def _parse_problem(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    if isinstance(exc, RecursionError):
+        return "nesting too deep"
+    text = str(exc)
+    if "integer string conversion" in text:
+        return "integer literal too long (at most 4300 digits)"
+    return text[:200]
 
 
 def _identity(value: Any) -> Any:
@@ -68,6 +106,26 @@ def _envelope_problem(req: Any) -> str | None:
     return None
 
 
+def _encode_reply(reply: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """Encode a reply; a result JSON cannot carry (NaN) becomes that call's own error."""
+    try:
+        return encode(reply)
+    except ValueError:
+        if isinstance(reply, list):
+            return encode([_representable(r) for r in reply])
+        return encode(_representable(reply))
+
+
+def _representable(reply: dict[str, Any]) -> dict[str, Any]:
+    try:
+        encode(reply)
+        return reply
+    except ValueError as exc:
+        log.error("result not representable as JSON", extra={"error": str(exc)})
+        detail = {"detail": f"the result is not representable as JSON: {exc}"}
+        return error_object(errors.INTERNAL_ERROR, "Internal error", detail, reply.get("id"))
+
+
 class Dispatcher:
     """Turns one received line into the reply line (or None: nothing to send)."""
 
@@ -98,11 +156,11 @@ class Dispatcher:
 
     async def handle(self, line: bytes, ctx: Any) -> bytes | None:
         try:
-            payload = json.loads(line)
+            payload = decode(line)
         except (ValueError, RecursionError) as exc:
             # ValueError covers undecodable UTF-8 and over-long integer literals too.
             return encode(
-                error_object(errors.PARSE_ERROR, "Parse error", {"detail": str(exc)[:200]})
+                error_object(errors.PARSE_ERROR, "Parse error", {"detail": _parse_problem(exc)})
             )
         if isinstance(payload, list):
             if not payload:
@@ -114,9 +172,9 @@ class Dispatcher:
             # Elements run concurrently: a slow one (task.wait) does not hold up the rest.
             done = await asyncio.gather(*(self.one(req, ctx) for req in payload))
             replies = [r for r in done if r is not None]
-            return encode(replies) if replies else None
+            return _encode_reply(replies) if replies else None
         reply = await self.one(payload, ctx)
-        return None if reply is None else encode(reply)
+        return None if reply is None else _encode_reply(reply)
 
     async def one(self, req: Any, ctx: Any) -> dict[str, Any] | None:
         problem = _envelope_problem(req)

@@ -239,6 +239,8 @@ class _Parser:
 
 
 def _unknown(key: str, known: list[str]) -> str:
+    if not known:
+        return "unknown key (none are accepted here)"
     close = difflib.get_close_matches(key, known, n=1)
     hint = f'; did you mean "{close[0]}"?' if close else f" (known: {', '.join(known)})"
     return f"unknown key{hint}"
