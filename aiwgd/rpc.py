@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ log = logging.getLogger("aiwgd.rpc")
 
 MAX_CONNECTIONS = 1024
 IN_FLIGHT_PER_CONNECTION = 64
+READ_CHUNK = 65536
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -110,9 +111,7 @@ class RpcServer(Subsystem):
         Path(self.path).unlink(missing_ok=True)
         old = os.umask(0o177)  # socket born 0600: no window where others may connect
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=self.path, limit=self.max_line + 1
-            )
+            self._server = await asyncio.start_unix_server(self._serve, path=self.path)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
@@ -161,21 +160,7 @@ class RpcServer(Subsystem):
         self.connections.add(conn)
         slots = asyncio.Semaphore(IN_FLIGHT_PER_CONNECTION)
         try:
-            while not conn.closed:
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.LimitOverrunError:
-                    await conn.send(
-                        encode(
-                            error_object(
-                                errors.LIMIT_EXCEEDED,
-                                f"Limit exceeded: request line is over {self.max_line} bytes",
-                            )
-                        )
-                    )
-                    break
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    break  # EOF, possibly mid-line: nobody left to answer
+            async for line in self._lines(reader, conn):
                 if not line.strip():
                     continue
                 await slots.acquire()
@@ -191,6 +176,43 @@ class RpcServer(Subsystem):
         finally:
             self.connections.discard(conn)
             conn.close()
+
+    async def _lines(self, reader: asyncio.StreamReader, conn: Connection) -> AsyncIterator[bytes]:
+        """Split the byte stream into lines, enforcing the (reloadable) line limit.
+
+        Framing is done here rather than with StreamReader.readuntil, whose limit is
+        fixed when the server is created: a reload must change the limit for everyone.
+        """
+        buf = b""
+        start = 0  # where the unconsumed bytes begin
+        scan = 0  # where to resume looking for "\n": never rescan a long line
+        while not conn.closed:
+            nl = buf.find(b"\n", scan)
+            if nl < 0:
+                if len(buf) - start > self.max_line:
+                    await self._too_long(conn)
+                    return
+                try:
+                    chunk = await reader.read(READ_CHUNK)
+                except ConnectionError:
+                    return
+                if not chunk:
+                    return  # EOF, possibly mid-line: nobody left to answer
+                buf = buf[start:] + chunk
+                scan = len(buf) - len(chunk)
+                start = 0
+                continue
+            line = buf[start:nl]
+            start = scan = nl + 1
+            if len(line) > self.max_line:
+                await self._too_long(conn)
+                return
+            yield line
+
+    async def _too_long(self, conn: Connection) -> None:
+        message = f"Limit exceeded: request line is over {self.max_line} bytes"
+        log.warning("request line over the limit; closing", extra={"conn": conn.id})
+        await conn.send(encode(error_object(errors.LIMIT_EXCEEDED, message)))
 
     async def _handle(self, conn: Connection, line: bytes, slots: asyncio.Semaphore) -> None:
         try:
