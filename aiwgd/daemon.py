@@ -65,6 +65,7 @@ class Daemon:
         self.stop_reason = ""
         self.reload_state: dict[str, Any] = {"status": "ok", "errors": [], "at": None}
         self.heartbeat_at: float | None = None
+        self._heartbeat_changed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self._started = False
 
@@ -157,7 +158,12 @@ class Daemon:
         while True:
             self.heartbeat_at = time.time()
             self.write_state()
-            await asyncio.sleep(self.config.daemon.heartbeat_interval_seconds)
+            # A reload sets the event, so a new interval applies now, not after the old one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._heartbeat_changed.wait(), self.config.daemon.heartbeat_interval_seconds
+                )
+            self._heartbeat_changed.clear()
 
     def write_state(self) -> None:
         try:
@@ -207,7 +213,13 @@ class Daemon:
         max_bytes, backups = _log_size(new)
         logs.reconfigure(new.daemon.log.level, max_bytes, backups)
         for sub in self.subsystems:
-            await sub.apply_config(new)
+            try:
+                await sub.apply_config(new)
+            except Exception:
+                # One subsystem's failure must not leave the others on the old config.
+                log.exception("subsystem failed to apply the new config",
+                              extra={"subsystem": sub.name})  # fmt: skip
+        self._heartbeat_changed.set()
         self.reload_state = {"status": "ok", "errors": [], "at": time.time()}
         self.write_state()
         self.router.publish("daemon.reloaded", {}, "daemon")
