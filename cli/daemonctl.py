@@ -64,25 +64,30 @@ def clean_stale(paths: Paths) -> list[str]:
     return removed
 
 
-def _tail(path: Path, lines: int = 20) -> list[str]:
+def _tail(path: Path, lines: int = 20, offset: int = 0) -> list[str]:
+    """The last `lines` lines of `path`, looking no earlier than byte `offset`."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 16384))
+            fh.seek(max(offset, fh.tell() - 16384))
             return fh.read().decode(errors="replace").splitlines()[-lines:]
     except OSError:
         return []
 
 
 def _failure_reason(paths: Paths, log_offset: int) -> str:
-    """Why a detached start failed: its own stderr, else the log's last error."""
-    out = [ln for ln in _tail(paths.out_file) if ln.strip()]
+    """Why a detached start failed: its own stderr, else this run's last logged error."""
+    out = [ln.strip() for ln in _tail(paths.out_file, 40) if ln.strip()]
+    if out and out[0].startswith("Traceback"):
+        return out[-1]  # an unforeseen crash: its last line names the exception
     if out:
-        return out[-1].removeprefix("aiwgd: ") if len(out) == 1 else " / ".join(out[-3:])
-    for line in reversed(_tail(paths.log_file, 50)):
+        # One line for the user: "invalid config FILE: a.b: ...; c.d: ..." (every error).
+        head, rest = out[0].removeprefix("aiwgd: ").rstrip(":"), out[1:]
+        return f"{head}: {'; '.join(rest)}" if rest else head
+    for line in reversed(_tail(paths.log_file, 50, log_offset)):
         with contextlib.suppress(ValueError):
             rec = json.loads(line)
-            if rec.get("level") in ("error", "critical"):
+            if isinstance(rec, dict) and rec.get("level") in ("error", "critical"):
                 return str(rec.get("msg", line))
     return "no reason recorded (see .aiwg/daemon/daemon.out)"
 
