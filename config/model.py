@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from config.events import EventsSection
 from config.schema import spec
+from config.templates import strings_in, template_error
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -152,7 +154,26 @@ class Action:
             out.append(("command", "must not be empty"))
         if self.url is not None and not re.match(r"^https?://", self.url):
             out.append(("url", f'"{self.url}" is not an http:// or https:// URL'))
+        for name in _ACTION_FIELDS:
+            if getattr(self, name) is not None and name not in _FIELDS_FOR[self.type]:
+                out.append((name, f'is not used by a "{self.type}" action'))
+        for name in ("prompt", "command", "agent", "event_type", "data", "url", "message"):
+            for sub, text in strings_in(getattr(self, name), name):
+                reason = template_error(text)
+                if reason:
+                    out.append((sub, f"{text!r} {reason}"))
         return out
+
+
+# Which optional Action fields each action type reads (the rest must stay unset).
+_ACTION_FIELDS = ("prompt", "command", "agent", "priority", "timeout_s", "event_type",
+                  "data", "url", "secret_env", "message")  # fmt: skip
+_FIELDS_FOR = {
+    "task": ("prompt", "command", "agent", "priority", "timeout_s"),
+    "emit": ("event_type", "data"),
+    "webhook": ("url", "secret_env", "timeout_s"),
+    "log": ("message",),
+}
 
 
 @dataclass
@@ -242,6 +263,7 @@ class Config:
     webhook: WebhookSection = spec(factory=WebhookSection)
     schedule: ScheduleSection = spec(factory=ScheduleSection)
     rules: list[Rule] = spec(factory=list)
+    events: EventsSection = spec(factory=EventsSection)
 
     def validate(self) -> list[tuple[str, str]]:
         return _duplicate_ids("rules", [r.id for r in self.rules])
