@@ -23,6 +23,10 @@ def build_subsystems(daemon: Daemon) -> list[Subsystem]:
     subsystems: list[Subsystem] = []
 
     # -- tasks: store + supervisor (issue 3) --
+    from aiwgd.store import TaskStore
+
+    daemon.store = TaskStore(daemon.paths, daemon.config.tasks, daemon.router)
+    subsystems.append(daemon.store)
 
     # -- automation (issue 4) --
 

@@ -11,8 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from config.agent import AgentSection
 from config.events import EventsSection
 from config.schema import spec
+from config.tasks import TasksSection
 from config.templates import strings_in, template_error
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -264,6 +266,8 @@ class Config:
     schedule: ScheduleSection = spec(factory=ScheduleSection)
     rules: list[Rule] = spec(factory=list)
     events: EventsSection = spec(factory=EventsSection)
+    tasks: TasksSection = spec(factory=TasksSection)
+    agent: AgentSection = spec(factory=AgentSection)
 
     def validate(self) -> list[tuple[str, str]]:
         return _duplicate_ids("rules", [r.id for r in self.rules])

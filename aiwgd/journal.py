@@ -1,0 +1,279 @@
+"""The task store's files: an fsynced append-only journal and a JSON snapshot.
+
+`Journal` appends JSON lines from one writer thread with group commit: every line
+queued while an fsync is in progress goes out in the next write + fsync, so many
+writers share one fsync and the event loop never waits on the disk. `append()` returns
+an asyncio future that resolves only once the line is on disk (fsynced).
+
+Compaction needs two more steps, queued in order with the appends: `mark()` resolves
+with the journal's byte length once everything queued before it is durable, and
+`swap(offset)` drops the journal's first `offset` bytes (copy the rest to a temp file,
+fsync, rename). Entries carry sequence numbers and the snapshot records the last one it
+includes, so a crash between writing the snapshot and swapping the journal is harmless:
+replay skips what the snapshot already holds.
+
+The snapshot (`tasks.json`) is valid JSON for people and tools: one task per line
+inside `{"version": 1, "seq": N, "tasks": [...]}`, written temp + fsync + rename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("aiwgd.journal")
+
+SNAPSHOT_VERSION = 1
+MAX_BATCH = 4096  # lines per write + fsync; bounds the latency of the first one waiting
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> int:
+    """Write tasks.json atomically; returns the number of tasks written.
+
+    Each record is encoded on its own so a thread running this lets the event loop in
+    between records (one json.dumps of everything would hold the GIL throughout).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f'{{"version": {SNAPSHOT_VERSION}, "seq": {seq}, ')
+            fh.write(f'"written_at": {time.time():.3f}, "tasks": [')
+            sep = "\n"
+            for rec in records:
+                fh.write(sep)
+                fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+                sep = ",\n"
+                count += 1
+            fh.write("\n]}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return count
+
+
+@dataclass
+class JournalRead:
+    """What replay found in the journal file."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    good_bytes: int = 0  # length of the readable prefix; the rest is a torn tail
+    torn_bytes: int = 0
+    bad_lines: list[int] = field(default_factory=list)  # 1-based, damaged mid-file
+
+
+def read_journal(path: Path) -> JournalRead:
+    """Parse the journal; a torn last line (a crash mid-append) is reported, not fatal."""
+    out = JournalRead()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return out
+    pos = 0
+    lineno = 0
+    size = len(data)
+    while pos < size:
+        end = data.find(b"\n", pos)
+        lineno += 1
+        if end < 0:
+            # No newline: the last append never finished, so it was never acknowledged.
+            out.torn_bytes = size - pos
+            break
+        raw = data[pos:end]
+        pos = end + 1
+        try:
+            entry = json.loads(raw)
+            if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+                raise ValueError("not an entry")
+        except ValueError:
+            if pos >= size:
+                out.torn_bytes = len(raw) + 1  # complete line, garbage: torn as well
+                break
+            out.bad_lines.append(lineno)
+            out.good_bytes = pos
+            continue
+        out.entries.append(entry)
+        out.good_bytes = pos
+    return out
+
+
+class JournalError(OSError):
+    """The journal could not be written (disk full, I/O error)."""
+
+
+class Journal:
+    """Append-only JSON lines, fsynced in groups by one writer thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[tuple[str, Any, asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fh: Any = None
+        self.fsyncs = 0
+        self.lines = 0
+        self.size = 0
+
+    # ---- loop side -------------------------------------------------------------------
+    def open(self, truncate_to: int | None = None) -> None:
+        """Open for appending (cutting a torn tail first) and start the writer thread."""
+        self._loop = asyncio.get_running_loop()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if truncate_to is not None:
+            os.ftruncate(fd, truncate_to)
+            os.fsync(fd)
+        self._fh = os.fdopen(fd, "ab", buffering=0)
+        self.size = os.fstat(fd).st_size
+        self._thread = threading.Thread(target=self._run, name="aiwgd-journal", daemon=True)
+        self._thread.start()
+
+    def append(self, line: bytes) -> asyncio.Future[None]:
+        """Queue one line (ending in newline); the future resolves once it is fsynced."""
+        return self._submit("line", line)
+
+    def mark(self) -> asyncio.Future[int]:
+        """Resolves with the journal length once everything queued before is durable."""
+        return self._submit("mark", None)
+
+    def swap(self, offset: int) -> asyncio.Future[None]:
+        """Drop the first `offset` bytes (already in a durable snapshot)."""
+        return self._submit("swap", offset)
+
+    def _submit(self, kind: str, arg: Any) -> asyncio.Future[Any]:
+        assert self._loop is not None and self._thread is not None, "journal not open"
+        fut = self._loop.create_future()
+        self._queue.put((kind, arg, fut))
+        return fut
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    # ---- writer thread ---------------------------------------------------------------
+    def _resolve(self, futs: list[asyncio.Future[Any]], result: Any = None,
+                 exc: BaseException | None = None) -> None:  # fmt: skip
+        def settle() -> None:
+            for f in futs:
+                if f.done():  # the waiter was cancelled; the write happened anyway
+                    continue
+                if exc is not None:
+                    f.set_exception(exc)
+                else:
+                    f.set_result(result)
+
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # loop closed during a crash exit
+            self._loop.call_soon_threadsafe(settle)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            lines: list[bytes] = []
+            waiting: list[asyncio.Future[Any]] = []
+            control: list[tuple[str, Any, asyncio.Future[Any]]] = []
+            # Take everything already queued: that is the group commit.
+            while True:
+                if item is None:
+                    stop = True
+                    break
+                kind, arg, fut = item
+                if kind == "line":
+                    lines.append(arg)
+                    waiting.append(fut)
+                else:
+                    control.append(item)
+                    break  # control items run after the lines queued before them
+                if len(lines) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if lines:
+                self._write(lines, waiting)
+            for kind, arg, fut in control:
+                self._control(kind, arg, fut)
+
+    def _write(self, lines: list[bytes], waiting: list[asyncio.Future[Any]]) -> None:
+        data = b"".join(lines)
+        try:
+            self._fh.write(data)
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            log.error("journal write failed", extra={"error": str(exc), "lines": len(lines)})
+            self._recover_size()
+            self._resolve(waiting, exc=JournalError(exc.errno, f"journal write: {exc}"))
+            return
+        self.fsyncs += 1
+        self.lines += len(lines)
+        self.size += len(data)
+        self._resolve(waiting)
+
+    def _recover_size(self) -> None:
+        # A half-written batch would corrupt the lines after it: cut back to the last
+        # durable length so the next append starts on a line boundary.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fh.fileno(), self.size)
+
+    def _control(self, kind: str, arg: Any, fut: asyncio.Future[Any]) -> None:
+        try:
+            if kind == "mark":
+                self._resolve([fut], self.size)
+            elif kind == "swap":
+                self._swap(int(arg))
+                self._resolve([fut])
+        except OSError as exc:
+            log.error("journal compaction failed", extra={"error": str(exc)})
+            self._resolve([fut], exc=JournalError(exc.errno, f"journal compaction: {exc}"))
+
+    def _swap(self, offset: int) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(self.path, "rb") as src:
+            src.seek(offset)
+            rest = src.read()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(rest)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
+        self._fh.close()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
+        self._fh = os.fdopen(fd, "ab", buffering=0)
+        self.size = len(rest)

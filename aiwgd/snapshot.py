@@ -1,0 +1,119 @@
+"""Loading tasks.json at start-up, and keeping a damaged one instead of losing it.
+
+A snapshot that does not parse is renamed `tasks.json.damaged-<time>` (never deleted)
+and whatever can still be read is salvaged: the file holds one task per line, so the
+lines that are still whole JSON are loaded, and every id-looking string raises the id
+floor so no id in the damaged file is ever handed out again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiwgd.journal import fsync_dir
+from aiwgd.tasks import Task
+
+log = logging.getLogger("aiwgd.snapshot")
+
+_ID = re.compile(rb'"id"\s*:\s*"([0-9a-z]{3,40})"')
+_SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
+
+
+@dataclass
+class Snapshot:
+    tasks: list[Task] = field(default_factory=list)
+    seq: int = 0  # the last journal entry the snapshot includes
+    salvaged_ids: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def move_aside(path: Path, copy: bool = False) -> Path:
+    """Rename (or copy) `path` to `<name>.damaged-<time>`, never overwriting one."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    dest = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    if copy:
+        shutil.copyfile(path, dest)
+        os.chmod(dest, 0o600)
+    else:
+        os.rename(path, dest)
+    fsync_dir(path.parent)
+    return dest
+
+
+def _task(rec: Any) -> Task:
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or not rec["id"]:
+        raise ValueError("not a task record")
+    return Task.from_dict(rec)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """Read tasks.json; a damaged file is moved aside and salvaged, never fatal."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Snapshot(report={"snapshot": "missing"})
+    problem = ""
+    tasks: list[Task] = []
+    bad = 0
+    seq = 0
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list):
+            raise ValueError('not an object with a "tasks" list')
+        seq = doc.get("seq", 0)
+        if not isinstance(seq, int):
+            raise ValueError('"seq" is not an integer')
+        for rec in doc["tasks"]:
+            try:
+                tasks.append(_task(rec))
+            except (TypeError, ValueError):
+                bad += 1
+        if bad:
+            problem = f"{bad} unreadable task record(s)"
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"not valid JSON ({exc})"
+    if not problem:
+        return Snapshot(tasks, seq, report={"snapshot": "ok", "snapshot_tasks": len(tasks)})
+    if not tasks:
+        tasks, seq = _salvage(raw)
+    ids = [m.decode() for m in _ID.findall(raw)]
+    dest = move_aside(path)
+    log.error("damaged task snapshot moved aside; salvaged what was readable",
+              extra={"file": str(dest), "problem": problem, "salvaged": len(tasks)})  # fmt: skip
+    report = {
+        "snapshot": "damaged",
+        "damaged_file": str(dest),
+        "problem": problem,
+        "salvaged_tasks": len(tasks),
+    }
+    return Snapshot(tasks, seq, ids, report)
+
+
+def _salvage(raw: bytes) -> tuple[list[Task], int]:
+    """Tasks from the lines still whole, and the header's seq if it survived."""
+    tasks: list[Task] = []
+    for line in raw.splitlines():
+        text = line.strip().rstrip(b",")
+        if not text.startswith(b"{") or b'"tasks"' in text[:200]:
+            continue
+        try:
+            tasks.append(_task(json.loads(text)))
+        except (TypeError, ValueError):
+            continue
+    m = _SEQ.search(raw[:200])
+    # Without a trustworthy seq, replaying the whole journal is safe: entries hold
+    # absolute values, applied in order.
+    seq = int(m.group(1)) if m else 0
+    return tasks, seq

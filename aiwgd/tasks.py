@@ -1,0 +1,230 @@
+"""The task model: states, the one transition table, the Task record and task ids.
+
+A task is an agent prompt (`prompt`) or a command (`command`, an argv list run without a
+shell). Its life is a small state machine; every change of state goes through
+`check_transition()`, so no other module decides what may follow what.
+
+States and the transition table (ARCHITECTURE.md, "Task states")::
+
+    queued      -> running | cancelled
+    running     -> completed | failed | timed_out | cancelled | interrupted
+                   | queued        (a retry only: `attempt` must grow by one)
+    interrupted -> queued | failed (start-up recovery, per tasks.requeue_interrupted)
+
+Terminal states (completed, failed, timed_out, cancelled) never change again. A retry
+(`max_retries`) is therefore decided when an attempt ends, *before* the task would
+become terminal: the supervisor moves it running -> queued with `attempt + 1` and a
+`retry_at` wall time for the backoff, keeping the last attempt's `exit_code`, `signal`
+and `error`. Only when no retry is left does it become failed / timed_out, for good.
+
+Priorities are integers, higher runs first; the names map to: low=-10, normal=0,
+high=10, critical=20 (`parse_priority`).
+
+Ids (`new_task_id`) are short, sortable by creation and never reused, even if the store
+was damaged: a millisecond clock that never goes backwards within a process and is
+floored above every id ever loaded, in base 36, plus two random characters against a
+wall clock set back between runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+from aiwgd.errors import Conflict
+
+__all__ = [
+    "EVENT_FOR_STATE",
+    "PRIORITIES",
+    "SOURCES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "IdGenerator",
+    "InvalidTransition",
+    "Task",
+    "TaskState",
+    "check_transition",
+    "parse_priority",
+]
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+S = TaskState
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset(
+        {S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.INTERRUPTED, S.QUEUED}
+    ),
+    S.INTERRUPTED: frozenset({S.QUEUED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.TIMED_OUT: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+TERMINAL: frozenset[TaskState] = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
+
+# The event published when a task enters a state (ARCHITECTURE.md, "Events").
+EVENT_FOR_STATE: dict[TaskState, str] = {
+    S.QUEUED: "task.queued",
+    S.RUNNING: "task.started",
+    S.COMPLETED: "task.completed",
+    S.FAILED: "task.failed",
+    S.TIMED_OUT: "task.timed_out",
+    S.CANCELLED: "task.cancelled",
+    S.INTERRUPTED: "task.interrupted",
+}
+
+SOURCES = ("cli", "rpc", "rule", "schedule", "chat")
+PRIORITIES: dict[str, int] = {"low": -10, "normal": 0, "high": 10, "critical": 20}
+
+
+class InvalidTransition(Conflict):
+    """A state change the table forbids (e.g. cancelling a completed task).
+
+    A Conflict, so over RPC it answers with the stable "conflict" code -32002.
+    """
+
+    def __init__(self, task_id: str, old: str, new: str, why: str = "") -> None:
+        allowed = ", ".join(sorted(TRANSITIONS.get(TaskState(old), ()))) or "none: it is final"
+        msg = why or f"task {task_id} is {old}; it cannot become {new} (allowed: {allowed})"
+        super().__init__(msg, {"id": task_id, "state": old, "requested": new})
+        self.task_id = task_id
+        self.old = old
+        self.new = new
+
+
+def check_transition(task_id: str, old: TaskState | str, new: TaskState | str) -> None:
+    """Raise InvalidTransition unless the table allows old -> new."""
+    old_s, new_s = TaskState(old), TaskState(new)
+    if new_s not in TRANSITIONS[old_s]:
+        raise InvalidTransition(task_id, old_s, new_s)
+
+
+def parse_priority(value: int | str) -> int:
+    """An integer, a numeric string, or one of low|normal|high|critical; else ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a priority")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in PRIORITIES:
+            return PRIORITIES[name]
+        try:
+            return int(name)
+        except ValueError:
+            pass
+    names = "|".join(PRIORITIES)
+    raise ValueError(f"{value!r} is not a priority (an integer or one of {names})")
+
+
+@dataclass(slots=True)
+class Task:
+    """One task as stored. Times are wall-clock seconds (for people), never for delays."""
+
+    id: str
+    state: TaskState = TaskState.QUEUED
+    prompt: str | None = None
+    command: list[str] | None = None
+    agent: str | None = None
+    priority: int = 0
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    max_retries: int = 0
+    source: str = "rpc"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    pid: int | None = None
+    pgid: int | None = None
+    proc_create_time: float | None = None  # psutil create_time: tells a reused PID apart
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
+    attempt: int = 1  # the attempt running or about to run; a retry adds one
+    retry_at: float | None = None  # wall time before which a retry must not start
+    output_tail: str = ""
+    log_path: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in _FIELD_NAMES}
+        out["state"] = str(self.state)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The record without its output (for task.list)."""
+        out = self.to_dict()
+        del out["output_tail"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        """Build from a stored record; unknown keys (a newer version's) are ignored."""
+        kwargs = {k: v for k, v in data.items() if k in _FIELD_SET}
+        kwargs["state"] = TaskState(kwargs.get("state", "queued"))
+        return cls(**kwargs)
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Task))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+FIELD_NAMES = _FIELD_NAMES
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(n: int) -> str:
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(_ALPHABET[r])
+    return "".join(reversed(out)) or "0"
+
+
+def _unbase36(text: str) -> int | None:
+    try:
+        return int(text, 36)
+    except ValueError:
+        return None
+
+
+class IdGenerator:
+    """Task ids: base36 of a strictly increasing millisecond counter + 2 random chars.
+
+    The counter is max(last + 1, now in ms), floored by `observe()` above every id the
+    store has seen, so ids sort by creation and never repeat within a store's history;
+    the random suffix covers a clock set back while the store was lost.
+    """
+
+    SUFFIX = 2
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def observe(self, task_id: str) -> None:
+        """Raise the floor above an existing id (called for every id loaded)."""
+        n = _unbase36(task_id[: -self.SUFFIX]) if len(task_id) > self.SUFFIX else None
+        if n is not None and n > self.last:
+            self.last = n
+
+    def new(self) -> str:
+        self.last = max(self.last + 1, int(time.time() * 1000))
+        suffix = "".join(secrets.choice(_ALPHABET) for _ in range(self.SUFFIX))
+        return _base36(self.last) + suffix
