@@ -22,6 +22,12 @@ def build_subsystems(daemon: Daemon) -> list[Subsystem]:
     assert daemon.rpc is not None
     subsystems: list[Subsystem] = []
 
+    # -- events: router files and limits, events.* / dlq.* methods (issue 4) --
+    from aiwgd import events_api
+
+    daemon.router.configure(daemon.paths, daemon.config.events)
+    events_api.register(daemon.api, daemon)
+
     # -- tasks: store + supervisor (issue 3) --
     from aiwgd.store import TaskStore
 

@@ -1,0 +1,148 @@
+"""The event log: every published event as one JSON line in `.aiwg/daemon/events.jsonl`.
+
+`add()` is called from `publish()`, so it only queues the line; a writer task appends
+queued lines in batches from a worker thread (one fsync per batch), so publishing stays
+fast and never waits on the disk. The file is rotated by size (`events.jsonl.1`, `.2`).
+If the disk cannot keep up, the backlog is bounded and what is shed is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiwgd.events import Event
+
+log = logging.getLogger("aiwgd.eventlog")
+
+BACKUPS = 2
+MAX_BACKLOG = 100_000
+
+
+class EventLog:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.written = 0
+        self.shed = 0
+        self.rotations = 0
+        self.write_errors = 0
+        self._backlog: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._writer(), name="event-log")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._backlog:
+            with contextlib.suppress(OSError):
+                self._write(self._drain_backlog())
+
+    def add(self, event: Event) -> None:
+        if len(self._backlog) >= MAX_BACKLOG:
+            self._backlog.popleft()
+            self.shed += 1
+            if self.shed == 1 or self.shed % 10_000 == 0:
+                log.warning("event log backlog full; oldest lines not written",
+                            extra={"shed": self.shed})  # fmt: skip
+        self._backlog.append(json.dumps(event.to_dict(), default=str, ensure_ascii=False))
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"file": str(self.path), "written": self.written, "backlog": len(self._backlog),
+                "shed": self.shed, "rotations": self.rotations,
+                "write_errors": self.write_errors}  # fmt: skip
+
+    def _drain_backlog(self) -> list[str]:
+        lines = list(self._backlog)
+        self._backlog.clear()
+        return lines
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            lines = self._drain_backlog()
+            if not lines:
+                continue
+            try:
+                await asyncio.to_thread(self._write, lines)
+            except OSError as exc:
+                self.write_errors += 1
+                log.error("cannot write the event log",
+                          extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
+
+    def _write(self, lines: list[str]) -> None:
+        data = "".join(line + "\n" for line in lines).encode()
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size and size + len(data) > self.max_bytes:
+            self._rotate()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.written += len(lines)
+
+    def _rotate(self) -> None:
+        for i in range(BACKUPS, 0, -1):
+            src = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{i}"))
+        self.rotations += 1
+
+    def tail(self, count: int) -> list[Event]:
+        """The last `count` events on disk (current file, then the newest backup)."""
+        from aiwgd.events import Event
+
+        lines: list[str] = []
+        for path in (self.path, self.path.with_name(f"{self.path.name}.1")):
+            if len(lines) >= count:
+                break
+            lines = _last_lines(path, count - len(lines)) + lines
+        out = []
+        for line in lines[-count:]:
+            try:
+                out.append(Event.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash is skipped, never fatal
+        return out
+
+
+def _last_lines(path: Path, count: int, block: int = 65536) -> list[str]:
+    """Read backwards just far enough for `count` lines."""
+    try:
+        fh = path.open("rb")
+    except OSError:
+        return []
+    with fh:
+        end = fh.seek(0, os.SEEK_END)
+        buf = b""
+        pos = end
+        while pos > 0 and buf.count(b"\n") <= count:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            buf = fh.read(step) + buf
+    parts = buf.decode("utf-8", errors="replace").splitlines()
+    if pos > 0:
+        parts = parts[1:]  # the first one may be cut in the middle
+    parts = [p for p in parts if p.strip()]
+    return parts[-count:] if count else []
