@@ -111,7 +111,11 @@ class RpcServer(Subsystem):
         Path(self.path).unlink(missing_ok=True)
         old = os.umask(0o177)  # socket born 0600: no window where others may connect
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+            # A deep backlog: a burst of clients must queue, not get EAGAIN (the
+            # default of 100 fills up as soon as 100 scripts connect at once).
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=self.path, backlog=MAX_CONNECTIONS
+            )
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)

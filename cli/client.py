@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -70,16 +71,28 @@ class Client:
     def connect(self) -> Client:
         if self._sock is not None:
             return self
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            sock.close()
-            raise DaemonNotRunning(self.socket_path, exc.strerror or "") from None
-        except OSError as exc:
-            sock.close()
-            raise DaemonNotRunning(self.socket_path, str(exc)) from None
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.socket_path)
+                break
+            except BlockingIOError:
+                # The daemon's accept backlog is full (a burst of clients): it is
+                # running, so wait for a slot rather than report it as down.
+                sock.close()
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise TimeoutError("the daemon's socket is busy (backlog full)") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                sock.close()
+                raise DaemonNotRunning(self.socket_path, exc.strerror or "") from None
+            except OSError as exc:
+                sock.close()
+                raise DaemonNotRunning(self.socket_path, str(exc)) from None
         self._sock = sock
         return self
 
