@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aiwgd.actions")
 
-__all__ = ["ActionError", "ActionRunner", "SubmitTask", "sign"]
+__all__ = ["ActionError", "ActionRunner", "ActionTemplateError", "SubmitTask", "sign"]
 
 # `await submit(spec, source) -> task dict`: the supervisor's public method.
 SubmitTask = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
@@ -46,6 +46,10 @@ _USER_AGENT = "aiwgd/0.1"
 
 class ActionError(Exception):
     """The action could not be carried out; the message says what and why."""
+
+
+class ActionTemplateError(ActionError):
+    """A template could not be resolved: retrying the same event cannot help."""
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -99,7 +103,7 @@ class ActionRunner:
         try:
             plan = self.plan(action, event)
         except TemplateError as exc:
-            raise ActionError(f"template: {exc}") from None
+            raise ActionTemplateError(f"template: {exc}") from None
         if action.type == "task":
             return await self._task(plan, metadata, source)
         if action.type == "emit":

@@ -35,6 +35,19 @@ def build_subsystems(daemon: Daemon) -> list[Subsystem]:
     subsystems.append(daemon.store)
 
     # -- automation (issue 4) --
+    from aiwgd import automation_api
+    from aiwgd.actions import ActionRunner
+    from aiwgd.automation import Automation
+
+    # Task actions need the supervisor's public submit(); without one they fail clearly.
+    supervisor = getattr(daemon, "supervisor", None)
+    daemon.actions = ActionRunner(daemon.router, getattr(supervisor, "submit", None))
+    daemon.automation = Automation(
+        daemon.router, daemon.actions, daemon.config, daemon.paths.runtime_state_file,
+        daemon.paths.daemon_dir / "automation.jsonl",
+    )  # fmt: skip
+    automation_api.register(daemon.api, daemon.automation)
+    subsystems.append(daemon.automation)
 
     subsystems.append(daemon.rpc)
 
