@@ -249,6 +249,11 @@ class EventRouter(Subsystem):
             handle.cancel()
             self._dead_letter(sub, delivery, f"{error} (subscriber stopped before a retry)")
         sub.pending_retries.clear()
+        if sub.retries:
+            # Accepted but never handled: keep them replayable rather than drop them.
+            while not sub.queue.empty():
+                delivery = sub.queue.get_nowait()
+                self._dead_letter(sub, delivery, "not delivered: the subscriber stopped")
         if sub.task is not None:
             sub.task.cancel()
 

@@ -83,11 +83,18 @@ class WatchPath:
     extensions: list[str] = spec(factory=list, doc='e.g. [".py", ".test.ts"]; empty = all')
 
     def validate(self) -> list[tuple[str, str]]:
-        return [
+        from config.globs import glob_error
+
+        out = [
             (f"events[{i}]", f'"{e}" is not a file event (must be one of {", ".join(FILE_EVENTS)})')
             for i, e in enumerate(self.events)
             if e not in FILE_EVENTS
         ]
+        for i, pattern in enumerate(self.ignore):
+            reason = glob_error(pattern)
+            if reason:
+                out.append((f"ignore[{i}]", f"{pattern!r} {reason}"))
+        return out
 
 
 def _default_watch_paths() -> list[WatchPath]:
