@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,10 @@ class OutputSink:
     """
 
     def __init__(self, path: Path | None, cap: int = DEFAULT_LOG_CAP,
-                 tail_bytes: int = DEFAULT_TAIL_BYTES) -> None:  # fmt: skip
+                 tail_bytes: int = DEFAULT_TAIL_BYTES,
+                 on_data: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.path = path
+        self.on_data = on_data  # told after each chunk is written (log followers)
         self.cap = cap
         self.tail_bytes = tail_bytes
         self.written = 0
@@ -118,6 +121,8 @@ class OutputSink:
                     f"\n[aiwgd] output truncated: log cap of {self.cap} bytes reached; "
                     "further output is dropped\n".encode()
                 )
+        if self.on_data is not None:
+            self.on_data()
 
     def close(self) -> None:
         self._add_tail(self._decoder.decode(b"", final=True))
@@ -133,7 +138,8 @@ class OutputSink:
         return self._tail
 
     def _write(self, data: bytes) -> None:
-        assert self._fd is not None
+        if self._fd is None:
+            return
         try:
             while data:
                 n = os.write(self._fd, data)
@@ -286,10 +292,11 @@ class Child:
         log_cap: int = DEFAULT_LOG_CAP,
         tail_bytes: int = DEFAULT_TAIL_BYTES,
         header: str | None = None,
+        on_data: Callable[[], None] | None = None,
     ) -> Child:
         """Start `argv` (never through a shell). Raises OSError if it cannot start."""
         loop = asyncio.get_running_loop()
-        sink = OutputSink(log_path, log_cap, tail_bytes)
+        sink = OutputSink(log_path, log_cap, tail_bytes, on_data)
         if header:
             sink.write_note(header)
         protocol = _Protocol(sink, loop)

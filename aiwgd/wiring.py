@@ -33,6 +33,12 @@ def build_subsystems(daemon: Daemon) -> list[Subsystem]:
 
     daemon.store = TaskStore(daemon.paths, daemon.config.tasks, daemon.router)
     subsystems.append(daemon.store)
+    from aiwgd import tasks_api
+    from aiwgd.supervisor import Supervisor
+
+    daemon.supervisor = Supervisor(daemon, daemon.store)
+    tasks_api.register(daemon.api, daemon.supervisor)
+    subsystems.append(daemon.supervisor)
 
     # -- automation (issue 4) --
     from aiwgd import automation_api
@@ -54,5 +60,13 @@ def build_subsystems(daemon: Daemon) -> list[Subsystem]:
     # -- file watcher (issue 4) --
 
     # -- scheduler (issue 4) --
+    from aiwgd import schedule_api
+    from aiwgd.scheduler import Scheduler
+
+    daemon.scheduler = Scheduler(
+        daemon.router, daemon.actions, daemon.config, daemon.paths.runtime_state_file
+    )
+    schedule_api.register(daemon.api, daemon.scheduler)
+    subsystems.append(daemon.scheduler)
 
     return subsystems

@@ -13,6 +13,9 @@ import typer
 def register(app: typer.Typer) -> None:
     """Attach every capability's command group to the root app."""
     # -- tasks (issue 3) --
+    from cli import tasks
+
+    tasks.register(app)
 
     # -- events / dlq (issue 4) --
 

@@ -1,0 +1,304 @@
+"""`aiwg task ...` and `aiwg chat`: submit, run, list, inspect, cancel and follow tasks.
+
+With --wait or --follow the exit code tells how the task ended: 0 completed, 1 any
+other end (the reason on stderr), so `aiwg task run --wait -- make test` works in
+scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from cli import render
+from cli.daemonctl import CtlError
+from cli.main import EXIT_ERROR, Json, Root, client, emit, want_json
+
+task_app = typer.Typer(no_args_is_help=True, help="Submit, list, inspect and cancel tasks.")
+
+Agent = Annotated[str | None, typer.Option("--agent", "-a", help="named agent")]
+Priority = Annotated[
+    str | None, typer.Option("--priority", "-p", help="integer or low|normal|high|critical")
+]
+Timeout = Annotated[float | None, typer.Option("--timeout", help="seconds before timed_out")]
+Cwd = Annotated[str | None, typer.Option("--cwd", help="working dir (default: project root)")]
+Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE (repeatable)")]
+Retries = Annotated[int, typer.Option("--retries", min=0, help="retries if it fails")]
+Wait = Annotated[
+    bool, typer.Option("--wait", "-w", help="wait for the end; exit 1 unless completed")
+]
+Follow = Annotated[bool, typer.Option("--follow", "-f", help="stream the output until the end")]
+
+
+def _priority(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value  # a name; the daemon says precisely what is allowed
+
+
+def _env(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CtlError(f"--env {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _spec(agent: str | None, priority: str | None, timeout: float | None, cwd: str | None,
+          env: list[str] | None, retries: int) -> dict[str, Any]:  # fmt: skip
+    spec: dict[str, Any] = {"source": "cli"}
+    if agent:
+        spec["agent"] = agent
+    prio = _priority(priority)
+    if prio is not None:
+        spec["priority"] = prio
+    if timeout is not None:
+        spec["timeout_s"] = timeout
+    if cwd:
+        spec["cwd"] = os.path.abspath(cwd)  # relative to where the user is, not the root
+    if env:
+        spec["env"] = _env(env)
+    if retries:
+        spec["max_retries"] = retries
+    return spec
+
+
+def _what(task: dict[str, Any]) -> str:
+    if task.get("command") is not None:
+        return shlex.join(task["command"])
+    return str(task.get("prompt") or "").replace("\n", " ")
+
+
+def _ended_line(task: dict[str, Any]) -> str:
+    line = f"task {task['id']} {task['state']}"
+    return f"{line}: {task['error']}" if task.get("error") else line
+
+
+def _follow(root: str | None, task_id: str, as_json: bool) -> dict[str, Any]:
+    def show(note: dict[str, Any]) -> None:
+        params = note.get("params") or {}
+        if as_json:
+            typer.echo(json.dumps(params, ensure_ascii=False))
+        else:
+            sys.stdout.write(params.get("data", ""))
+            sys.stdout.flush()
+
+    with client(root, timeout=None) as c:
+        c.stream("task.logs", show, id=task_id, follow=True)
+        task: dict[str, Any] = c.call("task.get", id=task_id)
+    return task
+
+
+def _wait(root: str | None, task_id: str) -> dict[str, Any]:
+    with client(root, timeout=None) as c:
+        while True:
+            task: dict[str, Any] = c.call("task.wait", id=task_id, timeout_s=3600)
+            if task["state"] in ("completed", "failed", "timed_out", "cancelled"):
+                return task
+
+
+def _submit_and_report(root: str | None, spec: dict[str, Any], wait: bool, follow: bool,
+                       as_json: bool, method: str = "task.submit") -> None:  # fmt: skip
+    with client(root) as c:
+        task = c.call(method, **spec)
+    if not (wait or follow):
+        emit(task, as_json, f"task {task['id']} {task['state']}")
+        return
+    if not as_json:
+        typer.echo(f"task {task['id']} {task['state']}", err=True)
+    final = _follow(root, task["id"], as_json) if follow else _wait(root, task["id"])
+    if as_json:
+        typer.echo(json.dumps(final, indent=None if follow else 2, default=str))
+    if final["state"] != "completed":
+        if not as_json:
+            typer.echo(f"aiwg: {_ended_line(final)}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    if not as_json:
+        typer.echo(_ended_line(final), err=True)
+
+
+@task_app.command("submit")
+def submit(
+    prompt: Annotated[str, typer.Argument(help="the prompt for the agent")],
+    agent: Agent = None, priority: Priority = None, timeout: Timeout = None, cwd: Cwd = None,
+    env: Env = None, retries: Retries = 0, wait: Wait = False, follow: Follow = False,
+    root: Root = None, json_out: Json = False,
+) -> None:  # fmt: skip
+    """Queue an agent prompt."""
+    spec = _spec(agent, priority, timeout, cwd, env, retries)
+    spec["prompt"] = prompt
+    _submit_and_report(root, spec, wait, follow, want_json(json_out))
+
+
+@task_app.command("run", context_settings={"allow_interspersed_args": False})
+def run(
+    command: Annotated[list[str], typer.Argument(help="-- CMD ARGS... (no shell)")],
+    priority: Priority = None, timeout: Timeout = None, cwd: Cwd = None, env: Env = None,
+    retries: Retries = 0, wait: Wait = False, follow: Follow = False,
+    root: Root = None, json_out: Json = False,
+) -> None:  # fmt: skip
+    """Queue a command (an argv list, never run through a shell): aiwg task run -- make test"""
+    spec = _spec(None, priority, timeout, cwd, env, retries)
+    spec["command"] = command
+    _submit_and_report(root, spec, wait, follow, want_json(json_out))
+
+
+def _table(tasks: list[dict[str, Any]], width: int) -> str:
+    now = time.time()
+    rows = []
+    for t in tasks:
+        started, finished = t.get("started_at"), t.get("finished_at")
+        dur = (finished or now) - started if started else None
+        rows.append([t["id"], t["state"], render.duration(now - t["created_at"]),
+                     render.duration(dur), t.get("agent") or "-", _what(t)])  # fmt: skip
+    head = ["ID", "STATE", "AGE", "DURATION", "AGENT", "PROMPT/COMMAND"]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
+    used = sum(widths) + 2 * 5
+    room = max(10, width - used)
+    lines = []
+    for r in [head, *rows]:
+        what = r[5] if len(r[5]) <= room else r[5][: room - 1] + "…"
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + what
+        )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@task_app.command("list")
+def list_(
+    state: Annotated[str | None, typer.Option("--state", help="only this state")] = None,
+    agent: Agent = None,
+    source: Annotated[str | None, typer.Option("--source", help="cli|rpc|rule|chat|...")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="rows")] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    root: Root = None, json_out: Json = False,
+) -> None:  # fmt: skip
+    """Tasks, newest first: id, state, age, duration, agent, prompt/command."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    for key, value in (("state", state), ("agent", agent), ("source", source)):
+        if value is not None:
+            params[key] = value
+    with client(root) as c:
+        result = c.call("task.list", **params)
+    if want_json(json_out):
+        emit(result, True)
+        return
+    if not result["tasks"]:
+        typer.echo("no tasks")
+        return
+    typer.echo(_table(result["tasks"], shutil.get_terminal_size((120, 24)).columns))
+    shown = offset + len(result["tasks"])
+    if shown < result["total"] or offset:
+        typer.echo(f"({offset + 1}-{shown} of {result['total']})")
+
+
+def _human_task(t: dict[str, Any]) -> str:
+    keys = ("id", "state", "source", "agent", "priority", "cwd", "attempt", "max_retries",
+            "timeout_s", "pid", "exit_code", "signal", "error", "log_path")  # fmt: skip
+    lines = [f"{k + ':':<12} {t[k]}" for k in keys if t.get(k) is not None]
+    lines.insert(2, f"{'what:':<12} {_what(t)}")
+    now = time.time()
+    lines.append(f"{'created:':<12} {render.duration(now - t['created_at'])} ago")
+    if t.get("started_at"):
+        dur = (t.get("finished_at") or now) - t["started_at"]
+        lines.append(f"{'duration:':<12} {render.duration(dur)}")
+    tail = t.get("output_tail") or ""
+    if tail:
+        lines += ["output (tail):", tail.rstrip("\n")]
+    return "\n".join(lines)
+
+
+@task_app.command("get")
+def get(task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = None,
+        json_out: Json = False) -> None:  # fmt: skip
+    """One task in full, with its output tail."""
+    with client(root) as c:
+        task = c.call("task.get", id=task_id)
+    emit(task, want_json(json_out), _human_task(task))
+
+
+@task_app.command("cancel")
+def cancel(task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = None,
+           json_out: Json = False) -> None:  # fmt: skip
+    """Cancel a queued task, or stop a running one (SIGTERM, grace, SIGKILL)."""
+    with client(root, timeout=None) as c:
+        task = c.call("task.cancel", id=task_id)
+    emit(task, want_json(json_out), f"task {task['id']} {task['state']}")
+
+
+@task_app.command("wait")
+def wait_cmd(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    timeout: Annotated[float, typer.Option("--timeout", min=0, help="seconds")] = 3600,
+    root: Root = None, json_out: Json = False,
+) -> None:  # fmt: skip
+    """Wait until a task ends (exit 0 if completed, 1 otherwise or at the timeout)."""
+    with client(root, timeout=None) as c:
+        task = c.call("task.wait", id=task_id, timeout_s=timeout)
+    emit(task, want_json(json_out), _ended_line(task))
+    if task["state"] != "completed":
+        raise typer.Exit(EXIT_ERROR)
+
+
+@task_app.command("logs")
+def logs(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    follow: Follow = False,
+    root: Root = None, json_out: Json = False,
+) -> None:  # fmt: skip
+    """Print a task's output (its full log); -f keeps printing until the task ends."""
+    as_json = want_json(json_out)
+    if follow:
+        _follow(root, task_id, as_json)
+        return
+    offset = 0
+    with client(root) as c:
+        while True:
+            chunk = c.call("task.logs", id=task_id, offset=offset, limit=256 * 1024)
+            if as_json:
+                typer.echo(json.dumps(chunk, ensure_ascii=False))
+            else:
+                sys.stdout.write(chunk["data"])
+            if chunk["next_offset"] == offset:
+                break
+            offset = chunk["next_offset"]
+    sys.stdout.flush()
+
+
+@task_app.command("stats")
+def stats(root: Root = None, json_out: Json = False) -> None:
+    """Counts per state, running, queued, the cap and totals since start."""
+    with client(root) as c:
+        s = c.call("task.stats")
+    counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items() if v)
+    human = (f"{s['running']} running, {s['queued']} queued (cap {s['cap']}); "
+             f"{s['stored']} stored" + (f": {counts}" if counts else ""))  # fmt: skip
+    emit(s, want_json(json_out), human)
+
+
+def chat(
+    message: Annotated[str, typer.Argument(help="what to ask the agent")],
+    agent: Agent = None, root: Root = None, json_out: Json = False,
+) -> None:  # fmt: skip
+    """Send a message to the agent and print its answer as it arrives."""
+    spec: dict[str, Any] = {"message": message}
+    if agent:
+        spec["agent"] = agent
+    _submit_and_report(root, spec, False, True, want_json(json_out), method="chat.send")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(task_app, name="task")
+    app.command("chat")(chat)
