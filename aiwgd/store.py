@@ -6,7 +6,9 @@ since (aiwgd/journal.py). A change costs one appended line, whatever the number 
 stored tasks; the snapshot is rewritten in a background thread when the journal
 reaches `tasks.compact_every` entries, after a start-up that replayed entries, and at
 shutdown. Journal entries (`seq` numbered, holding absolute values) are idempotent to
-replay, so a crash at any moment loses nothing that was acknowledged.
+replay, so a crash at any moment loses nothing that was acknowledged. A third small
+file, `tasks.ids`, durably reserves blocks of task ids ahead of use, so even a lost
+tasks.json never lets an id be issued twice.
 
 API for the supervisor and RPC methods (all on the event loop thread):
 
@@ -61,7 +63,7 @@ from typing import Any
 
 from aiwgd import errors
 from aiwgd.base import Subsystem
-from aiwgd.fsutil import ensure_private_dir
+from aiwgd.fsutil import ensure_private_dir, write_json_atomic
 from aiwgd.journal import Journal, JournalError, read_journal, write_snapshot
 from aiwgd.snapshot import load_snapshot, move_aside
 from aiwgd.tasks import (
@@ -79,6 +81,8 @@ from config.tasks import TasksSection
 
 log = logging.getLogger("aiwgd.store")
 
+ID_RESERVE_MS = 60_000  # ids reserved per write of tasks.ids (one minute of the clock)
+_IDS_ABOUT = "every task id issued so far is below this floor (base 36, without the suffix)"
 _IMMUTABLE = frozenset({"id", "created_at"})
 _UPDATABLE = frozenset(FIELD_NAMES) - _IMMUTABLE
 
@@ -97,6 +101,7 @@ class TaskStore(Subsystem):
         self._tasks: dict[str, Task] = {}  # insertion order = creation order
         self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
         self._ids = IdGenerator()
+        self._id_reserved = 0  # ids below this are durably reserved in tasks.ids
         self._seq = 0
         self._journal = Journal(paths.tasks_journal)
         self._journal_entries = 0  # lines in the journal file since the last compaction
@@ -120,6 +125,7 @@ class TaskStore(Subsystem):
             self._put(task)
         for task_id in snap.salvaged_ids:
             self._ids.observe(task_id)
+        id_file = self._load_id_floor()
         jr = read_journal(self.paths.tasks_journal)
         replayed = self._replay(jr.entries, snap.seq)
         self._journal_entries = len(jr.entries)
@@ -137,6 +143,7 @@ class TaskStore(Subsystem):
             "torn_bytes": jr.torn_bytes,
             "bad_journal_lines": jr.bad_lines[:20],
             "damaged_journal": damaged_journal,
+            "id_file": id_file,
             "found_running": self._counts[TaskState.RUNNING],
             "tasks": len(self._tasks),
             "load_s": round(time.monotonic() - t0, 3),
@@ -188,7 +195,18 @@ class TaskStore(Subsystem):
         while True:
             task_id = self._ids.new()
             if task_id not in self._tasks:
-                return task_id
+                break
+        if self._ids.last >= self._id_reserved:
+            # Reserve a block of ids durably before handing one out: a damaged or
+            # lost tasks.json can then never make us issue an id a second time.
+            floor = self._ids.last + ID_RESERVE_MS
+            try:
+                write_json_atomic(self.paths.tasks_ids, {"floor": floor, "about": _IDS_ABOUT})
+            except OSError as exc:
+                self.last_error = f"cannot write {self.paths.tasks_ids}: {exc}"
+                raise errors.Unavailable(f"the task store cannot write to disk: {exc}") from None
+            self._id_reserved = floor
+        return task_id
 
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
@@ -277,9 +295,10 @@ class TaskStore(Subsystem):
             raise InvalidTransition(task_id, old.state, fields.get("state", old.state),
                                     f"task {task_id} is {old.state}, which is final")  # fmt: skip
         new_state = TaskState(fields.get("state", old.state))
+        if "state" in fields:
+            fields["state"] = new_state
         if new_state != old.state:
             check_transition(task_id, old.state, new_state)
-            fields["state"] = new_state
             retry = old.state == TaskState.RUNNING and new_state == TaskState.QUEUED
             if retry and fields.get("attempt") != old.attempt + 1:
                 raise InvalidTransition(task_id, old.state, new_state,
@@ -430,6 +449,21 @@ class TaskStore(Subsystem):
                 self._drop(task_id)
         else:
             raise ValueError(f"unknown op {op!r}")
+
+    def _load_id_floor(self) -> str:
+        try:
+            floor = json.loads(self.paths.tasks_ids.read_text())["floor"]
+            if not isinstance(floor, int) or isinstance(floor, bool):
+                raise ValueError("floor is not an integer")
+        except FileNotFoundError:
+            return "missing"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # The ids seen in tasks.json, the journal and the clock still apply.
+            log.warning("task id file unreadable; ignored", extra={"error": str(exc)})
+            return f"unreadable: {exc}"
+        # Every id issued before is below the reserved floor.
+        self._ids.last = max(self._ids.last, floor)
+        return "ok"
 
     def _keep_damaged_journal(self) -> str:
         # Lines we could not read are kept in a copy; compaction would drop them.

@@ -64,6 +64,11 @@ class Paths:
         return self.daemon_dir / "tasks.journal"
 
     @property
+    def tasks_ids(self) -> Path:
+        """The task id high-water mark, kept apart so a damaged tasks.json cannot lose it."""
+        return self.daemon_dir / "tasks.ids"
+
+    @property
     def task_logs_dir(self) -> Path:
         return self.daemon_dir / "tasks"
 

@@ -1,0 +1,344 @@
+"""TaskStore on real files: transitions, durability across reopen, compaction, retention.
+
+The store is a plain object, so these tests drive it directly in an event loop; the
+crash tests (a writer killed with SIGKILL, damaged files, the real daemon) are in
+test_store_recovery.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from aiwgd import errors
+from aiwgd.events import EventRouter
+from aiwgd.store import TaskStore
+from aiwgd.tasks import (
+    TERMINAL,
+    TRANSITIONS,
+    IdGenerator,
+    InvalidTransition,
+    Task,
+    TaskState,
+    check_transition,
+    parse_priority,
+)
+from config import Paths, ValidationError, parse_config
+from config.tasks import TasksSection
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def new_task(store: TaskStore, **fields: Any) -> Task:
+    fields.setdefault("command", ["echo", "hi"])
+    return Task(id=store.new_id(), **fields)
+
+
+async def opened(root: Path, **cfg: Any) -> TaskStore:
+    store = TaskStore(Paths(root), TasksSection(**cfg))
+    await store.start()
+    return store
+
+
+def snapshot(root: Path) -> dict[str, Any]:
+    return json.loads(Paths(root).tasks_file.read_text())
+
+
+# ---- the model ------------------------------------------------------------------------
+def test_transition_table_is_the_only_rule() -> None:
+    allowed = {
+        ("queued", "running"), ("queued", "cancelled"),
+        ("running", "completed"), ("running", "failed"), ("running", "timed_out"),
+        ("running", "cancelled"), ("running", "interrupted"), ("running", "queued"),
+        ("interrupted", "queued"), ("interrupted", "failed"),
+    }  # fmt: skip
+    for old, new in itertools.product(TaskState, TaskState):
+        if (old, new) in allowed:
+            check_transition("t", old, new)
+        else:
+            with pytest.raises(InvalidTransition):
+                check_transition("t", old, new)
+    assert all(not TRANSITIONS[s] for s in TERMINAL)
+
+
+def test_invalid_transition_is_a_conflict_with_a_clear_message() -> None:
+    with pytest.raises(InvalidTransition) as info:
+        check_transition("abc", "completed", "running")
+    assert info.value.code == errors.CONFLICT
+    assert "task abc is completed; it cannot become running" in info.value.message
+    assert info.value.data == {"id": "abc", "state": "completed", "requested": "running"}
+
+
+def test_priorities() -> None:
+    assert [parse_priority(p) for p in ("low", "normal", "HIGH", "critical")] == [-10, 0, 10, 20]
+    assert parse_priority(7) == 7 and parse_priority("-3") == -3
+    for bad in ("urgent", True, 1.5, None):
+        with pytest.raises(ValueError, match="is not a priority"):
+            parse_priority(bad)  # type: ignore[arg-type]
+
+
+def test_ids_are_short_sorted_and_unique() -> None:
+    gen = IdGenerator()
+    ids = [gen.new() for _ in range(5000)]
+    assert len(set(ids)) == 5000
+    assert ids == sorted(ids)
+    assert all(len(i) <= 11 and i.isalnum() and i.islower() for i in ids)
+    # A floor from an id seen in the store wins over the clock.
+    later = IdGenerator()
+    later.observe(ids[-1])
+    later.last += 10**9  # as if a stored id came from a clock far ahead
+    floor = later.new()
+    fresh = IdGenerator()
+    fresh.observe(floor)
+    assert fresh.new() > floor
+
+
+def test_task_round_trips_and_summary_has_no_output() -> None:
+    t = Task(id="x1", prompt="fix it", agent="coder", env={"A": "1"}, metadata={"k": [1]},
+             output_tail="lots of output", state=TaskState.RUNNING)  # fmt: skip
+    d = t.to_dict()
+    assert d["state"] == "running" and json.loads(json.dumps(d)) == d
+    assert Task.from_dict({**d, "from_a_newer_version": 1}) == t
+    assert "output_tail" not in t.summary() and t.summary()["prompt"] == "fix it"
+
+
+def test_tasks_config_section_validates() -> None:
+    cfg = parse_config({"tasks": {"retention_days": 3, "requeue_interrupted": False}})
+    assert cfg.tasks.retention_days == 3 and cfg.tasks.requeue_interrupted is False
+    assert cfg.tasks.output_tail_bytes == 16384 and cfg.tasks.log_max_bytes == 10 * 1024 * 1024
+    with pytest.raises(ValidationError) as info:
+        parse_config({"tasks": {"retention_days": 0, "max_finished": -1, "compact_every": "x"}})
+    text = str(info.value)
+    assert "tasks.retention_days: 0.0 is out of range (must be > 0)" in text
+    assert "tasks.max_finished: -1 is out of range (must be >= 0)" in text
+    assert 'tasks.compact_every: "x" is not an integer' in text
+
+
+# ---- the store ------------------------------------------------------------------------
+def test_add_update_survive_reopen_and_terminal_never_changes(project: Path) -> None:
+    async def main() -> None:
+        router = EventRouter()
+        store = TaskStore(Paths(project), TasksSection(), router)
+        await store.start()
+        a = await store.add(new_task(store, prompt=None, command=["make", "test"], priority=10))
+        b = await store.add(new_task(store, command=None, prompt="write docs", agent="doc"))
+        a = await store.update(a.id, state="running", pid=4242)
+        assert a.started_at is not None and a.state is TaskState.RUNNING
+        a = await store.update(a.id, state="completed", exit_code=0, output_tail="ok\n")
+        assert a.finished_at is not None
+        for change in ({"state": "running"}, {"state": "queued"}, {"error": "x"}):
+            with pytest.raises(InvalidTransition, match="which is final"):
+                await store.update(a.id, **change)
+        with pytest.raises(InvalidTransition, match="cannot become completed"):
+            await store.update(b.id, state="completed")
+        with pytest.raises(errors.NotFound):
+            await store.update("nope", state="running")
+        with pytest.raises(ValueError, match="cannot update task field"):
+            await store.update(b.id, id="other")
+        with pytest.raises(errors.Conflict, match="already exists"):
+            await store.add(Task(id=b.id, prompt="again"))
+        types = [e.type for e in router.history]
+        assert types == ["task.queued", "task.queued", "task.started", "task.completed"]
+        done = router.history[-1].data
+        assert done["previous"] == "running" and done["exit_code"] == 0
+        assert "env" not in done and "output_tail" not in done
+        await store.stop()
+
+        again = await opened(project)
+        got = again.get(a.id)
+        assert got is not None and got.to_dict() == a.to_dict()
+        assert again.get(b.id) == b
+        assert again.counts()["completed"] == 1 and again.counts()["queued"] == 1
+        await again.stop()
+
+    run(main())
+
+
+def test_retry_is_running_to_queued_with_the_next_attempt(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project)
+        t = await store.add(new_task(store, max_retries=2))
+        await store.update(t.id, state="running", pid=1)
+        with pytest.raises(InvalidTransition, match="retry only; pass attempt=2"):
+            await store.update(t.id, state="queued")
+        t = await store.update(t.id, state="queued", attempt=2, exit_code=1, retry_at=1.0)
+        assert t.attempt == 2 and t.state is TaskState.QUEUED and t.exit_code == 1
+        await store.stop()
+
+    run(main())
+
+
+def test_a_held_task_never_changes_under_its_holder(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project)
+        t = await store.add(new_task(store))
+        t2 = await store.update(t.id, state="running")
+        assert t.state is TaskState.QUEUED and t2.state is TaskState.RUNNING
+        assert store.get(t.id) is t2
+        await store.stop()
+
+    run(main())
+
+
+def test_list_is_newest_first_with_filters_and_totals(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project)
+        made = []
+        for i in range(30):
+            agent = "a" if i % 3 == 0 else None
+            made.append(
+                await store.add(new_task(store, agent=agent, source="cli" if i % 2 else "rpc"))
+            )
+        await store.update(made[5].id, state="cancelled")
+        page, total = store.list(limit=5)
+        assert [t.id for t in page] == [t.id for t in reversed(made)][:5] and total == 30
+        page, total = store.list(limit=5, offset=28)
+        assert [t.id for t in page] == [made[1].id, made[0].id] and total == 30
+        page, total = store.list(agent="a", limit=3)
+        assert total == 10 and [t.id for t in page] == [made[27].id, made[24].id, made[21].id]
+        page, total = store.list(agent="a", source="cli", offset=100)
+        assert page == [] and total == 5
+        assert store.list(state="cancelled") == ([store.get(made[5].id)], 1)
+        assert store.list(state="queued", limit=0) == ([], 29)
+        assert [t.id for t in store.queued()] == [t.id for t in made if t is not made[5]]
+        assert store.counts()["cancelled"] == 1
+        await store.stop()
+
+    run(main())
+
+
+def test_concurrent_writers_share_fsyncs(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project)
+        tasks = await asyncio.gather(*(store.add(new_task(store)) for _ in range(500)))
+        assert len({t.id for t in tasks}) == 500
+        # Group commit: far fewer fsyncs than acknowledged writes.
+        assert store.status()["journal"]["fsyncs"] < 250
+        await store.stop()
+        assert len(snapshot(project)["tasks"]) == 500
+        again = await opened(project)
+        assert len(again) == 500
+        await again.stop()
+
+    run(main())
+
+
+def test_compaction_keeps_tasks_json_valid_and_complete(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project, compact_every=20)
+        ids = []
+        for i in range(120):
+            t = await store.add(new_task(store, metadata={"i": i}))
+            ids.append(t.id)
+            if i % 4 == 0:
+                await store.update(t.id, state="running")
+            # tasks.json is replaced atomically: whenever it exists it is whole JSON.
+            if Paths(project).tasks_file.exists():
+                assert isinstance(snapshot(project)["tasks"], list)
+        await store.compact()
+        doc = snapshot(project)
+        assert [r["id"] for r in doc["tasks"]] == ids
+        assert sum(r["state"] == "running" for r in doc["tasks"]) == 30
+        assert store.status()["compactions"] >= 5
+        # The journal holds only what came after the last compaction.
+        assert store.status()["journal"]["entries"] == 0
+        assert Paths(project).tasks_journal.stat().st_size == 0
+        t = await store.update(ids[1], state="cancelled")
+        await store.stop()
+        doc = snapshot(project)
+        assert {r["id"]: r["state"] for r in doc["tasks"]}[t.id] == "cancelled"
+        assert doc["seq"] == store._seq
+
+    run(main())
+
+
+def test_recover_requeues_or_fails_running_tasks(project: Path) -> None:
+    async def main() -> None:
+        router = EventRouter()
+        store = TaskStore(Paths(project), TasksSection(), router)
+        await store.start()
+        a = await store.add(new_task(store))
+        b = await store.add(new_task(store))
+        await store.update(a.id, state="running", pid=99999, pgid=99999, proc_create_time=1.0)
+        await store.update(b.id, state="running")
+        assert [t.id for t in store.found_running()] == [a.id, b.id]
+        a2 = await store.recover(a.id)
+        assert a2.state is TaskState.QUEUED and a2.attempt == 2 and a2.pid is None
+        assert "interrupted" in (a2.error or "")
+        store.cfg = TasksSection(requeue_interrupted=False)
+        b2 = await store.recover(b.id)
+        assert b2.state is TaskState.FAILED and b2.finished_at is not None
+        types = [e.type for e in router.history][-4:]
+        assert types == ["task.interrupted", "task.queued", "task.interrupted", "task.failed"]
+        await store.stop()
+
+    run(main())
+
+
+def test_retention_prunes_old_and_excess_finished_tasks_with_logs(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project, retention_days=1, max_finished=3)
+        now = time.time()
+        old, recent = [], []
+        for i in range(6):
+            t = await store.add(new_task(store))
+            await store.update(t.id, state="running")
+            finished_at = now - 3 * 86_400 if i < 2 else now - 100 + i
+            await store.update(t.id, state="completed", finished_at=finished_at)
+            store.log_path(t.id).write_text("output\n")
+            (old if i < 2 else recent).append(t.id)
+        running = await store.add(new_task(store))
+        await store.update(running.id, state="running")
+        queued = await store.add(new_task(store))
+        assert await store.prune() == 3  # 2 too old + 1 beyond max_finished
+        gone = [*old, recent[0]]
+        assert all(store.get(i) is None for i in gone)
+        assert all(not store.log_path(i).exists() for i in gone)
+        assert all(store.get(i) is not None and store.log_path(i).exists() for i in recent[1:])
+        assert store.get(running.id) and store.get(queued.id)
+        assert store.status()["pruned"] == 3
+        await store.stop()
+        again = await opened(project, max_finished=3)
+        assert sorted(t.id for t in again.list(limit=100)[0]) == sorted(
+            [*recent[1:], running.id, queued.id]
+        )
+        await again.stop()
+
+    run(main())
+
+
+def test_a_task_added_while_the_disk_fails_is_not_kept(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project)
+        await store.add(new_task(store))
+        # A real write failure: the journal's descriptor now refuses writes (EBADF).
+        journal = store._journal
+        ro = os.open(journal.path, os.O_RDONLY)
+        old_fh = journal._fh
+        journal._fh = os.fdopen(ro, "rb", buffering=0)
+        t = new_task(store)
+        with pytest.raises(errors.Unavailable, match="cannot write to disk"):
+            await store.add(t)
+        assert store.get(t.id) is None and len(store) == 1
+        assert "journal write" in store.status()["last_error"]
+        journal._fh.close()
+        journal._fh = old_fh
+        ok = await store.add(new_task(store))
+        await store.stop()
+        again = await opened(project)
+        assert len(again) == 2 and again.get(ok.id) is not None
+        await again.stop()
+
+    run(main())
