@@ -216,6 +216,7 @@ class Automation(Subsystem):
                 self._finished(rs, exe)
                 return
             exe.state = "pending"
+            rs.last_result = f"pending approval ({exe.id})"
             self.pending[exe.id] = exe
             self.router.publish("automation.pending", {"execution_id": exe.id,
                                 "rule_id": rs.rule.id, "event_id": ev.get("id")},

@@ -20,3 +20,7 @@ def register(app: typer.Typer) -> None:
     # -- events / dlq (issue 4) --
 
     # -- schedule / automation (issue 4) --
+    from cli import automation, schedule
+
+    schedule.register(app)
+    automation.register(app)
