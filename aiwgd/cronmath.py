@@ -42,6 +42,12 @@ def _resolve(wall: datetime, tz: tzinfo) -> datetime:
     return wall.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
 
 
+def _utc(t: datetime) -> datetime:
+    # Aware datetimes sharing a tzinfo compare by wall time, ignoring fold: 01:30 EDT
+    # and 01:30 EST would be "equal". Instants are compared in UTC, always.
+    return t.astimezone(UTC)
+
+
 def _wall(t: datetime, tz: tzinfo) -> datetime:
     return t.astimezone(tz).replace(tzinfo=None, fold=0)
 
@@ -53,7 +59,7 @@ def next_after(expr: str, tz: tzinfo, after: datetime) -> datetime:
     it = croniter(expand(expr), _wall(after, tz))
     for _ in range(_MAX_STEPS):
         inst = _resolve(it.get_next(datetime), tz)
-        if inst > after:
+        if _utc(inst) > _utc(after):
             return inst
     raise RuntimeError(f"no fire time found for {expr!r} after {after.isoformat()}")
 
@@ -67,7 +73,7 @@ def latest_at_or_before(expr: str, tz: tzinfo, now: datetime) -> datetime:
     it = croniter(expand(expr), _wall(now, tz) + timedelta(microseconds=1))
     for _ in range(_MAX_STEPS):
         inst = _resolve(it.get_prev(datetime), tz)
-        if inst <= now:
+        if _utc(inst) <= _utc(now):
             return inst
     raise RuntimeError(f"no fire time found for {expr!r} before {now.isoformat()}")
 
@@ -75,7 +81,7 @@ def latest_at_or_before(expr: str, tz: tzinfo, now: datetime) -> datetime:
 def missed_run(expr: str, tz: tzinfo, since: datetime, now: datetime) -> datetime | None:
     """The latest fire instant in (since, now], or None: what catch-up fires once."""
     latest = latest_at_or_before(expr, tz, now)
-    return latest if latest > since else None
+    return latest if _utc(latest) > _utc(since) else None
 
 
 def zone(name: str | None) -> tzinfo:

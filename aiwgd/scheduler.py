@@ -137,12 +137,12 @@ class Scheduler(Subsystem):
         return js
 
     def _plan(self, js: JobState) -> None:
-        after = js.after if js.last_fire is None else max(js.after, js.last_fire)
+        after = js.after if js.last_fire is None else max(js.after, js.last_fire, key=ts)
         js.next_fire = next_after(js.job.cron, js.tz, after)
 
     def _catch_up(self, js: JobState, now: datetime) -> None:
         since = datetime.fromtimestamp(js.since, UTC)
-        baseline = since if js.last_fire is None else max(since, js.last_fire)
+        baseline = since if js.last_fire is None else max(since, js.last_fire, key=ts)
         missed = missed_run(js.job.cron, js.tz, baseline, now)
         if missed is not None:
             log.info("catching up a missed run", extra={"job_id": js.job.id,
@@ -173,7 +173,7 @@ class Scheduler(Subsystem):
         if not self.section.enabled:
             return None
         times = [js.next_fire for js in self.jobs.values() if js.enabled and js.next_fire]
-        return min(times) if times else None
+        return min(times, key=ts) if times else None  # by instant: same-zone compares ignore fold
 
     def _fire_due(self, now: datetime) -> None:
         if not self.section.enabled:
