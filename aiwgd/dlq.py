@@ -151,7 +151,7 @@ class DeadLetters:
         return await self.remove(ids)
 
     def status(self) -> dict[str, Any]:
-        return {"entries": len(self.entries), "max": self.max_entries,
+        return {"count": len(self.entries), "max": self.max_entries,
                 "evicted": self.evicted, "write_errors": self.write_errors}  # fmt: skip
 
     # ---- persistence ---------------------------------------------------------------

@@ -195,7 +195,7 @@ def register(api: Api, daemon: Daemon) -> None:
                 DlqListParams, result=obj)  # fmt: skip
     async def dlq_list(ctx: Any, p: DlqListParams) -> dict[str, Any]:
         entries = router.dlq.list(p.subscriber, p.limit)
-        return {"entries": entries, "total": len(router.dlq.entries), **router.dlq.status()}
+        return {**router.dlq.status(), "entries": entries}
 
     @api.method("dlq.replay", "Re-deliver dead letters to the subscriber that failed.",
                 ReplayParams, result=obj, raises=(errors.NotFound,))  # fmt: skip

@@ -58,6 +58,9 @@ def build_subsystems(daemon: Daemon) -> list[Subsystem]:
     subsystems.append(daemon.rpc)
 
     # -- file watcher (issue 4) --
+    from aiwgd.watcher import FileWatcher
+
+    subsystems.append(FileWatcher(daemon.router, daemon.paths, daemon.config))
 
     # -- scheduler (issue 4) --
     from aiwgd import schedule_api

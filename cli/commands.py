@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
     tasks.register(app)
 
     # -- events / dlq (issue 4) --
+    from cli import events
+
+    events.register(app)
 
     # -- schedule / automation (issue 4) --
     from cli import automation, schedule

@@ -1,0 +1,436 @@
+"""The file watcher: watchfiles -> debounced, filtered `file.created|modified|deleted`.
+
+How a change becomes an event:
+1. One recursive `watchfiles.awatch` over every configured directory that exists, plus
+   (only when needed) one non-recursive awatch over the parent directories of file
+   entries and the nearest existing ancestors of entries that do not exist yet.
+2. Each change is checked against the built-in ignores (.git/, node_modules/,
+   __pycache__/, editor swap files, the daemon's own .aiwg/daemon/) and the entries'
+   `ignore` globs; what survives waits in a per-path debounce window: every further
+   change to the path restarts the window (`watch.debounce_ms`), capped at ten windows
+   (at least 1 s) so a file written non-stop still gets reported.
+3. When the window closes, the path's state then is compared with what the watcher
+   knew before the window (an index of the files under the watched entries, built at
+   start): absent -> present is `file.created`, present -> present `file.modified`,
+   present -> absent `file.deleted`. So a burst of writes gives one event; create then
+   modify gives one `file.created`; create then delete inside one window gives
+   nothing (the file never existed for anyone who looked); an editor's save by
+   rename-over is `file.modified`. Directories get no events of their own: a
+   directory that appears is scanned and its files reported as created, one that
+   vanishes reports its known files as deleted.
+4. The most specific entry covering the path that takes the kind (`events`) and the
+   extension (suffix match, ".test.ts" works) reports it: data = {path (relative to
+   the project root), watch (the entry's configured path)}.
+
+A missing entry is reported in status and logged; it is picked up when it appears,
+and a watched directory deleted and recreated is watched again. Reload restarts the
+awatch with the new paths; pending debounced changes are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiwgd.base import Subsystem
+from aiwgd.watchrules import Rules
+
+if TYPE_CHECKING:
+    from aiwgd.events import EventRouter
+    from config import Config, Paths
+
+log = logging.getLogger("aiwgd.watcher")
+# watchfiles logs every batch at INFO; our own counters and events say more.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+MAX_INDEX = 500_000  # files remembered; past this, unknown files count as new
+CHUNK = 1000  # changes handled between yields to the event loop
+
+
+@dataclass(frozen=True)
+class Plan:
+    recursive: tuple[str, ...]  # existing directory entries
+    flat: tuple[str, ...]  # parents of file entries, ancestors of missing ones
+    missing: tuple[str, ...]
+
+
+def make_plan(entry_paths: list[str]) -> Plan:
+    recursive: set[str] = set()
+    flat: set[str] = set()
+    missing: list[str] = []
+    for path in entry_paths:
+        if os.path.isdir(path):
+            recursive.add(path)
+            continue
+        if not os.path.lexists(path):
+            missing.append(path)
+        parent = os.path.dirname(path)
+        while parent != os.path.dirname(parent) and not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        flat.add(parent)
+
+    def inside(path: str, roots: set[str]) -> bool:
+        return any(path != r and path.startswith(r.rstrip("/") + "/") for r in roots)
+
+    rec = {r for r in recursive if not inside(r, recursive)}
+    flat = {f for f in flat if f not in rec and not inside(f, rec)}
+    return Plan(tuple(sorted(rec)), tuple(sorted(flat)), tuple(sorted(missing)))
+
+
+@dataclass
+class Scan:
+    files: list[str]
+    dirs: list[str]
+    complete: bool = True
+
+
+def scan_files(dirs: list[str], rules: Rules, limit: int) -> Scan:
+    """Files and directories under `dirs` (built-in ignores pruned), up to `limit` files."""
+    out = Scan([], list(dirs))
+    stack = list(dirs)
+    while stack:
+        top = stack.pop()
+        try:
+            it = os.scandir(top)
+        except OSError:
+            continue
+        with it:
+            for de in it:
+                if rules.builtin_ignored(de.path):
+                    continue
+                try:
+                    if de.is_dir(follow_symlinks=False):
+                        stack.append(de.path)
+                        out.dirs.append(de.path)
+                        continue
+                except OSError:
+                    continue
+                if len(out.files) >= limit:
+                    out.complete = False
+                    return out
+                out.files.append(de.path)
+    return out
+
+
+@dataclass
+class Pending:
+    first: float
+    due: float
+
+
+class FileWatcher(Subsystem):
+    name = "watcher"
+
+    def __init__(self, router: EventRouter, paths: Paths, config: Config) -> None:
+        self.router = router
+        self.paths = paths
+        self.section = config.watch
+        self.rules = Rules(paths.root, paths.daemon_dir, self.section.paths)
+        self.plan = Plan((), (), ())
+        self.pending: dict[str, Pending] = {}
+        self.known: set[str] = set()  # files as the watcher last saw them
+        self.dirs: set[str] = set()  # directories seen, to tell a vanished one
+        self.index_complete = True
+        self.state = "stopped"
+        self.error: str | None = None
+        self.counts = {"changes": 0, "created": 0, "modified": 0, "deleted": 0, "restarts": 0}
+        self._watches: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._planner: asyncio.Task[None] | None = None
+        self._replan_wanted = asyncio.Event()
+        self._plan_lock = asyncio.Lock()
+        self._retry_s = 1.0
+        self._force_next = False
+
+    # ---- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="watcher-flush")
+        self._planner = asyncio.create_task(self._plan_loop(), name="watcher-plan")
+        await self._replan(index=True)
+
+    async def stop(self, fast: bool = False) -> None:
+        await self._stop_watches()
+        for task in (self._flusher, self._planner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.state = "stopped"
+
+    async def apply_config(self, config: Config) -> None:
+        self.section = config.watch
+        self.rules = Rules(self.paths.root, self.paths.daemon_dir, self.section.paths)
+        # Pending changes stay: they are judged against the new entries when due.
+        await self._replan(index=True, force=True)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "error": self.error,
+            "watching": [self.rules.relative(p) for p in self.plan.recursive],
+            "parents": [self.rules.relative(p) for p in self.plan.flat],
+            "missing": [self.rules.relative(p) for p in self.plan.missing],
+            "pending": len(self.pending),
+            "indexed_files": len(self.known),
+            "index_complete": self.index_complete,
+            "debounce_ms": self.section.debounce_ms,
+            **self.counts,
+        }
+
+    # ---- planning: what to watch -----------------------------------------------------
+    async def _replan(self, index: bool = False, force: bool = False) -> None:
+        """Recompute what to watch; restart the awatch if that changed.
+
+        `index`: files in newly watched directories existed before (start, reload);
+        otherwise a directory just appeared and its files are reported as created.
+        """
+        async with self._plan_lock:
+            if not self.section.enabled:
+                await self._stop_watches()
+                self.plan = Plan((), (), ())
+                self.state = "disabled"
+                return
+            old = self.plan
+            plan = make_plan([e.abs for e in self.rules.entries])
+            for path in set(plan.missing) - set(old.missing):
+                log.warning("watched path does not exist yet; waiting for it to appear",
+                            extra={"path": self.rules.relative(path)})  # fmt: skip
+            self.plan = plan
+            same = (plan.recursive, plan.flat) == (old.recursive, old.flat)
+            if not same or force or not self._watches:
+                self.error = None
+                # New watches first, old ones after: a change in between is seen twice
+                # (harmless: windows are per path), never zero times.
+                old_watches, self._watches = self._watches, []
+                self._start_watches()
+                await asyncio.sleep(0)  # awatch registers its inotify watches in its first step
+                await self._stop_watches(old_watches)
+            await self._take_in(old, plan, index)
+            # A watch that failed in its first step has set self.error already.
+            if self.error:
+                self.state = "error"
+            else:
+                self.state = "watching" if plan.recursive or plan.flat else "idle"
+
+    async def _take_in(self, old: Plan, plan: Plan, index: bool) -> None:
+        """Scan what is newly watched: remember it (index) or report it as created."""
+        new_dirs = [d for d in plan.recursive if d not in old.recursive]
+        new_files = [e.abs for e in self.rules.entries
+                     if e.abs not in old.recursive and os.path.isfile(e.abs)]  # fmt: skip
+        if not new_dirs and not new_files:
+            return
+        found = await asyncio.to_thread(scan_files, new_dirs, self.rules, MAX_INDEX)
+        files = found.files + [f for f in new_files if f not in self.known]
+        self.dirs.update(found.dirs)
+        if index:
+            self._index(files, found.complete)
+        else:
+            self._touch(files, time.monotonic())
+
+    def _index(self, files: list[str], complete: bool) -> None:
+        for path in files:
+            if len(self.known) >= MAX_INDEX:
+                complete = False
+                break
+            if path not in self.pending and self.rules.relevant(path):
+                self.known.add(path)
+        if not complete:
+            self.index_complete = False
+            log.warning("too many files to index; new files may be reported as modified",
+                        extra={"limit": MAX_INDEX})  # fmt: skip
+
+    def _start_watches(self) -> None:
+        from watchfiles import awatch  # heavy import kept to the daemon side
+
+        step = max(10, min(50, self.section.debounce_ms // 4))
+        for dirs, recursive in ((self.plan.recursive, True), (self.plan.flat, False)):
+            if not dirs:
+                continue
+            stop = asyncio.Event()
+            changes = awatch(*dirs, watch_filter=None, debounce=200, step=step,
+                             stop_event=stop, recursive=recursive,
+                             ignore_permission_denied=True)  # fmt: skip
+            task = asyncio.create_task(self._consume(changes), name="watcher-awatch")
+            self._watches.append((stop, task))
+        self.counts["restarts"] += 1
+
+    async def _stop_watches(
+        self, watches: list[tuple[asyncio.Event, asyncio.Task[None]]] | None = None
+    ) -> None:
+        if watches is None:
+            watches, self._watches = self._watches, []
+        for stop, _ in watches:
+            stop.set()  # the watch thread notices within one step and returns
+        for _, task in watches:
+            try:
+                await asyncio.wait_for(task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception:
+                pass  # already reported by _consume
+
+    async def _consume(self, changes: Any) -> None:
+        try:
+            async for batch in changes:
+                await self._intake(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A watched directory vanished between planning and watching, or the
+            # inotify watch limit was hit: report it and plan again after a backoff.
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = "error"
+            fields = {"error": self.error, "retry_in_s": self._retry_s}
+            log.error("file watch failed; retrying", extra=fields)
+            self._force_next = True
+            asyncio.get_running_loop().call_later(self._retry_s, self._replan_wanted.set)
+            self._retry_s = min(self._retry_s * 2, 30.0)
+
+    async def _plan_loop(self) -> None:
+        """Replans requested by changes run here, one at a time, never lost."""
+        while True:
+            await self._replan_wanted.wait()
+            self._replan_wanted.clear()
+            force, self._force_next = self._force_next, False
+            try:
+                await self._replan(force=force)
+            except Exception:
+                log.exception("file watcher replan failed")
+
+    # ---- intake: raw changes -> debounce windows -----------------------------------
+    def _structural(self, path: str) -> bool:
+        """Might this change alter what must be watched (a root gone, a missing path here)?
+
+        The kind is not trusted: watchfiles reports a directory moved in from outside
+        as "deleted" (it pairs rename halves by alternation), so any change on a
+        watched directory, a missing path or one of their ancestors triggers a replan,
+        which looks at the disk itself.
+        """
+        plan = self.plan
+        return any(w == path or w.startswith(path + "/")
+                   for w in plan.recursive + plan.flat + plan.missing)  # fmt: skip
+
+    async def _intake(self, batch: set[tuple[int, str]]) -> None:
+        now = time.monotonic()
+        replan = False
+        items = list(batch)
+        self.counts["changes"] += len(items)
+        for start in range(0, len(items), CHUNK):
+            if start:
+                await asyncio.sleep(0)  # a 10,000-file burst must not stall RPC
+            chunk = items[start : start + CHUNK]
+            replan = replan or any(self._structural(p) for _, p in chunk)
+            self._touch([p for _, p in chunk], now)
+        if replan:
+            self._retry_s = 1.0
+            self._replan_wanted.set()
+
+    def _touch(self, paths: list[str], now: float) -> None:
+        debounce = self.section.debounce_ms / 1000
+        cap = max(10 * debounce, 1.0)
+        for path in paths:
+            if not self.rules.relevant(path):
+                continue
+            p = self.pending.get(path)
+            if p is None:
+                self.pending[path] = Pending(now, now + debounce)
+            else:
+                p.due = min(now + debounce, p.first + cap)
+        self._wake.set()
+
+    # ---- flush: due windows -> events ------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            if not self.pending:
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            delay = min(p.due for p in self.pending.values()) - time.monotonic()
+            if delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                continue
+            try:
+                await self._flush_due()
+            except Exception:
+                log.exception("file watcher flush failed")
+
+    async def _flush_due(self) -> None:
+        now = time.monotonic()
+        due = [path for path, p in self.pending.items() if p.due <= now]
+        for path in due:
+            del self.pending[path]
+        gone: list[str] = []
+        new_dirs: list[str] = []
+        for i, path in enumerate(due):
+            if i and i % CHUNK == 0:
+                await asyncio.sleep(0)
+            try:
+                st: os.stat_result | None = os.lstat(path)
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                if path not in self.dirs:  # new here: created, or moved in with its files
+                    self.dirs.add(path)
+                    new_dirs.append(path)
+                continue
+            self._settle(path, st is not None, gone)
+        if new_dirs:
+            # Files written into a new (or moved-in) directory before its watch existed.
+            found = await asyncio.to_thread(scan_files, new_dirs, self.rules, MAX_INDEX)
+            self.dirs.update(found.dirs)
+            for path in found.files:
+                if path not in self.known and path not in self.pending:
+                    self._settle(path, True, gone)
+        if gone:
+            self._sweep(set(gone))
+
+    def _settle(self, path: str, exists: bool, gone: list[str]) -> None:
+        before = path in self.known
+        if exists and not before:
+            kind = "created"
+            if len(self.known) < MAX_INDEX:
+                self.known.add(path)
+        elif exists:
+            kind = "modified"
+        elif before:
+            kind = "deleted"
+            self.known.discard(path)
+        else:
+            if path in self.dirs:  # else a file that came and went inside one window
+                gone.append(path)
+            return
+        self._emit(path, kind)
+
+    def _sweep(self, gone: set[str]) -> None:
+        """Known files below directories that vanished (moved away) are deleted too."""
+
+        def below_gone(path: str) -> bool:
+            parent = os.path.dirname(path)
+            while len(parent) > 1:
+                if parent in gone:
+                    return True
+                parent = os.path.dirname(parent)
+            return False
+
+        self.dirs = {d for d in self.dirs if d not in gone and not below_gone(d)}
+        lost = [path for path in self.known if below_gone(path)]
+        for path in lost:
+            self.known.discard(path)
+            self._emit(path, "deleted")
+
+    def _emit(self, path: str, kind: str) -> None:
+        entry = self.rules.select(path, kind)
+        if entry is None:
+            return
+        self.counts[kind] += 1
+        self.router.publish(f"file.{kind}", {"path": self.rules.relative(path),
+                                             "watch": entry.path}, "watcher")  # fmt: skip
