@@ -29,15 +29,15 @@ from aiwgd import errors
 from aiwgd.actions import ActionError, ActionRunner, ActionTemplateError
 from aiwgd.base import Subsystem
 from aiwgd.conditions import explain
+from aiwgd.events import Event
 from aiwgd.executions import Execution, ExecutionLog
 from aiwgd.runtime import read_section, write_section
-from aiwgd.templates import TemplateError
 from config.model import Rule
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aiwgd.events import Event, EventRouter, Subscription
+    from aiwgd.events import EventRouter, Subscription
     from config import Config
 
 log = logging.getLogger("aiwgd.automation")
@@ -111,6 +111,7 @@ class Automation(Subsystem):
             rules = saved.get("rules")
             if isinstance(rules, dict):
                 self.overrides = {str(k): bool(v) for k, v in rules.items()}
+            self._restore_pending(saved.get("pending"))
         self._set_rules(self._config_rules)
         self._matcher = self.router.subscribe(["*"], self._match, "automation", retries=False)
         self._tasks = self.router.subscribe(
@@ -168,14 +169,31 @@ class Automation(Subsystem):
     def _ids(self) -> str:
         return ", ".join(self.rules) or "none configured"
 
-    def _save(self) -> None:
+    def _save(self, strict: bool = True) -> None:
+        """Persist switches and pending approvals; strict: a disk error fails the RPC."""
         if self.state_file is None:
             return
+        pending = [{"id": e.id, "rule_id": e.rule_id, "event": e.event,
+                    "created_at": e.created_at} for e in self.pending.values()]  # fmt: skip
         try:
             write_section(self.state_file, RUNTIME_KEY,
-                          {"enabled": self.enabled, "rules": self.overrides})  # fmt: skip
+                          {"enabled": self.enabled, "rules": self.overrides,
+                           "pending": pending})  # fmt: skip
         except OSError as exc:
-            raise errors.Unavailable(f"cannot persist the switch: {exc}") from None
+            log.error("cannot persist automation state", extra={"error": str(exc)})
+            if strict:
+                raise errors.Unavailable(f"cannot persist the switch: {exc}") from None
+
+    def _restore_pending(self, saved: Any) -> None:
+        """Approvals still waiting when the daemon stopped wait again after a restart."""
+        for item in saved if isinstance(saved, list) else []:
+            try:
+                exe = Execution(str(item["rule_id"]), dict(item["event"]), "pending",
+                                str(item["id"]), float(item["created_at"]))  # fmt: skip
+            except (KeyError, TypeError, ValueError):
+                continue  # a damaged entry is dropped, the others still load
+            self.pending[exe.id] = exe
+            self.log.add(exe)
 
     # ---- matching ----------------------------------------------------------------------
     async def _match(self, event: Event) -> None:
@@ -218,6 +236,7 @@ class Automation(Subsystem):
             exe.state = "pending"
             rs.last_result = f"pending approval ({exe.id})"
             self.pending[exe.id] = exe
+            self._save(strict=False)
             self.router.publish("automation.pending", {"execution_id": exe.id,
                                 "rule_id": rs.rule.id, "event_id": ev.get("id")},
                                 "automation")  # fmt: skip
@@ -308,8 +327,6 @@ class Automation(Subsystem):
         if rs is None:
             exe.finish("rejected", "the rule no longer exists")
             return exe.to_dict()
-        from aiwgd.events import Event
-
         self._hand_over(rs, exe, Event.from_dict(exe.event))
         return exe.to_dict()
 
@@ -324,6 +341,7 @@ class Automation(Subsystem):
     def _pending(self, execution_id: str) -> Execution:
         exe = self.pending.pop(execution_id, None)
         if exe is not None:
+            self._save(strict=False)
             return exe
         for old in self.log.items:
             if old.id == execution_id:
@@ -331,56 +349,3 @@ class Automation(Subsystem):
                     f"execution {execution_id} is not pending (it is {old.state})"
                 )
         raise errors.NotFound(f"no pending execution with id {execution_id!r}")
-
-    # ---- introspection -----------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        rules = []
-        for rs in self.rules.values():
-            r = rs.rule
-            rules.append({
-                "id": r.id, "description": r.description, "enabled": self.rule_enabled(rs),
-                "configured_enabled": r.enabled, "override": self.overrides.get(r.id),
-                "trigger": {"type": r.trigger.type, "source": r.trigger.source},
-                "conditions": len(r.conditions), "action": r.action.type,
-                "requires_approval": r.requires_approval, "cooldown_s": r.cooldown_s,
-                "max_per_minute": r.max_per_minute,
-                "counts": {"matched": rs.matched, "executed": rs.executed,
-                           "succeeded": rs.succeeded, "failed": rs.failed,
-                           "suppressed": rs.suppressed},
-                "last_fired_at": rs.last_fired_at, "last_result": rs.last_result,
-            })  # fmt: skip
-        return {"enabled": self.enabled, "rules": rules, "pending": len(self.pending),
-                "refused_pending": self.refused_pending}  # fmt: skip
-
-    def dry_run(self, ev: dict[str, Any]) -> dict[str, Any]:
-        """Which rules would act on `ev`, why the others would not, and what they would do."""
-        out = []
-        now = time.monotonic()
-        for rs in self.rules.values():
-            matched, reasons = explain(rs.rule, ev)
-            item: dict[str, Any] = {"rule_id": rs.rule.id, "matched": matched,
-                                    "enabled": self.rule_enabled(rs),
-                                    "reasons": reasons}  # fmt: skip
-            if matched:
-                item["would_run"] = self.enabled and item["enabled"]
-                if not self.enabled:
-                    item["reasons"] = ["automation is disabled"]
-                elif not item["enabled"]:
-                    item["reasons"] = ["the rule is disabled"]
-                held = _peek_guard(rs, now)
-                if held:
-                    item["guard"] = held
-                item["requires_approval"] = rs.rule.requires_approval
-                try:
-                    item["action"] = self.runner.plan(rs.rule.action, ev)
-                except TemplateError as exc:
-                    item["would_run"] = False
-                    item["error"] = f"template: {exc}"
-            out.append(item)
-        return {"event": ev, "enabled": self.enabled, "rules": out}
-
-
-def _peek_guard(rs: RuleState, now: float) -> str | None:
-    """What the loop guard would say right now, without recording anything."""
-    probe = RuleState(rs.rule, last_mono=rs.last_mono, recent=deque(rs.recent))
-    return probe.guard(now)

@@ -31,7 +31,7 @@ FILE_MAX_BYTES = 1_048_576
 FINISHED = frozenset({"succeeded", "failed", "rejected"})
 
 _seq = itertools.count(1)
-_PREFIX = f"{int(time.time()):x}"
+_PREFIX = f"{int(time.time()):x}-{os.getpid():x}"  # unique across restarts
 
 
 def _new_id() -> str:

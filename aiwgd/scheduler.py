@@ -119,6 +119,9 @@ class Scheduler(Subsystem):
                 js.executor = self.router.subscribe(
                     [], self._executor(job.id), f"schedule:{job.id}"
                 )
+            elif not js.runs_action and js.executor is not None:  # became a label
+                self.router.unsubscribe(js.executor)
+                js.executor = None
             self._plan(js)
             new[job.id] = js
         for gone in self.jobs.values():

@@ -365,6 +365,23 @@ def test_reload_swaps_rules_live_and_keeps_pending(start_daemon: Any) -> None:
     wait_for(lambda: len(events_of(d, "from.b")) == 2, 5, "the kept rules to keep working")
 
 
+def test_pending_approval_survives_a_restart(start_daemon: Any) -> None:
+    gated = rule("gated", "g.*", {"type": "emit", "event_type": "g_ok.done",
+                                  "data": {"n": "{{data.n}}"}}, requires_approval=True)  # fmt: skip
+    d = start_daemon(rules_config(gated))
+    ev = d.call("events.emit", type="g.x", data={"n": 1})
+    pend = wait_for(lambda: d.call("automation.pending")["pending"], 5, "a pending")[0]
+    d.stop()
+    d2 = start_daemon(write=False)
+    again = d2.call("automation.pending")["pending"]
+    assert [(p["id"], p["event"]["id"]) for p in again] == [(pend["id"], ev["id"])]
+    d2.call("automation.approve", execution_id=pend["id"])
+    done = wait_for(lambda: events_of(d2, "g_ok.done"), 5, "the approved action")
+    assert done[0]["data"] == {"n": 1}
+    d2.stop()
+    assert start_daemon(write=False).call("automation.pending")["count"] == 0
+
+
 def test_cli_status_log_and_pending_render(start_daemon: Any) -> None:
     d = start_daemon(rules_config(rule("r", "t.*", {"type": "log", "message": "hello"})))
     d.call("events.emit", type="t.a", data={})
