@@ -34,6 +34,7 @@ from typing import Any
 log = logging.getLogger("aiwgd.journal")
 
 SNAPSHOT_VERSION = 1
+YIELD_EVERY = 10  # snapshot records between voluntary GIL releases
 MAX_BATCH = 4096  # lines per write + fsync; bounds the latency of the first one waiting
 
 
@@ -64,6 +65,8 @@ def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> i
                 fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
                 sep = ",\n"
                 count += 1
+                if count % YIELD_EVERY == 0:
+                    time.sleep(0)  # let the event loop and the writer thread have the GIL
             fh.write("\n]}\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -58,8 +58,58 @@ def _task(rec: Any) -> Task:
     return Task.from_dict(rec)
 
 
+def _load_lines(path: Path) -> Snapshot | None:
+    """The fast path for the layout write_snapshot() makes: one task per line.
+
+    Each record is parsed and turned into a Task on its own, so the whole parse tree of
+    a large store is never in memory at once. Anything unexpected returns None and the
+    caller parses the file as plain JSON (which also diagnoses damage).
+    """
+    tasks: list[Task] = []
+    with path.open("rb") as fh:
+        header = fh.readline()
+        if not header.startswith(b"{") or not header.rstrip().endswith(b"["):
+            return None
+        try:
+            head = json.loads(header.rstrip() + b"]}")
+            seq = head["seq"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if head.get("tasks") != [] or not isinstance(seq, int):
+            return None
+        ended = False
+        expect_more = True
+        for line in fh:
+            if ended:
+                if line.strip():
+                    return None  # text after the end: let the JSON parser judge
+                continue
+            text = line.rstrip(b"\r\n")
+            if text == b"]}":
+                ended = True
+                continue
+            if not expect_more:
+                return None  # a record followed the last one without a comma
+            expect_more = text.endswith(b",")
+            try:
+                tasks.append(_task(json.loads(text[:-1] if expect_more else text)))
+            except (TypeError, ValueError):
+                return None
+        if not ended or (expect_more and tasks):
+            return None
+    return Snapshot(tasks, seq, report={"snapshot": "ok", "snapshot_tasks": len(tasks)})
+
+
 def load_snapshot(path: Path) -> Snapshot:
     """Read tasks.json; a damaged file is moved aside and salvaged, never fatal."""
+    try:
+        fast = _load_lines(path)
+    except FileNotFoundError:
+        return Snapshot(report={"snapshot": "missing"})
+    except OSError:
+        fast = None  # reported below, by the plain read
+    if fast is not None:
+        return fast
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

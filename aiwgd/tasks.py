@@ -29,6 +29,7 @@ wall clock set back between runs.
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -177,14 +178,28 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
-        """Build from a stored record; unknown keys (a newer version's) are ignored."""
-        kwargs = {k: v for k, v in data.items() if k in _FIELD_SET}
-        kwargs["state"] = TaskState(kwargs.get("state", "queued"))
-        return cls(**kwargs)
+        """Build from a stored record; unknown keys (a newer version's) are ignored.
+
+        Start-up builds every stored task through here, so it avoids needless copies.
+        """
+        if not _FIELD_SET.issuperset(data):
+            data = {k: v for k, v in data.items() if k in _FIELD_SET}
+        task = cls(**data)
+        try:
+            task.state = _STATES[task.state]
+        except (KeyError, TypeError):
+            raise ValueError(f"{task.state!r} is not a task state") from None
+        # Values repeated across thousands of tasks share one string object.
+        for name in ("source", "agent", "cwd"):
+            value = getattr(task, name)
+            if type(value) is str:
+                setattr(task, name, sys.intern(value))
+        return task
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Task))
 _FIELD_SET = frozenset(_FIELD_NAMES)
+_STATES: dict[str, TaskState] = {str(s): s for s in TaskState}
 FIELD_NAMES = _FIELD_NAMES
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
