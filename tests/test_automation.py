@@ -118,6 +118,36 @@ def test_event_to_rule_to_task_with_argv_templates(start_daemon: Any, project: P
     assert st["last_result"] == f"succeeded (task {exe['task_id']})"
 
 
+def test_file_edit_to_watcher_to_rule_to_task(start_daemon: Any, project: Path) -> None:
+    src = project / "src"
+    src.mkdir()
+    target = src / "my module.py"
+    target.write_text("x = 1\n")
+    (src / "notes.txt").write_text("n\n")
+    out = project / "ran.json"
+    # The README's safe pattern: the value is its own argv element, never shell text.
+    script = f'printf "%s" "$1" > "{out}"'
+    action = {"type": "task", "command": ["sh", "-c", script, "sh", "{{data.path}}"]}
+    r = rule("on-edit", "file.modified", action,
+             conditions=[{"field": "data.path", "op": "glob", "value": "src/*.py"}])  # fmt: skip
+    watch = {"enabled": True, "debounce_ms": 50, "paths": [{"path": "src/"}]}
+    d = start_daemon(rules_config(r, watch=watch))
+
+    def watching() -> bool:
+        w = d.call("daemon.status")["subsystems"]["watcher"]
+        return bool(w["state"] == "watching" and w["index_complete"])
+
+    wait_for(watching, 10, "the watcher")
+    (src / "notes.txt").write_text("no rule for this\n")
+    target.write_text("x = 2\n")
+    ran = wait_for(lambda: out.exists() and out.read_text(), 15, "the rule's task to run")
+    assert ran == "src/my module.py"
+    exe = executions(d, "on-edit")
+    assert len(exe) == 1 and exe[0]["event_type"] == "file.modified"
+    st = status_of(d, "on-edit")["counts"]
+    assert st["matched"] == 1 and st["executed"] == 1
+
+
 def test_template_missing_field_fails_that_execution_only(start_daemon: Any) -> None:
     d = start_daemon(rules_config(
         rule("bad", "x.*", {"type": "log", "message": "path {{data.path}}"}),
