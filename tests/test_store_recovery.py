@@ -13,6 +13,7 @@ import logging
 import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,56 @@ def test_daemon_reports_a_damaged_snapshot_and_rewrites_it(
 
     wait_for(rewritten, 10, "tasks.json to be rewritten from the recovered tasks")
     assert d.stop() == 0
+
+
+def test_acknowledged_submits_survive_sigkill_of_the_daemon(
+    project: Path, start_daemon: Any
+) -> None:
+    """Clients submit in parallel over RPC; the daemon is SIGKILLed mid-storm."""
+    from cli.client import Client, ClientError
+
+    d: DaemonProc = start_daemon({"daemon": {"max_parallel_actions": 2}})
+    acked: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        i = 0
+        try:
+            with Client(project, timeout=10) as c:
+                while not stop.is_set():
+                    argv = ["true", f"c{n}-{i}"]
+                    task = c.call("task.submit", command=argv, metadata={"n": n, "i": i})
+                    with lock:
+                        acked[task["id"]] = argv
+                    i += 1
+        except (ClientError, OSError):
+            pass  # the daemon died under us: expected
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        target = random.randint(50, 300)
+        wait_for(lambda: len(acked) >= target, 30, f"{target} acknowledged submits")
+        d.kill9()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    with lock:
+        acknowledged = dict(acked)
+
+    again: DaemonProc = start_daemon(write=False)
+    with again.client() as c:
+        for task_id, argv in acknowledged.items():
+            task = c.call("task.get", id=task_id)
+            assert task["command"] == argv
+
+        def all_terminal() -> bool:
+            states = [c.call("task.get", id=i)["state"] for i in acknowledged]
+            return all(s in ("completed", "failed", "cancelled", "timed_out") for s in states)
+
+        wait_for(all_terminal, 60, "every acknowledged task to finish after the restart")
+        done = [c.call("task.get", id=i) for i in acknowledged]
+    assert all(t["state"] == "completed" and t["exit_code"] == 0 for t in done)
