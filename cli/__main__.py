@@ -1,3 +1,3 @@
-from cli.main import entry
+from cli.fastpath import entry
 
 entry()

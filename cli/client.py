@@ -45,6 +45,14 @@ class RpcError(ClientError):
         self.data = data
         super().__init__(f"{message} (code {code})")
 
+    def describe(self) -> str:
+        """The message plus the detail a person needs (which method, what failed to parse)."""
+        data = self.data if isinstance(self.data, dict) else {}
+        for key in ("method", "detail"):
+            if isinstance(data.get(key), str) and data[key] not in self.message:
+                return f"{self.message}: {data[key]}"
+        return self.message
+
 
 def _raise_for(resp: dict[str, Any]) -> Any:
     if "error" in resp:

@@ -182,10 +182,14 @@ def config_validate(
 @config_app.command("show")
 def config_show(root: Root = None, json_out: Json = False) -> None:
     """Print the effective config (file merged over defaults) as JSON."""
-    from config import defaults, load_file, to_json
+    from config import ValidationError, defaults, load_file, to_json
 
     path = paths_for(root).config_file
-    cfg = load_file(path) if path.exists() else defaults()
+    try:
+        cfg = load_file(path) if path.exists() else defaults()
+    except ValidationError as exc:
+        text = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+        raise CtlError(text) from None
     typer.echo(to_json(cfg), nl=False)
 
 
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"aiwg: {exc}", err=True)
         return EXIT_NOT_RUNNING
     except RpcError as exc:
-        typer.echo(f"aiwg: error {exc.code}: {exc.message}", err=True)
+        typer.echo(f"aiwg: error {exc.code}: {exc.describe()}", err=True)
         return EXIT_ERROR
     except (CtlError, ClientError, TimeoutError, OSError) as exc:
         typer.echo(f"aiwg: {exc}", err=True)

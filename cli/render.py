@@ -40,10 +40,22 @@ def status(info: dict[str, Any]) -> str:
                    f"{_ago(last.get('heartbeat_at'))})"  # fmt: skip
         return f"aiwgd is not running{tail}"
     if not info.get("answering"):
-        return f"aiwgd is running (PID {info.get('pid')}) but not answering: {info.get('error')}"
+        head = f"aiwgd is running (PID {info.get('pid')}) but not answering: {info.get('error')}"
+        last = info.get("last_state")
+        if not last:
+            return f"{head}\nno state.json to fall back to"
+        # The last heartbeat's snapshot is the best we know: say how old it is.
+        return "\n".join([head, f"last state.json (heartbeat {_ago(last.get('heartbeat_at'))}):",
+                          *_details(last)])  # fmt: skip
+    return "\n".join(
+        [f"aiwgd is running (PID {info['pid']}), up {duration(info.get('uptime_s'))}",
+         *_details(info)]
+    )  # fmt: skip
+
+
+def _details(info: dict[str, Any]) -> list[str]:
     cfg = info.get("config", {})
     lines = [
-        f"aiwgd is running (PID {info['pid']}), up {duration(info.get('uptime_s'))}",
         f"root:    {info.get('root')}",
         f"config:  {cfg.get('path')} [{cfg.get('status')}]",
     ]
@@ -55,7 +67,7 @@ def status(info: dict[str, Any]) -> str:
                      f" (cap {tasks.get('cap', '?')})")  # fmt: skip
     lines.append("subsystems:")
     lines += [_subsystem_line(k, v) for k, v in info.get("subsystems", {}).items()]
-    return "\n".join(lines)
+    return lines
 
 
 def _ago(stamp: float | None) -> str:

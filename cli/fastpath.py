@@ -1,0 +1,107 @@
+"""The `aiwg` entry point: `status` and `ping` answered without loading typer.
+
+Scripts, shell prompts and health checks call `aiwg status` and `aiwg ping` in loops.
+typer (0.2x) builds pydantic TypeAdapters for every option it parses and assembles
+every command group of the app, which costs several times the round trip to the
+daemon. These two commands take only `--root DIR` and `--json`, so a plain argv
+match recognises them; their work is the very same code the typer commands in
+cli/main.py call (daemonctl.status, render.status, Client.call). Anything else
+(other commands, --help, an unknown or misspelled option) goes to typer, which
+stays the one definition of the CLI; tests/test_cli.py checks both paths print the
+same bytes and exit with the same codes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
+HOT = ("status", "ping")
+
+
+def parse(argv: list[str]) -> tuple[str, str | None, bool] | None:
+    """(command, root, json) when argv is exactly a hot command; None: ask typer."""
+    command, root, as_json = None, None, False
+    args = iter(argv)
+    for arg in args:
+        if arg == "--json":
+            as_json = True
+        elif arg == "--root":
+            root = next(args, None)
+            if root is None or root.startswith("-"):
+                return None  # typer gives the usage error
+        elif arg.startswith("--root="):
+            root = arg.removeprefix("--root=")
+        elif arg in HOT and command is None:
+            command = arg
+        else:
+            return None
+    return None if command is None else (command, root, as_json)
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    # Same output as cli.main.emit (typer.echo is print with a newline).
+    print(json.dumps(data, indent=2, default=str) if as_json else human)
+
+
+def _status(root: str | None, as_json: bool) -> int:
+    from cli import daemonctl, render
+    from config.paths import Paths, resolve_root
+
+    code, info = daemonctl.status(Paths(resolve_root(root)))
+    _emit(info, as_json, render.status(info))
+    return code
+
+
+def _ping(root: str | None, as_json: bool) -> int:
+    from cli.client import Client
+    from config.paths import Paths, resolve_root
+
+    t0 = time.perf_counter()
+    with Client(Paths(resolve_root(root)).root, timeout=30.0) as c:
+        result = c.call("ping")
+    ms = (time.perf_counter() - t0) * 1000
+    _emit({"result": result, "ms": round(ms, 3)}, as_json, f"{result} ({ms:.1f} ms)")
+    return 0
+
+
+def _guarded(fn: Callable[[], int]) -> int:
+    """The error-to-exit-code mapping of cli.main.main, for these two commands."""
+    from cli.client import ClientError, DaemonNotRunning, RpcError
+    from cli.daemonctl import CtlError
+
+    try:
+        return fn()
+    except DaemonNotRunning as exc:
+        print(f"aiwg: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except RpcError as exc:
+        print(f"aiwg: error {exc.code}: {exc.describe()}", file=sys.stderr)
+        return EXIT_ERROR
+    except (CtlError, ClientError, TimeoutError, OSError) as exc:
+        print(f"aiwg: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def run(argv: list[str]) -> int | None:
+    """Run a hot command and return its exit code, or None when typer must handle argv."""
+    hot = parse(argv)
+    if hot is None:
+        return None
+    command, root, as_json = hot
+    fn = _status if command == "status" else _ping
+    return _guarded(lambda: fn(root, as_json))
+
+
+def entry() -> None:
+    """Console script `aiwg`."""
+    code = run(sys.argv[1:])
+    if code is None:
+        from cli.main import main
+
+        code = main()
+    sys.exit(code)
