@@ -1,0 +1,303 @@
+"""The configuration model: original defaults, merging, and precise errors.
+
+Pure functions of the file's text, so these run in-process; the CLI and daemon tests
+cover the same errors as a user meets them.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import ValidationError, defaults, load_file, load_or_create, parse_config, to_json
+from config.schema import dump, json_schema
+
+# The file the original AIWG daemon writes on first start (tools/daemon/config.mjs,
+# DEFAULT_CONFIG serialised with JSON.stringify(..., null, 2)). Its users have it on
+# disk: it must load unchanged and mean the same thing.
+ORIGINAL_DEFAULT_FILE = """{
+  "daemon": {
+    "heartbeat_interval_seconds": 30,
+    "max_parallel_actions": 3,
+    "action_timeout_minutes": 120,
+    "log": {
+      "max_size_mb": 50,
+      "max_files": 5,
+      "level": "info"
+    }
+  },
+  "watch": {
+    "enabled": true,
+    "paths": [
+      {
+        "path": ".aiwg/",
+        "events": [
+          "create",
+          "modify",
+          "delete"
+        ],
+        "ignore": [
+          "*.tmp",
+          "working/**",
+          "daemon/**"
+        ]
+      },
+      {
+        "path": "src/",
+        "events": [
+          "modify"
+        ],
+        "extensions": [
+          ".ts",
+          ".js",
+          ".mjs"
+        ]
+      },
+      {
+        "path": "test/",
+        "events": [
+          "modify"
+        ],
+        "extensions": [
+          ".test.ts",
+          ".test.js"
+        ]
+      }
+    ],
+    "debounce_ms": 2000
+  },
+  "webhook": {
+    "enabled": false,
+    "port": 9471,
+    "host": "127.0.0.1",
+    "secret_env": "AIWG_WEBHOOK_SECRET",
+    "endpoints": [
+      {
+        "path": "/ci",
+        "method": "POST"
+      },
+      {
+        "path": "/health",
+        "method": "GET"
+      }
+    ]
+  },
+  "schedule": {
+    "enabled": true,
+    "jobs": [
+      {
+        "id": "health-check",
+        "cron": "0 */6 * * *",
+        "action": "doctor"
+      },
+      {
+        "id": "artifact-audit",
+        "cron": "0 9 * * 1",
+        "action": "validate-metadata"
+      }
+    ]
+  },
+  "rules": []
+}"""
+
+
+def errors_of(data: Any) -> list[str]:
+    with pytest.raises(ValidationError) as exc:
+        parse_config(data)
+    return [str(i) for i in exc.value.issues]
+
+
+def contains(big: Any, small: Any) -> bool:
+    """Every key/value of `small` is in `big` (lists element-wise, same length)."""
+    if isinstance(small, dict):
+        return isinstance(big, dict) and all(k in big and contains(big[k], v)
+                                             for k, v in small.items())  # fmt: skip
+    if isinstance(small, list):
+        return isinstance(big, list) and len(big) == len(small) and all(
+            contains(b, s) for b, s in zip(big, small, strict=True))  # fmt: skip
+    return bool(big == small)
+
+
+# ---- defaults ---------------------------------------------------------------------------
+
+
+def test_defaults_are_the_original_daemons() -> None:
+    d = defaults()
+    assert d.daemon.heartbeat_interval_seconds == 30
+    assert d.daemon.max_parallel_actions == 3
+    assert d.daemon.action_timeout_minutes == 120
+    assert (d.daemon.log.max_size_mb, d.daemon.log.max_files, d.daemon.log.level) == (50, 5, "info")
+    assert d.watch.enabled is True and d.watch.debounce_ms == 2000
+    assert d.schedule.enabled is True
+    assert (d.webhook.enabled, d.webhook.host, d.webhook.port, d.webhook.secret_env) == (
+        False, "127.0.0.1", 9471, "AIWG_WEBHOOK_SECRET")  # fmt: skip
+    assert d.rules == []
+    assert contains(dump(d), json.loads(ORIGINAL_DEFAULT_FILE))
+
+
+def test_original_default_file_loads_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text(ORIGINAL_DEFAULT_FILE)
+    assert dump(load_file(path)) == dump(defaults())
+
+
+def test_missing_file_is_created_with_defaults_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / ".aiwg" / "daemon.json"
+    cfg = load_or_create(path)
+    assert dump(cfg) == dump(defaults())
+    assert path.read_text() == to_json(defaults())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert dump(load_or_create(path)) == dump(defaults())  # and read back as written
+
+
+def test_defaults_round_trip_through_json() -> None:
+    assert dump(parse_config(json.loads(to_json(defaults())))) == dump(defaults())
+
+
+def test_json_schema_covers_every_section() -> None:
+    schema = json_schema(type(defaults()))
+    assert schema["additionalProperties"] is False
+    assert {"daemon", "watch", "webhook", "schedule", "rules"} <= set(schema["properties"])
+    port = schema["properties"]["webhook"]["properties"]["port"]
+    assert port == {"type": "integer", "minimum": 1, "maximum": 65535, "default": 9471}
+
+
+# ---- merging ----------------------------------------------------------------------------
+
+
+def test_partial_file_merges_over_defaults() -> None:
+    cfg = parse_config({"daemon": {"log": {"level": "debug"}}, "webhook": {"port": 8000}})
+    expected = dump(defaults())
+    expected["daemon"]["log"]["level"] = "debug"
+    expected["webhook"]["port"] = 8000
+    assert dump(cfg) == expected
+
+
+def test_zero_and_false_are_values_not_unset() -> None:
+    cfg = parse_config({
+        "watch": {"enabled": False, "debounce_ms": 0, "paths": []},
+        "schedule": {"enabled": False, "jobs": []},
+        "daemon": {"stop_grace_seconds": 0},
+    })  # fmt: skip
+    assert cfg.watch.enabled is False and cfg.watch.debounce_ms == 0 and cfg.watch.paths == []
+    assert cfg.schedule.enabled is False and cfg.schedule.jobs == []
+    assert cfg.daemon.stop_grace_seconds == 0
+
+
+def test_empty_object_is_all_defaults() -> None:
+    assert dump(parse_config({})) == dump(defaults())
+
+
+# ---- errors -----------------------------------------------------------------------------
+
+
+def test_json_syntax_error_has_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{\n  "daemon": {\n    "heartbeat_interval_seconds": 30\n    "x": 1\n  }\n}\n')
+    with pytest.raises(ValidationError) as exc:
+        load_file(path)
+    assert [str(i) for i in exc.value.issues] == [
+        f"{path}: invalid JSON at line 4 column 5: Expecting ',' delimiter"]  # fmt: skip
+
+
+def test_unreadable_and_missing_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"daemon": "\xff"}')
+    with pytest.raises(ValidationError, match="cannot read"):
+        load_file(bad)
+    with pytest.raises(ValidationError, match="no such file"):
+        load_file(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("top", [[], "x", 1, None])
+def test_file_must_hold_an_object(top: Any) -> None:
+    assert errors_of(top) == ["the config file must hold a JSON object"]
+
+
+def test_unknown_keys_with_did_you_mean() -> None:
+    errs = errors_of({"deamon": {}, "watch": {"debounce": 5}, "zzz": 1})
+    assert 'deamon: unknown key; did you mean "daemon"?' in errs
+    assert 'watch.debounce: unknown key; did you mean "debounce_ms"?' in errs
+    zzz = next(e for e in errs if e.startswith("zzz:"))
+    assert zzz.startswith("zzz: unknown key (known: daemon, watch, webhook, schedule, rules")
+
+
+def test_every_error_is_listed_with_path_value_and_rule() -> None:
+    errs = errors_of({
+        "daemon": {"heartbeat_interval_seconds": 0, "max_parallel_actions": 1.5,
+                   "log": {"max_files": True, "level": "verbose", "max_size_mb": -1}},
+        "webhook": {"port": 65536, "host": 127},
+    })  # fmt: skip
+    assert sorted(errs) == sorted([
+        "daemon.heartbeat_interval_seconds: 0.0 is out of range (must be > 0)",
+        "daemon.max_parallel_actions: 1.5 is not an integer",
+        "daemon.log.max_files: true is not an integer",
+        'daemon.log.level: "verbose" is not allowed (must be one of "debug", "info", '
+        '"warning", "error")',
+        "daemon.log.max_size_mb: -1.0 is out of range (must be > 0)",
+        "webhook.port: 65536 is out of range (must be <= 65535)",
+        "webhook.host: 127 is not a string",
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cron", "why"),
+    [
+        ("61 * * * *", "(minute must be 0-59)"),
+        ("0 24 * * *", "(hour must be 0-23)"),
+        ("0 0 0 * *", "(day of month must be 1-31)"),
+        ("0 0 * 13 *", "(month must be 1-12)"),
+        ("0 0 * * 8", "(day of week must be 0-7)"),
+        ("* * * *", "got 4)"),
+        ("@reboot", "got 1)"),
+        ("*/0 * * * *", ""),
+        ("abc * * * *", ""),
+    ],
+)
+def test_cron_errors_name_the_job(cron: str, why: str) -> None:
+    jobs = [{"id": "ok", "cron": "@daily", "action": "a"}, {"id": "bad", "cron": cron,
+                                                          "action": "b"}]  # fmt: skip
+    errs = errors_of({"schedule": {"jobs": jobs}})
+    assert len(errs) == 1
+    assert errs[0].startswith(f'schedule.jobs[1].cron: "{cron}" is not a valid cron expression')
+    assert errs[0].endswith(why)
+
+
+@pytest.mark.parametrize("cron", ["0 */6 * * *", "0 9 * * 1-5", "0 9 * * mon-fri", "@hourly",
+                                  "*/15 8-18 * * *", "0 0 1 jan *", "0 0 * * 7"])  # fmt: skip
+def test_valid_crons(cron: str) -> None:
+    parse_config({"schedule": {"jobs": [{"id": "j", "cron": cron, "action": "a"}]}})
+
+
+def test_duplicate_job_ids() -> None:
+    jobs = [{"id": "a", "cron": "@daily", "action": "x"}] * 2
+    assert errors_of({"schedule": {"jobs": jobs}}) == [
+        'schedule.jobs[1].id: "a" is used twice; ids must be unique'
+    ]
+
+
+@pytest.mark.parametrize("name", ["my secret!", "sk-live-abc123", "1ABC", ""])
+def test_secrets_only_as_env_var_names(name: str) -> None:
+    errs = errors_of({"webhook": {"secret_env": name}})
+    assert errs == [f"webhook.secret_env: {json.dumps(name)} is not an environment variable "
+                    "name (secrets never live in the config: put the secret in the "
+                    "environment and name the variable here)"]  # fmt: skip
+
+
+def test_secret_values_have_no_key_to_live_in() -> None:
+    errs = errors_of({"webhook": {"secret": "hunter2"}})
+    assert errs == ['webhook.secret: unknown key; did you mean "secret_env"?']
+
+
+def test_watch_path_errors() -> None:
+    errs = errors_of({"watch": {"paths": [{"path": "src/", "events": ["create", "rename"]},
+                                          {"events": ["modify"]}]}})  # fmt: skip
+    assert errs == [
+        'watch.paths[0].events[1]: "rename" is not a file event (must be one of create, '
+        "modify, delete)",
+        "watch.paths[1].path: is required",
+    ]  # fmt: skip
