@@ -202,7 +202,7 @@ def test_ids_are_not_reused_after_the_store_is_lost(project: Path, lose: str) ->
         store = await opened(project)
         # Ids minted while the clock was far ahead (or since set back): the clock
         # alone would hand them out again.
-        store._ids.last += 10**10
+        store._ids.gen.last += 10**10
         ids = [(await store.add(Task(id=store.new_id(), prompt="x"))).id for _ in range(5)]
         await store.stop()
         return ids
