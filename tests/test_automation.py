@@ -187,6 +187,32 @@ def test_a_self_triggering_rule_cannot_run_away(start_daemon: Any) -> None:
     assert next(r for r in dry if r["rule_id"] == "cool")["guard"].startswith("cooldown: ")
 
 
+def test_a_rule_writing_into_its_own_watched_path_is_held_back(
+    start_daemon: Any, project: Path
+) -> None:
+    src = project / "src"
+    src.mkdir()
+    (src / "log.txt").write_text("")
+    # Every run appends to the very file whose change triggers the rule.
+    action = {"type": "task", "command": ["sh", "-c", 'echo tick >> "$1"', "sh",
+                                          str(src / "log.txt")]}  # fmt: skip
+    r = rule("echo", "file.modified", action, max_per_minute=3)
+    watch = {"enabled": True, "debounce_ms": 50, "paths": [{"path": "src/"}]}
+    d = start_daemon(rules_config(r, watch=watch))
+
+    def watching() -> bool:
+        w = d.call("daemon.status")["subsystems"]["watcher"]
+        return bool(w["state"] == "watching" and w["index_complete"])
+
+    wait_for(watching, 10, "the watcher")
+    (src / "log.txt").write_text("start\n")
+    wait_for(lambda: status_of(d, "echo")["counts"]["suppressed"] >= 1, 15, "the guard")
+    assert status_of(d, "echo")["counts"]["executed"] == 3
+    ticks = (src / "log.txt").read_text().count("tick")
+    assert ticks == 3  # three runs, then the loop is cut
+    assert d.call("ping") == "pong"
+
+
 # ---- approvals ---------------------------------------------------------------------------
 
 

@@ -147,6 +147,27 @@ def test_schedule_run_fires_cron_fired_that_rules_see(start_daemon: Any) -> None
     assert out.returncode == 0 and json.loads(out.stdout)["fired"] is True
 
 
+def test_job_actions_run_with_cron_fired_as_their_template(start_daemon: Any) -> None:
+    emit = {"type": "emit", "event_type": "job.done",
+            "data": {"job": "{{data.job_id}}", "at": "{{data.scheduled_for}}"}}  # fmt: skip
+    broken = {"type": "log", "message": "{{data.nothing}}"}
+    d = start_daemon(sched_config([
+        {"id": "e", "cron": "@daily", "action": emit},
+        {"id": "b", "cron": "@daily", "action": broken},
+    ]))  # fmt: skip
+    fired_e = d.call("schedule.run", id="e")
+    done = wait_for(lambda: d.call("events.list", type="job.done")["events"], 5, "job.done")
+    assert done[0]["data"] == {"job": "e", "at": fired_e["scheduled_for"]}
+    assert done[0]["source"] == "schedule"
+    wait_for(lambda: job(d, "e")["last_result"] == "succeeded", 5, "the run to end")
+    d.call("schedule.run", id="b")
+    wait_for(lambda: (job(d, "b")["last_result"] or "").startswith("failed: template:"), 5,
+             "the broken job's failure")  # fmt: skip
+    assert "the event has no field 'data.nothing'" in job(d, "b")["last_result"]
+    assert job(d, "b")["running"] == []
+    assert d.call("dlq.list")["entries"] == []  # a template error is not retried
+
+
 def test_bad_params_are_precise(start_daemon: Any) -> None:
     d = start_daemon(sched_config([{"id": "a", "cron": "@daily", "action": "x"}]))
     for method, params, fragment in [
