@@ -99,8 +99,12 @@ class Scheduler(Subsystem):
         self._save()
 
     async def apply_config(self, config: Config) -> None:
-        self.section = config.schedule
-        self._set_jobs(config.schedule.jobs, self.now(), {})
+        was_on, self.section = self.section.enabled, config.schedule
+        now = self.now()
+        if not was_on:  # switched on by this reload: what it missed while off stays missed
+            for js in self.jobs.values():
+                js.after = now
+        self._set_jobs(config.schedule.jobs, now, {})
         self._save()
         self._wake.set()
         log.info("schedule reloaded", extra={"jobs": len(self.jobs)})
@@ -114,6 +118,8 @@ class Scheduler(Subsystem):
                 js = self._restore(job, now, saved.get(job.id) or {})
             elif (js.job.cron, js.job.timezone) != (job.cron, job.timezone):
                 js.tz, js.after = zone(job.timezone), now  # a new timetable starts now
+            elif job.enabled and not js.enabled and js.override is None:
+                js.after = now  # switched on by this reload: no make-up run
             js.job = job
             if js.runs_action and js.executor is None:
                 js.executor = self.router.subscribe(
@@ -160,9 +166,10 @@ class Scheduler(Subsystem):
             now = self.now()
             try:
                 self._fire_due(now)
-            except Exception:  # a bug in one fire must not stop every later one
+                delay = self._delay(now)
+            except Exception:  # keep the timer alive, and never spin on a bug
                 log.exception("scheduler tick failed")
-            delay = self._delay(now)
+                delay = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
@@ -185,11 +192,16 @@ class Scheduler(Subsystem):
         for js in list(self.jobs.values()):
             if not js.enabled or js.next_fire is None or js.next_fire > now:
                 continue
-            # The latest due time: after a suspend, one run, not one per missed slot.
-            scheduled = latest_at_or_before(js.job.cron, js.tz, now)
-            js.last_fire = scheduled
-            js.next_fire = next_after(js.job.cron, js.tz, scheduled)
-            self._trigger(js, scheduled)
+            try:
+                # The latest due time: after a suspend, one run, not one per missed slot.
+                scheduled = latest_at_or_before(js.job.cron, js.tz, now)
+                js.last_fire = scheduled
+                js.next_fire = next_after(js.job.cron, js.tz, scheduled)
+                self._trigger(js, scheduled)
+            except Exception as exc:  # never a hot loop: this job stops until a reload
+                js.next_fire = None
+                js.last_result = f"error: {exc}; the job is paused until the next reload"
+                log.exception("job fire failed", extra={"job_id": js.job.id})
             fired = True
         if fired:
             self._save()

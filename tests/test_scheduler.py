@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -104,6 +105,54 @@ def test_reload_recomputes_the_timer() -> None:
         ev = await _next_event(got)  # woken and re-planned: fires at the boundary
         assert ev.data["job_id"] == "m"
         await sched.stop()
+
+    asyncio.run(main())
+
+
+def _fires(router: EventRouter) -> list[tuple[str, str]]:
+    return [(e.data["job_id"], e.data["scheduled_for"]) for e in router.history
+            if e.type == "cron.fired"]  # fmt: skip
+
+
+def test_timer_decisions_across_dst_and_a_suspend() -> None:
+    # The loop's decision step (_fire_due) driven by a fake clock in 10-minute steps:
+    # what fires, and when, is a function of `now` only.
+    ny = ZoneInfo("America/New_York")
+
+    async def main() -> None:
+        router = EventRouter()
+        jobs = [{"id": "fold", "cron": "30 1 * * *", "timezone": "America/New_York",
+                 "action": "a"},
+                {"id": "gap", "cron": "30 2 * * *", "timezone": "America/New_York",
+                 "action": "b"}]  # fmt: skip
+        cfg = parse_config(sched_config(jobs))
+        now = [datetime(2025, 11, 1, 12, tzinfo=ny).timestamp()]
+        sched = Scheduler(router, ActionRunner(router), cfg, None, clock=lambda: now[0])
+        sched._set_jobs(cfg.schedule.jobs, sched.now(), {})
+
+        def run_until(end: datetime) -> None:
+            while now[0] < end.timestamp():
+                now[0] += 600
+                sched._fire_due(sched.now())
+
+        run_until(datetime(2025, 11, 3, 12, tzinfo=ny))  # across the fall-back night
+        assert _fires(router) == [
+            ("fold", "2025-11-02T01:30:00-04:00"), ("gap", "2025-11-02T02:30:00-05:00"),
+            ("fold", "2025-11-03T01:30:00-05:00"), ("gap", "2025-11-03T02:30:00-05:00"),
+        ]  # fmt: skip
+        router.history.clear()
+        # A suspended machine wakes four months later, on the spring-forward morning:
+        # one run per job (the latest; the gap's 02:30 ran at 03:30), not 125.
+        now[0] = datetime(2026, 3, 8, 4, 0, tzinfo=ny).timestamp()
+        sched._fire_due(sched.now())
+        assert _fires(router) == [
+            ("fold", "2026-03-08T01:30:00-05:00"), ("gap", "2026-03-08T03:30:00-04:00"),
+        ]  # fmt: skip
+        router.history.clear()
+        run_until(datetime(2026, 3, 9, 12, tzinfo=ny))  # the next day: normal again
+        assert _fires(router) == [
+            ("fold", "2026-03-09T01:30:00-04:00"), ("gap", "2026-03-09T02:30:00-04:00"),
+        ]  # fmt: skip
 
     asyncio.run(main())
 
