@@ -23,16 +23,7 @@ from config.load import parse_config
 from tests.utils import DaemonProc, run_cli, wait_for, write_config
 
 # A child that records its start, waits for a flag file, then records its end.
-WAITER = """
-import os, sys, time
-log, flag = sys.argv[1], sys.argv[2]
-with open(log, "a") as fh:
-    fh.write(f"start {os.getpid()}\\n")
-while not os.path.exists(flag):
-    time.sleep(0.02)
-with open(log, "a") as fh:
-    fh.write(f"end {os.getpid()}\\n")
-"""
+WAITER = Path(__file__).parent / "scripts" / "wait_flag.py"
 
 
 def fired(d: DaemonProc, job_id: str) -> list[dict[str, Any]]:
@@ -287,9 +278,7 @@ def test_enable_disable_persist_across_restart(start_daemon: Any) -> None:
 
 
 def _task_job(job_id: str, overlap: str, tmp: Path) -> dict[str, Any]:
-    script = tmp / "waiter.py"
-    script.write_text(WAITER)
-    argv = [sys.executable, str(script), str(tmp / f"{job_id}.log"), str(tmp / f"{job_id}.go")]
+    argv = [sys.executable, str(WAITER), str(tmp / f"{job_id}.log"), str(tmp / f"{job_id}.go")]
     return {"id": job_id, "cron": "0 0 1 1 *", "overlap": overlap,
             "action": {"type": "task", "command": argv}}  # fmt: skip
 
