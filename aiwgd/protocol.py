@@ -9,12 +9,15 @@ get a reply (not even an error), ids of the wrong type, named-only params.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from jsonrpcserver import JsonRpcError, Success, async_dispatch_to_response
+from jsonrpcserver import JsonRpcError, Success
+from jsonrpcserver.async_dispatcher import dispatch_request
+from jsonrpcserver.dispatcher import create_request, to_response
 from jsonrpcserver.response import to_serializable
 
 from aiwgd import errors
@@ -34,15 +37,20 @@ def error_object(code: int, message: str, data: Any = None, id_: Any = None) -> 
     return {"jsonrpc": "2.0", "error": err, "id": id_}
 
 
+# Built once: json.dumps/loads with non-default options build a new coder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
+
+
 def encode(obj: Any) -> bytes:
     """One reply line. Always valid JSON in valid UTF-8, whatever the request held."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    text = _ENCODER.encode(obj)
     try:
         return (text + "\n").encode()
     except UnicodeEncodeError:
         # A lone surrogate ("\ud800") arrived escaped and is echoed back (an id, a
         # param in an error): escaping everything keeps it legal JSON and UTF-8.
-        return (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
+        return (_ASCII_ENCODER.encode(obj) + "\n").encode()
 
 
 def _reject_constant(name: str) -> Any:
@@ -58,11 +66,12 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def decode(line: bytes) -> Any:
     """Parse one request line as strict JSON in strict UTF-8 (no BOM, no UTF-16)."""
-    return json.loads(
-        line.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
-    )
+    return _DECODER.decode(line.decode("utf-8"))
 
 
 def _parse_problem(exc: Exception) -> str:
@@ -74,10 +83,6 @@ def _parse_problem(exc: Exception) -> str:
     if "integer string conversion" in text:
         return "integer literal too long (at most 4300 digits)"
     return text[:200]
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def _valid_id(value: Any) -> bool:
@@ -152,6 +157,9 @@ class Dispatcher:
                     {"detail": f"{type(exc).__name__}: {exc}"},
                 ) from None
 
+        # jsonrpcserver checks the call against inspect.signature() on every request;
+        # computing it once here takes that cost off the hot path.
+        method.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
         return method
 
     async def handle(self, line: bytes, ctx: Any) -> bytes | None:
@@ -188,10 +196,11 @@ class Dispatcher:
             return error_object(
                 errors.METHOD_NOT_FOUND, "Method not found", {"method": req["method"]}, req["id"]
             )
-        response = await async_dispatch_to_response(
-            req, self._methods, context=ctx, deserializer=_identity, validator=_identity
-        )
-        if response is None or is_notification:
+        # The envelope is already checked: hand jsonrpcserver the one request at the
+        # layer below its batch handling (which would spawn a gather per call).
+        request = create_request(req)
+        _, outcome = await dispatch_request(self._methods, ctx, request)
+        if is_notification:
             return None
-        result: dict[str, Any] = to_serializable(response)
+        result: dict[str, Any] = to_serializable(to_response(request, outcome))
         return result
