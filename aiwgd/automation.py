@@ -143,7 +143,10 @@ class Automation(Subsystem):
             new[rule.id] = rs
         for gone in self.rules.values():  # removed from the config
             if gone.executor is not None:
+                # Events waiting for a retry go to the dead-letter queue, not nowhere.
                 self.router.unsubscribe(gone.executor)
+            for key in [k for k in self.inflight if k[0] == gone.rule.id]:
+                self.inflight.pop(key).finish("failed", "the rule was removed by a reload")
         self.rules = new
 
     def status(self) -> dict[str, Any]:
