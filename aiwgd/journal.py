@@ -78,6 +78,44 @@ def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> i
     return count
 
 
+def snapshot_in_thread(
+    path: Path, seq: int, records: Iterable[dict[str, Any]]
+) -> asyncio.Future[int]:
+    """Run write_snapshot in a daemon thread; the future resolves when it is done.
+
+    A daemon thread (not the default executor) so a fast exit need not wait for a
+    rewrite of a large store: a rewrite cut short leaves only a temp file behind.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    def settle(result: int | None, exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(result or 0)
+
+    def work() -> None:
+        try:
+            result, exc = write_snapshot(path, seq, records), None
+        except Exception as e:
+            result, exc = None, e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, exc)
+
+    threading.Thread(target=work, name="aiwgd-snapshot", daemon=True).start()
+    return done
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Temp files of rewrites cut short by a crash: never valid, never needed."""
+    for tmp in directory.glob(".tasks.*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 @dataclass
 class JournalRead:
     """What replay found in the journal file."""

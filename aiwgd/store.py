@@ -58,7 +58,13 @@ from typing import Any
 from aiwgd import errors
 from aiwgd.base import Subsystem
 from aiwgd.fsutil import ensure_private_dir
-from aiwgd.journal import Journal, JournalError, read_journal, write_snapshot
+from aiwgd.journal import (
+    Journal,
+    JournalError,
+    read_journal,
+    remove_stale_temps,
+    snapshot_in_thread,
+)
 from aiwgd.snapshot import load_snapshot, move_aside
 from aiwgd.taskids import TaskIds
 from aiwgd.taskindex import UPDATABLE, TaskIndex
@@ -96,6 +102,7 @@ class TaskStore(Subsystem):
         self._journal_entries = 0  # lines in the journal file since the last compaction
         self._compacting: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
+        self._writing: asyncio.Future[int] | None = None  # the snapshot thread's result
         self._pruner: asyncio.Task[None] | None = None
         self._auto_prune: asyncio.Task[None] | None = None
         self._open = False
@@ -110,6 +117,7 @@ class TaskStore(Subsystem):
         t0 = time.monotonic()
         ensure_private_dir(self.paths.daemon_dir)
         ensure_private_dir(self.paths.task_logs_dir)
+        remove_stale_temps(self.paths.daemon_dir)
         # The loader allocates one object graph per stored task and frees none: the
         # cyclic GC would rescan the growing heap many times over for nothing.
         gc_was_on = gc.isenabled()
@@ -167,7 +175,8 @@ class TaskStore(Subsystem):
         if self._compacting is not None:
             if fast:
                 # A rewrite cut short leaves the old tasks.json or a complete new one
-                # (rename is atomic) and the journal still holds every change after it.
+                # (rename is atomic) and the journal still holds every change after it;
+                # its thread is a daemon thread, so it does not hold up the exit.
                 self._compacting.cancel()
             await asyncio.wait([self._compacting])  # its outcome is logged by itself
         # The journal alone is enough to recover, but a current tasks.json is what
@@ -341,10 +350,18 @@ class TaskStore(Subsystem):
             t0 = time.monotonic()
             # Copy-on-write tasks: this list is exactly the state at `seq`.
             seq, tasks, entries = self._seq, list(self._index.tasks.values()), self._journal_entries
+            if self._writing is not None:
+                # A rewrite whose caller was cancelled may still be running: two at once
+                # could rename an older snapshot over a newer one.
+                await asyncio.wait([self._writing])
+                if not self._writing.cancelled():
+                    self._writing.exception()  # retrieved: it was logged when it failed
+                self._writing = None
             offset = await self._journal.mark()
-            count = await asyncio.to_thread(
-                write_snapshot, self.paths.tasks_file, seq, (t.to_dict() for t in tasks)
-            )
+            records = (t.to_dict() for t in tasks)
+            self._writing = snapshot_in_thread(self.paths.tasks_file, seq, records)
+            count = await asyncio.shield(self._writing)
+            self._writing = None
             await self._journal.swap(offset)
             self._journal_entries -= entries
             self.compactions += 1

@@ -378,3 +378,22 @@ def test_fast_stop_skips_the_final_rewrite_and_loses_nothing(project: Path) -> N
 
     run(again())
     assert [r["id"] for r in snapshot(project)["tasks"]] == ids
+
+
+def test_a_cancelled_rewrite_never_overtakes_the_next_one(project: Path) -> None:
+    async def main() -> None:
+        store = await opened(project)
+        await asyncio.gather(*(store.add(new_task(store, prompt=None)) for _ in range(3000)))
+        first = asyncio.create_task(store.compact())
+        deadline = time.monotonic() + 10
+        while store._writing is None and time.monotonic() < deadline:
+            await asyncio.wait({first}, timeout=0.005)
+        assert store._writing is not None, "the first rewrite never started"
+        first.cancel()  # its thread goes on writing tasks.json
+        late = await store.add(new_task(store))
+        await store.compact()  # waits for that thread, then writes the newer state
+        doc = snapshot(project)
+        assert len(doc["tasks"]) == 3001 and doc["tasks"][-1]["id"] == late.id
+        await store.stop()
+
+    run(main())
