@@ -62,7 +62,10 @@ def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> i
             sep = "\n"
             for rec in records:
                 fh.write(sep)
-                fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+                try:
+                    fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+                except UnicodeEncodeError:  # a lone surrogate: nothing was written, escape it
+                    fh.write(json.dumps(rec, separators=(",", ":")))
                 sep = ",\n"
                 count += 1
                 if count % YIELD_EVERY == 0:

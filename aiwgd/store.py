@@ -85,7 +85,12 @@ JOURNAL_MAX_BYTES = 64 * 1_048_576  # compact sooner when entries are large (lon
 
 
 def _line(entry: dict[str, Any]) -> bytes:
-    return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    """One journal line; raises (TypeError) before anything changes if not JSON-able."""
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return (text + "\n").encode()
+    except UnicodeEncodeError:  # a lone surrogate (e.g. "\\ud800" in JSON): escape it
+        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
 
 
 class TaskStore(Subsystem):
@@ -254,10 +259,11 @@ class TaskStore(Subsystem):
             raise ValueError("a task needs exactly one of prompt or command")
         if task.id in self._index:
             raise errors.Conflict(f"task {task.id} already exists", {"id": task.id})
+        line = _line({"seq": self._seq + 1, "op": "add", "task": task.to_dict()})
         self._ids.observe(task.id)
         self._index.put(task)
         self._seq += 1
-        fut = self._journal.append(_line({"seq": self._seq, "op": "add", "task": task.to_dict()}))
+        fut = self._journal.append(line)
         try:
             await self._durable(fut)
         except errors.Unavailable:
@@ -297,13 +303,13 @@ class TaskStore(Subsystem):
             elif new_state in TERMINAL:
                 fields.setdefault("finished_at", now)
         new = replace(old, **fields)
+        changes = {k: (str(v) if k == "state" else v) for k, v in fields.items()}
+        line = _line({"seq": self._seq + 1, "op": "set", "id": task_id, "fields": changes})
         self._index.put(new)
+        self._seq += 1
         if new.state in TERMINAL:
             self._maybe_prune()
-        self._seq += 1
-        changes = {k: (str(v) if k == "state" else v) for k, v in fields.items()}
-        entry = {"seq": self._seq, "op": "set", "id": task_id, "fields": changes}
-        await self._durable(self._journal.append(_line(entry)))
+        await self._durable(self._journal.append(line))
         if new.state != old.state:
             self._publish(new, old.state)
         return new

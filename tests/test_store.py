@@ -397,3 +397,37 @@ def test_a_cancelled_rewrite_never_overtakes_the_next_one(project: Path) -> None
         await store.stop()
 
     run(main())
+
+
+def test_any_json_string_round_trips_and_bad_values_store_nothing(project: Path) -> None:
+    # JSON may carry lone surrogates ("\ud800"); UTF-8 cannot: they are kept escaped.
+    odd = "caf\u00e9 \U0001f600 \ud800 end"
+
+    async def main() -> str:
+        store = await opened(project)
+        t = await store.add(new_task(store, metadata={"k": odd, "\udc80": 1}))
+        await store.update(t.id, error=odd)
+        with pytest.raises(TypeError):
+            await store.add(new_task(store, metadata={"path": Path("/x")}))
+        with pytest.raises(TypeError):
+            await store.update(t.id, metadata={"path": Path("/x")})
+        assert len(store) == 1 and store.get(t.id).metadata == {"k": odd, "\udc80": 1}
+        await crash(store)
+        return t.id
+
+    async def crash(store: TaskStore) -> None:
+        await store._journal.close()
+
+    task_id = run(main())
+
+    async def reopen() -> None:
+        store = await opened(project)  # from the journal
+        assert store.get(task_id).error == odd
+        await store.stop()  # rewrites tasks.json
+        store = await opened(project)  # from tasks.json
+        assert store.recovery["snapshot"] == "ok"
+        assert store.get(task_id).metadata == {"k": odd, "\udc80": 1}
+        assert store.get(task_id).error == odd
+        await store.stop()
+
+    run(reopen())
