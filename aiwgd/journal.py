@@ -127,6 +127,7 @@ class JournalRead:
     good_bytes: int = 0  # length of the readable prefix; the rest is a torn tail
     torn_bytes: int = 0
     bad_lines: list[int] = field(default_factory=list)  # 1-based, damaged mid-file
+    damaged_tail: bool = False  # the skipped tail was a whole line, not a torn one
 
 
 def read_journal(path: Path) -> JournalRead:
@@ -154,7 +155,10 @@ def read_journal(path: Path) -> JournalRead:
                 raise ValueError("not an entry")
         except ValueError:
             if pos >= size:
-                out.torn_bytes = len(raw) + 1  # complete line, garbage: torn as well
+                # A whole last line that does not parse is damage, not a cut-short append:
+                # skipped like a torn one, but the caller keeps a copy of the file.
+                out.torn_bytes = len(raw) + 1
+                out.damaged_tail = True
                 break
             out.bad_lines.append(lineno)
             out.good_bytes = pos

@@ -141,7 +141,8 @@ class TaskStore(Subsystem):
         replayed, skipped = self._index.replay(jr.entries, snap.seq, self._ids.observe)
         self._seq = max([snap.seq, *(e["seq"] for e in jr.entries)])
         self._journal_entries = len(jr.entries)
-        damaged_journal = self._keep_damaged_journal() if jr.bad_lines else None
+        damaged = jr.bad_lines or jr.damaged_tail
+        damaged_journal = self._keep_damaged_journal() if damaged else None
         if jr.torn_bytes:
             where = {"bytes": jr.torn_bytes, "file": str(self.paths.tasks_journal)}
             log.warning("torn last journal line skipped (a write cut short by a crash; "

@@ -149,6 +149,12 @@ def test_torn_last_journal_line_is_skipped_and_cut(
 
     late = asyncio.run(main())
     assert "torn last journal line skipped" in caplog.text
+    # A line cut short is a crash artifact; a whole line of garbage is damage: kept.
+    copies = damaged_files(project, "tasks.journal")
+    if tail.endswith(b"\n"):
+        assert len(copies) == 1 and copies[0].read_bytes().endswith(tail)
+    else:
+        assert copies == []
     again = load(project)
     assert again.recovery["torn_bytes"] == 0 and again.get(late.id) is not None
     assert len(again) == 6
