@@ -1,4 +1,4 @@
-"""Loading tasks.json at start-up, and keeping a damaged one instead of losing it.
+"""Start-up: loading tasks.json and replaying the journal, keeping whatever is damaged.
 
 A snapshot that does not parse is renamed `tasks.json.damaged-<time>` (never deleted)
 and whatever can still be read is salvaged: the file holds one task per line, so the
@@ -8,6 +8,7 @@ floor so no id in the damaged file is ever handed out again.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -18,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiwgd.journal import fsync_dir
+from aiwgd.journal import fsync_dir, read_journal
+from aiwgd.taskids import TaskIds
+from aiwgd.taskindex import TaskIndex
 from aiwgd.tasks import Task
+from config.paths import Paths
 
 log = logging.getLogger("aiwgd.snapshot")
 
@@ -167,3 +171,57 @@ def _salvage(raw: bytes) -> tuple[list[Task], int]:
     # absolute values, applied in order.
     seq = int(m.group(1)) if m else 0
     return tasks, seq
+
+
+@dataclass
+class Loaded:
+    seq: int  # the last change on disk
+    journal_entries: int
+    truncate_to: int | None  # cut the journal here before appending (a torn tail)
+    report: dict[str, Any]
+
+
+def load_store(paths: Paths, index: TaskIndex, ids: TaskIds) -> Loaded:
+    """Fill `index` from tasks.json and the journal; raise the id floor; report."""
+    # The loader allocates one object graph per stored task and frees none: the
+    # cyclic GC would rescan the growing heap many times over for nothing.
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        snap = load_snapshot(paths.tasks_file)
+        for task in snap.tasks:
+            index.put(task)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    for task_id in snap.salvaged_ids:
+        ids.observe(task_id)
+    id_file = ids.load()
+    jr = read_journal(paths.tasks_journal)
+    replayed, skipped = index.replay(jr.entries, snap.seq, ids.observe)
+    damaged_journal = None
+    if jr.bad_lines or jr.damaged_tail:
+        # Lines we could not read are kept in a copy; compaction would drop them.
+        damaged_journal = str(move_aside(paths.tasks_journal, copy=True))
+        log.warning("damaged journal lines skipped; a copy is kept",
+                    extra={"copy": damaged_journal})  # fmt: skip
+    if jr.torn_bytes:
+        log.warning("torn last journal line skipped (a write cut short by a crash; "
+                    "it was never acknowledged)",
+                    extra={"bytes": jr.torn_bytes, "file": str(paths.tasks_journal)})  # fmt: skip
+    report = {
+        **snap.report,
+        "journal_entries": len(jr.entries),
+        "replayed": replayed,
+        "skipped_entries": skipped,
+        "torn_bytes": jr.torn_bytes,
+        "bad_journal_lines": jr.bad_lines[:20],
+        "damaged_journal": damaged_journal,
+        "id_file": id_file,
+    }
+    return Loaded(
+        seq=max([snap.seq, *(e["seq"] for e in jr.entries)]),
+        journal_entries=len(jr.entries),
+        truncate_to=jr.good_bytes if jr.torn_bytes else None,
+        report=report,
+    )

@@ -58,14 +58,8 @@ from typing import Any
 from aiwgd import errors
 from aiwgd.base import Subsystem
 from aiwgd.fsutil import ensure_private_dir
-from aiwgd.journal import (
-    Journal,
-    JournalError,
-    read_journal,
-    remove_stale_temps,
-    snapshot_in_thread,
-)
-from aiwgd.snapshot import load_snapshot, move_aside
+from aiwgd.journal import Journal, JournalError, remove_stale_temps, snapshot_in_thread
+from aiwgd.snapshot import load_store
 from aiwgd.taskids import TaskIds
 from aiwgd.taskindex import UPDATABLE, TaskIndex
 from aiwgd.tasks import (
@@ -123,41 +117,13 @@ class TaskStore(Subsystem):
         ensure_private_dir(self.paths.daemon_dir)
         ensure_private_dir(self.paths.task_logs_dir)
         remove_stale_temps(self.paths.daemon_dir)
-        # The loader allocates one object graph per stored task and frees none: the
-        # cyclic GC would rescan the growing heap many times over for nothing.
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            snap = load_snapshot(self.paths.tasks_file)
-            for task in snap.tasks:
-                self._index.put(task)
-        finally:
-            if gc_was_on:
-                gc.enable()
-        for task_id in snap.salvaged_ids:
-            self._ids.observe(task_id)
-        id_file = self._ids.load()
-        jr = read_journal(self.paths.tasks_journal)
-        replayed, skipped = self._index.replay(jr.entries, snap.seq, self._ids.observe)
-        self._seq = max([snap.seq, *(e["seq"] for e in jr.entries)])
-        self._journal_entries = len(jr.entries)
-        damaged = jr.bad_lines or jr.damaged_tail
-        damaged_journal = self._keep_damaged_journal() if damaged else None
-        if jr.torn_bytes:
-            where = {"bytes": jr.torn_bytes, "file": str(self.paths.tasks_journal)}
-            log.warning("torn last journal line skipped (a write cut short by a crash; "
-                        "it was never acknowledged)", extra=where)  # fmt: skip
-        self._journal.open(truncate_to=jr.good_bytes if jr.torn_bytes else None)
+        loaded = load_store(self.paths, self._index, self._ids)
+        self._seq = loaded.seq
+        self._journal_entries = loaded.journal_entries
+        self._journal.open(truncate_to=loaded.truncate_to)
         self._open = True
         self.recovery = {
-            **snap.report,
-            "journal_entries": len(jr.entries),
-            "replayed": replayed,
-            "skipped_entries": skipped,
-            "torn_bytes": jr.torn_bytes,
-            "bad_journal_lines": jr.bad_lines[:20],
-            "damaged_journal": damaged_journal,
-            "id_file": id_file,
+            **loaded.report,
             "found_running": self._index.by_state[TaskState.RUNNING],
             "tasks": len(self._index),
             "load_s": round(time.monotonic() - t0, 3),
@@ -167,7 +133,7 @@ class TaskStore(Subsystem):
         # Stored tasks live long and hold no cycles: keep them out of the cyclic GC's
         # full collections, whose pauses would otherwise grow with the store.
         gc.freeze()
-        if self._journal_entries or snap.report.get("snapshot") == "damaged":
+        if self._journal_entries or loaded.report.get("snapshot") == "damaged":
             self._schedule_compaction()
         self._pruner = asyncio.create_task(self._prune_periodically(), name="store-prune")
 
@@ -399,12 +365,6 @@ class TaskStore(Subsystem):
         except JournalError as exc:
             self.last_error = str(exc)
             raise errors.Unavailable(f"the task store cannot write to disk: {exc}") from None
-
-    def _keep_damaged_journal(self) -> str:
-        # Lines we could not read are kept in a copy; compaction would drop them.
-        dest = move_aside(self.paths.tasks_journal, copy=True)
-        log.warning("damaged journal lines skipped; a copy is kept", extra={"copy": str(dest)})
-        return str(dest)
 
     def _publish(self, task: Task, previous: TaskState | None) -> None:
         if self.router is None:

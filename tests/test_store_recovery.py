@@ -138,7 +138,7 @@ def test_torn_last_journal_line_is_skipped_and_cut(
         fh.write(tail)
 
     async def main() -> Task:
-        with caplog.at_level(logging.WARNING, logger="aiwgd.store"):
+        with caplog.at_level(logging.WARNING, logger="aiwgd.snapshot"):
             store = await opened(project)
         assert store.recovery["torn_bytes"] == len(tail)
         assert [t.id for t in store.list(limit=10)[0]] == [t.id for t in reversed(made)]
