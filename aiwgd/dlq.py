@@ -110,8 +110,6 @@ class DeadLetters:
         self.entries.append(entry)
         self._evict()
         self._pending.append(json.dumps(entry, default=str, ensure_ascii=False))
-        if self._file_lines + len(self._pending) > self.max_entries + _slack(self.max_entries):
-            self._rewrite = True
         self._kick()
         return entry
 
@@ -179,6 +177,10 @@ class DeadLetters:
                         snapshot = list(self.entries)
                         await asyncio.to_thread(self._write_all, snapshot)
                         self._file_lines = len(snapshot)
+                    elif self._file_lines + len(self._pending) > self.max_entries + _slack(
+                        self.max_entries
+                    ):
+                        self._rewrite = True  # over the bound and its slack: compact
                     else:
                         lines, self._pending = self._pending, []
                         await asyncio.to_thread(self._append, lines)

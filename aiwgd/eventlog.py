@@ -109,11 +109,12 @@ class EventLog:
         self.rotations += 1
 
     def tail(self, count: int) -> list[Event]:
-        """The last `count` events on disk (current file, then the newest backup)."""
+        """The last `count` events on disk (the current file, then the backups)."""
         from aiwgd.events import Event
 
         lines: list[str] = []
-        for path in (self.path, self.path.with_name(f"{self.path.name}.1")):
+        backups = [self.path.with_name(f"{self.path.name}.{i}") for i in range(1, BACKUPS + 1)]
+        for path in (self.path, *backups):
             if len(lines) >= count:
                 break
             lines = _last_lines(path, count - len(lines)) + lines

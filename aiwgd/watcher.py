@@ -131,7 +131,7 @@ class FileWatcher(Subsystem):
         self.router = router
         self.paths = paths
         self.section = config.watch
-        self.rules = Rules(paths.root, paths.daemon_dir, self.section.paths)
+        self.rules = Rules(paths.root, paths.daemon_dir, self.section.paths, paths.pid_file)
         self.plan = Plan((), (), ())
         self.pending: dict[str, Pending] = {}
         self.known: set[str] = set()  # files as the watcher last saw them
@@ -166,7 +166,9 @@ class FileWatcher(Subsystem):
 
     async def apply_config(self, config: Config) -> None:
         self.section = config.watch
-        self.rules = Rules(self.paths.root, self.paths.daemon_dir, self.section.paths)
+        self.rules = Rules(
+            self.paths.root, self.paths.daemon_dir, self.section.paths, self.paths.pid_file
+        )
         # Pending changes stay: they are judged against the new entries when due.
         await self._replan(index=True, force=True)
 

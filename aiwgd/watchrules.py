@@ -75,14 +75,23 @@ def compile_entries(root: Path, paths: list[WatchPath]) -> list[Entry]:
 class Rules:
     """The built-in ignores plus the configured entries, for one project root."""
 
-    def __init__(self, root: Path, daemon_dir: Path, paths: list[WatchPath]) -> None:
+    def __init__(
+        self, root: Path, daemon_dir: Path, paths: list[WatchPath], pid_file: Path | None = None
+    ) -> None:
         self.root = str(root)
         self.daemon_dir = str(daemon_dir)
+        # The PID file (and its write_atomic temp) is the daemon's one write outside
+        # .aiwg/daemon/, made after the watcher started.
+        self.pid_file = str(pid_file) if pid_file else None
         self.entries = compile_entries(root, paths)
 
     def builtin_ignored(self, path: str) -> bool:
         if path == self.daemon_dir or path.startswith(self.daemon_dir + "/"):
             return True  # the daemon's own writes must never trigger anything
+        if self.pid_file and path.startswith(os.path.dirname(self.pid_file) + "/"):
+            name = os.path.basename(self.pid_file)
+            if path == self.pid_file or os.path.basename(path).startswith(f".{name}."):
+                return True
         rel = path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path
         parts = rel.split("/")
         return is_editor_temp(parts[-1]) or any(p in IGNORED_DIRS for p in parts)

@@ -21,6 +21,7 @@ class Subscriber:
 
     def __init__(self, d: DaemonProc, types: list[str]) -> None:
         self.client = d.client(timeout=10)
+        self.root = d.root
         result = self.client.call("events.subscribe", types=types)
         self.sid: str = result["subscription_id"]
         self.others: list[dict[str, Any]] = []
