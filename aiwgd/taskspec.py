@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from config.schema import ValidationError, parse, show, spec
 MAX_PROMPT_BYTES = 131_071
 MAX_METADATA_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 7 * 86_400
+_PLACEHOLDER = re.compile(r"\{prompt\}|\{agent\}")
 
 
 def _priority(value: int | str) -> str | None:
@@ -115,8 +117,11 @@ def child_env(config: Config, task_env: dict[str, str]) -> dict[str, str]:
 def agent_argv(config: Config, prompt: str, agent: str | None) -> list[str]:
     """agent.command with {prompt}/{agent} replaced per element (never via a shell)."""
 
+    values = {"{prompt}": prompt, "{agent}": agent or ""}
+
     def sub(item: str) -> str:
-        return item.replace("{prompt}", prompt).replace("{agent}", agent or "")
+        # One pass: a prompt that itself contains "{agent}" is never substituted again.
+        return _PLACEHOLDER.sub(lambda m: values[m.group(0)], item)
 
     argv = [sub(a) for a in config.agent.command]
     if agent:
