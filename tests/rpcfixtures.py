@@ -1,0 +1,50 @@
+"""Fixtures and helpers shared by the socket-level RPC tests."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.rawrpc import one, req
+from tests.utils import BASE_CONFIG, DaemonProc, write_config
+
+PARSE, INVALID_REQ, NO_METHOD, BAD_PARAMS = -32700, -32600, -32601, -32602
+LIMIT_EXCEEDED, FORBIDDEN = -32004, -32005
+
+
+def shared_daemon() -> Iterator[DaemonProc]:
+    """One daemon for a module of read-only tests (each test leaves it healthy)."""
+    root = Path(tempfile.mkdtemp(prefix="aiwg-", dir="/tmp")).resolve()
+    write_config(root, BASE_CONFIG)
+    d = DaemonProc(root).start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def still_serving(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test on the shared daemon: same process, still answering."""
+    yield
+    if "shared" in request.fixturenames:
+        d: DaemonProc = request.getfixturevalue("shared")
+        assert d.proc is not None and d.proc.poll() is None, d.stderr()
+        assert one(d.root, req("ping", "after")) == {"jsonrpc": "2.0", "result": "pong",
+                                                     "id": "after"}  # fmt: skip
+
+
+def error_of(reply: Any, code: int, id_: Any = None) -> dict[str, Any]:
+    assert isinstance(reply, dict), reply
+    assert set(reply) == {"jsonrpc", "error", "id"}, reply
+    assert reply["jsonrpc"] == "2.0"
+    assert reply["id"] == id_, reply
+    assert reply["error"]["code"] == code, reply
+    assert isinstance(reply["error"]["message"], str) and reply["error"]["message"]
+    err: dict[str, Any] = reply["error"]
+    return err

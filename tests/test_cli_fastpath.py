@@ -1,0 +1,64 @@
+"""`aiwg status` and `aiwg ping` answered without typer (cli/fastpath.py): the same bytes
+and exit codes as the typer commands, and nothing heavy loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.utils import REPO, DaemonProc, env_for_tests
+
+
+def aiwg(root: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """The way the console script runs: `python -m cli` enters through the fast path."""
+    cmd = [sys.executable, "-m", "cli", *(["--root", str(root)] if root else []), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          env=env_for_tests(), cwd=REPO)  # fmt: skip
+
+
+_VIA_TYPER = "import sys, cli.main; sys.exit(cli.main.main(sys.argv[1:]))"
+
+
+def via_typer(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _VIA_TYPER, *args], capture_output=True,
+                          text=True, timeout=60, env=env_for_tests())  # fmt: skip
+
+
+def test_fast_path_matches_typer(daemon: DaemonProc, tmp_path: Path) -> None:
+    root = str(daemon.root)
+    for args in (["--json", "status", "--root", root], [f"--root={root}", "status", "--json"],
+                 ["status", "--root", str(tmp_path)], ["--json", "--root", str(tmp_path),
+                 "status"], ["ping", "--root", str(tmp_path)]):  # fmt: skip
+        fast, slow = aiwg(None, *args), via_typer(*args)
+        assert (fast.returncode, fast.stderr) == (slow.returncode, slow.stderr), args
+        if "--json" in args and fast.returncode == 0:  # uptime moves between the calls
+            a, b = json.loads(fast.stdout), json.loads(slow.stdout)
+            assert a.pop("uptime_s") <= b.pop("uptime_s") and a == b, args
+        else:
+            assert fast.stdout == slow.stdout, args
+    human = aiwg(daemon.root, "status").stdout.splitlines()
+    assert human[1:] == via_typer("--root", root, "status").stdout.splitlines()[1:]
+    fast, slow = aiwg(daemon.root, "ping", "--json"), via_typer("--root", root, "ping", "--json")
+    assert json.loads(fast.stdout).keys() == json.loads(slow.stdout).keys() == {"result", "ms"}
+
+
+def test_fast_path_loads_no_typer(daemon: DaemonProc) -> None:
+    code = ("import sys; from cli import fastpath; "
+            f"rc = fastpath.run(['--root', {str(daemon.root)!r}, 'status']); "
+            "print(rc, sorted(m for m in ('typer', 'pydantic', 'config.model') "
+            "if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env_for_tests(), timeout=30)  # fmt: skip
+    assert out.stdout.splitlines()[-1] == "0 []", out
+
+
+def test_fast_path_hands_everything_else_to_typer() -> None:
+    from cli.fastpath import parse
+
+    assert parse(["status"]) == ("status", None, False)
+    assert parse(["--root", "/x", "ping", "--json"]) == ("ping", "/x", True)
+    for argv in ([], ["status", "--help"], ["status", "-h"], ["status", "ping"], ["stop"],
+                 ["status", "--root"], ["--jsn", "status"], ["status", "extra"]):  # fmt: skip
+        assert parse(argv) is None, argv
