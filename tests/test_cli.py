@@ -110,7 +110,7 @@ def test_stop_when_not_running_cleans_stale_files(detached: Path) -> None:
 
 
 def test_stop_never_signals_a_stranger_named_in_a_stale_pid_file(detached: Path) -> None:
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stranger = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         paths = Paths(detached)
         paths.pid_file.parent.mkdir(parents=True, exist_ok=True)
