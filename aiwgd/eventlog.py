@@ -1,9 +1,10 @@
 """The event log: every published event as one JSON line in `.aiwg/daemon/events.jsonl`.
 
-`add()` is called from `publish()`, so it only queues the line; a writer task appends
-queued lines in batches from a worker thread (one fsync per batch), so publishing stays
-fast and never waits on the disk. The file is rotated by size (`events.jsonl.1`, `.2`).
-If the disk cannot keep up, the backlog is bounded and what is shed is counted.
+`add()` is called from `publish()`, so it only queues the event; a writer task
+serialises and appends queued events in batches from a worker thread (one fsync per
+batch), so publishing stays fast and never waits on the disk. The file is rotated by
+size (`events.jsonl.1`, `.2`). If the disk cannot keep up, the backlog is bounded and
+what is shed is counted.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class EventLog:
         self.shed = 0
         self.rotations = 0
         self.write_errors = 0
-        self._backlog: deque[str] = deque()
+        self._backlog: deque[Event] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -58,7 +59,8 @@ class EventLog:
             if self.shed == 1 or self.shed % 10_000 == 0:
                 log.warning("event log backlog full; oldest lines not written",
                             extra={"shed": self.shed})  # fmt: skip
-        self._backlog.append(json.dumps(event.to_dict(), default=str, ensure_ascii=False))
+        # Serialised by the writer, off the publish path.
+        self._backlog.append(event)
         self._wake.set()
 
     def status(self) -> dict[str, Any]:
@@ -66,7 +68,7 @@ class EventLog:
                 "shed": self.shed, "rotations": self.rotations,
                 "write_errors": self.write_errors}  # fmt: skip
 
-    def _drain_backlog(self) -> list[str]:
+    def _drain_backlog(self) -> list[Event]:
         lines = list(self._backlog)
         self._backlog.clear()
         return lines
@@ -85,8 +87,14 @@ class EventLog:
                 log.error("cannot write the event log",
                           extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
 
-    def _write(self, lines: list[str]) -> None:
-        data = "".join(line + "\n" for line in lines).encode()
+    def _write(self, events: list[Event]) -> None:
+        lines = []
+        for e in events:
+            try:
+                lines.append(json.dumps(e.to_dict(), default=str, ensure_ascii=False) + "\n")
+            except (ValueError, TypeError, RuntimeError):  # data mutated or unserialisable
+                self.write_errors += 1
+        data = "".join(lines).encode()
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
@@ -99,7 +107,7 @@ class EventLog:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self.written += len(lines)
+        self.written += len(events)
 
     def _rotate(self) -> None:
         for i in range(BACKUPS, 0, -1):

@@ -265,7 +265,14 @@ class EventRouter(Subsystem):
         return None
 
     async def _drain(self, sub: Subscription) -> None:
+        handled = 0
         while True:
+            if handled % 64 == 63:
+                # Neither Queue.get() on a non-empty queue nor a quick handler yields:
+                # without this, draining a 10,000-event burst would hold the loop
+                # (and every RPC reply) for the whole burst.
+                await asyncio.sleep(0)
+            handled += 1
             delivery = await sub.queue.get()
             try:
                 await sub.handler(delivery.event)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$")
 GLOB_RE = re.compile(r"^[a-z0-9_.*?\[\]!-]+$")
-SOCKET_QUEUE = 1000
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 64
 
 
@@ -121,8 +120,9 @@ class SocketSubscriptions:
                 })  # fmt: skip
             await conn.notify("event", event.to_dict())
 
-        maxsize = min(SOCKET_QUEUE, self.router.queue_size)
-        sub = self.router.subscribe(types, handler, f"rpc:{sid}", maxsize=maxsize, retries=False)
+        # Bounded by events.queue_size like every subscriber: a file burst publishes
+        # thousands of events at once, and a client reading steadily must get them all.
+        sub = self.router.subscribe(types, handler, f"rpc:{sid}", retries=False)
         self.by_id[sid] = (conn, sub)
         conn.on_close(lambda: self.remove(sid))
         return sid

@@ -50,7 +50,7 @@ log = logging.getLogger("aiwgd.watcher")
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 MAX_INDEX = 500_000  # files remembered; past this, unknown files count as new
-CHUNK = 1000  # changes handled between yields to the event loop
+CHUNK = 250  # changes handled between yields to the event loop
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,9 @@ def test_unsubscribe_and_closing_the_connection_end_subscriptions(daemon: Daemon
 
 
 def test_a_socket_subscriber_that_never_reads_does_not_block_others(
-    daemon: DaemonProc,
+    start_daemon: DaemonFactory,
 ) -> None:
+    daemon = start_daemon(config={"events": {"queue_size": 500}})
     stuck = Subscriber(daemon, ["load.*"])  # subscribes, then never reads
     reader = Subscriber(daemon, ["load.*"])
     total = 3000
