@@ -10,7 +10,6 @@ what is shed is counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -38,19 +37,23 @@ class EventLog:
         self._backlog: deque[Event] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._writer(), name="event-log")
 
     async def stop(self) -> None:
+        """Write what is queued, then end; a batch already in the thread finishes first."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._closing = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            except TimeoutError:
+                log.error("event log writer did not finish in time",
+                          extra={"backlog": len(self._backlog)})  # fmt: skip
+                self._task.cancel()
             self._task = None
-        if self._backlog:
-            with contextlib.suppress(OSError):
-                self._write(self._drain_backlog())
 
     def add(self, event: Event) -> None:
         if len(self._backlog) >= MAX_BACKLOG:
@@ -77,37 +80,51 @@ class EventLog:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            lines = self._drain_backlog()
-            if not lines:
-                continue
-            try:
-                await asyncio.to_thread(self._write, lines)
-            except OSError as exc:
-                self.write_errors += 1
-                log.error("cannot write the event log",
-                          extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
+            events = self._drain_backlog()
+            if events:
+                try:
+                    await asyncio.to_thread(self._write, events)
+                except OSError as exc:
+                    self.write_errors += 1
+                    log.error("cannot write the event log",
+                              extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
+            if self._closing and not self._backlog:
+                return
 
     def _write(self, events: list[Event]) -> None:
-        lines = []
-        for e in events:
-            try:
-                lines.append(json.dumps(e.to_dict(), default=str, ensure_ascii=False) + "\n")
-            except (ValueError, TypeError, RuntimeError):  # data mutated or unserialisable
-                self.write_errors += 1
-        data = "".join(lines).encode()
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
             size = 0
-        if size and size + len(data) > self.max_bytes:
-            self._rotate()
+        chunk: list[bytes] = []
+        chunk_len = 0
+        for e in events:
+            try:
+                line = (json.dumps(e.to_dict(), default=str, ensure_ascii=False) + "\n").encode()
+            except (ValueError, TypeError, RuntimeError):  # data mutated or unserialisable
+                self.write_errors += 1
+                continue
+            if size + chunk_len + len(line) > self.max_bytes and size + chunk_len > 0:
+                # Fill the file up to its limit, then rotate: no file ends up oversized
+                # however large the batch (a single over-long line still gets a file).
+                self._append(chunk)
+                self._rotate()
+                size, chunk, chunk_len = 0, [], 0
+            chunk.append(line)
+            chunk_len += len(line)
+        if chunk:
+            self._append(chunk)
+
+    def _append(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, data)
+            os.write(fd, b"".join(lines))
             os.fsync(fd)
         finally:
             os.close(fd)
-        self.written += len(events)
+        self.written += len(lines)
 
     def _rotate(self) -> None:
         for i in range(BACKUPS, 0, -1):
