@@ -118,4 +118,6 @@ class Rules:
 
     def relative(self, path: str) -> str:
         """data.path: relative to the project root (absolute when outside it)."""
+        if path == self.root:
+            return "."
         return path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path

@@ -23,10 +23,18 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def _show(v: Any) -> str | None:
+    if isinstance(v, (int, float, str)):
+        return str(v)
+    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+        return "[" + ", ".join(v) + "]"  # e.g. the watcher's missing paths
+    return None
+
+
 def _subsystem_line(name: str, info: dict[str, Any]) -> str:
     state = info.get("state", "?")
     extras = ", ".join(
-        f"{k}={v}" for k, v in info.items() if k != "state" and isinstance(v, (int, float, str))
+        f"{k}={_show(v)}" for k, v in info.items() if k != "state" and _show(v) is not None
     )
     return f"  {name:<12} {state}" + (f"  ({extras})" if extras else "")
 
