@@ -33,13 +33,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import stat
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiwgd.base import Subsystem
 from aiwgd.watchrules import Rules
+from aiwgd.watchstate import MAX_INDEX, Windows, scan_files
 
 if TYPE_CHECKING:
     from aiwgd.events import EventRouter
@@ -49,7 +49,6 @@ log = logging.getLogger("aiwgd.watcher")
 # watchfiles logs every batch at INFO; our own counters and events say more.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
-MAX_INDEX = 500_000  # files remembered; past this, unknown files count as new
 CHUNK = 250  # changes handled between yields to the event loop
 
 
@@ -83,47 +82,6 @@ def make_plan(entry_paths: list[str]) -> Plan:
     return Plan(tuple(sorted(rec)), tuple(sorted(flat)), tuple(sorted(missing)))
 
 
-@dataclass
-class Scan:
-    files: list[str]
-    dirs: list[str]
-    complete: bool = True
-
-
-def scan_files(dirs: list[str], rules: Rules, limit: int) -> Scan:
-    """Files and directories under `dirs` (built-in ignores pruned), up to `limit` files."""
-    out = Scan([], list(dirs))
-    stack = list(dirs)
-    while stack:
-        top = stack.pop()
-        try:
-            it = os.scandir(top)
-        except OSError:
-            continue
-        with it:
-            for de in it:
-                if rules.builtin_ignored(de.path):
-                    continue
-                try:
-                    if de.is_dir(follow_symlinks=False):
-                        stack.append(de.path)
-                        out.dirs.append(de.path)
-                        continue
-                except OSError:
-                    continue
-                if len(out.files) >= limit:
-                    out.complete = False
-                    return out
-                out.files.append(de.path)
-    return out
-
-
-@dataclass
-class Pending:
-    first: float
-    due: float
-
-
 class FileWatcher(Subsystem):
     name = "watcher"
 
@@ -133,15 +91,11 @@ class FileWatcher(Subsystem):
         self.section = config.watch
         self.rules = Rules(paths.root, paths.daemon_dir, self.section.paths, paths.pid_file)
         self.plan = Plan((), (), ())
-        self.pending: dict[str, Pending] = {}
-        self.known: set[str] = set()  # files as the watcher last saw them
-        self.dirs: set[str] = set()  # directories seen, to tell a vanished one
-        self.index_complete = True
+        self.windows = Windows(self.rules, self._emit)
         self.state = "stopped"
         self.error: str | None = None
         self.counts = {"changes": 0, "created": 0, "modified": 0, "deleted": 0, "restarts": 0}
         self._watches: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
-        self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._planner: asyncio.Task[None] | None = None
         self._replan_wanted = asyncio.Event()
@@ -151,7 +105,7 @@ class FileWatcher(Subsystem):
 
     # ---- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_loop(), name="watcher-flush")
+        self._flusher = asyncio.create_task(self.windows.run(), name="watcher-flush")
         self._planner = asyncio.create_task(self._plan_loop(), name="watcher-plan")
         await self._replan(index=True)
 
@@ -169,6 +123,7 @@ class FileWatcher(Subsystem):
         self.rules = Rules(
             self.paths.root, self.paths.daemon_dir, self.section.paths, self.paths.pid_file
         )
+        self.windows.rules = self.rules
         # Pending changes stay: they are judged against the new entries when due.
         await self._replan(index=True, force=True)
 
@@ -179,9 +134,9 @@ class FileWatcher(Subsystem):
             "watching": [self.rules.relative(p) for p in self.plan.recursive],
             "parents": [self.rules.relative(p) for p in self.plan.flat],
             "missing": [self.rules.relative(p) for p in self.plan.missing],
-            "pending": len(self.pending),
-            "indexed_files": len(self.known),
-            "index_complete": self.index_complete,
+            "pending": len(self.windows.pending),
+            "indexed_files": len(self.windows.known),
+            "index_complete": self.windows.index_complete,
             "debounce_ms": self.section.debounce_ms,
             **self.counts,
         }
@@ -229,24 +184,12 @@ class FileWatcher(Subsystem):
         if not new_dirs and not new_files:
             return
         found = await asyncio.to_thread(scan_files, new_dirs, self.rules, MAX_INDEX)
-        files = found.files + [f for f in new_files if f not in self.known]
-        self.dirs.update(found.dirs)
+        files = found.files + [f for f in new_files if f not in self.windows.known]
         if index:
-            self._index(files, found.complete)
+            self.windows.index(files, found.dirs, found.complete)
         else:
-            self._touch(files, time.monotonic())
-
-    def _index(self, files: list[str], complete: bool) -> None:
-        for path in files:
-            if len(self.known) >= MAX_INDEX:
-                complete = False
-                break
-            if path not in self.pending and self.rules.relevant(path):
-                self.known.add(path)
-        if not complete:
-            self.index_complete = False
-            log.warning("too many files to index; new files may be reported as modified",
-                        extra={"limit": MAX_INDEX})  # fmt: skip
+            self.windows.dirs.update(found.dirs)
+            self.windows.touch(files, time.monotonic(), self.section.debounce_ms / 1000)
 
     def _start_watches(self) -> None:
         from watchfiles import awatch  # heavy import kept to the daemon side
@@ -329,105 +272,10 @@ class FileWatcher(Subsystem):
                 await asyncio.sleep(0)  # a 10,000-file burst must not stall RPC
             chunk = items[start : start + CHUNK]
             replan = replan or any(self._structural(p) for _, p in chunk)
-            self._touch([p for _, p in chunk], now)
+            self.windows.touch([p for _, p in chunk], now, self.section.debounce_ms / 1000)
         if replan:
             self._retry_s = 1.0
             self._replan_wanted.set()
-
-    def _touch(self, paths: list[str], now: float) -> None:
-        debounce = self.section.debounce_ms / 1000
-        cap = max(10 * debounce, 1.0)
-        for path in paths:
-            if not self.rules.relevant(path):
-                continue
-            p = self.pending.get(path)
-            if p is None:
-                self.pending[path] = Pending(now, now + debounce)
-            else:
-                p.due = min(now + debounce, p.first + cap)
-        self._wake.set()
-
-    # ---- flush: due windows -> events ------------------------------------------------
-    async def _flush_loop(self) -> None:
-        while True:
-            if not self.pending:
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            delay = min(p.due for p in self.pending.values()) - time.monotonic()
-            if delay > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                continue
-            try:
-                await self._flush_due()
-            except Exception:
-                log.exception("file watcher flush failed")
-
-    async def _flush_due(self) -> None:
-        now = time.monotonic()
-        due = [path for path, p in self.pending.items() if p.due <= now]
-        for path in due:
-            del self.pending[path]
-        gone: list[str] = []
-        new_dirs: list[str] = []
-        for i, path in enumerate(due):
-            if i and i % CHUNK == 0:
-                await asyncio.sleep(0)
-            try:
-                st: os.stat_result | None = os.lstat(path)
-            except OSError:
-                st = None
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                if path not in self.dirs:  # new here: created, or moved in with its files
-                    self.dirs.add(path)
-                    new_dirs.append(path)
-                continue
-            self._settle(path, st is not None, gone)
-        if new_dirs:
-            # Files written into a new (or moved-in) directory before its watch existed.
-            found = await asyncio.to_thread(scan_files, new_dirs, self.rules, MAX_INDEX)
-            self.dirs.update(found.dirs)
-            for path in found.files:
-                if path not in self.known and path not in self.pending:
-                    self._settle(path, True, gone)
-        if gone:
-            self._sweep(set(gone))
-
-    def _settle(self, path: str, exists: bool, gone: list[str]) -> None:
-        before = path in self.known
-        if exists and not before:
-            kind = "created"
-            if len(self.known) < MAX_INDEX:
-                self.known.add(path)
-        elif exists:
-            kind = "modified"
-        elif before:
-            kind = "deleted"
-            self.known.discard(path)
-        else:
-            if path in self.dirs:  # else a file that came and went inside one window
-                gone.append(path)
-            return
-        self._emit(path, kind)
-
-    def _sweep(self, gone: set[str]) -> None:
-        """Known files below directories that vanished (moved away) are deleted too."""
-
-        def below_gone(path: str) -> bool:
-            parent = os.path.dirname(path)
-            while len(parent) > 1:
-                if parent in gone:
-                    return True
-                parent = os.path.dirname(parent)
-            return False
-
-        self.dirs = {d for d in self.dirs if d not in gone and not below_gone(d)}
-        lost = [path for path in self.known if below_gone(path)]
-        for path in lost:
-            self.known.discard(path)
-            self._emit(path, "deleted")
 
     def _emit(self, path: str, kind: str) -> None:
         entry = self.rules.select(path, kind)
