@@ -52,26 +52,32 @@ def events(
         human = "\n".join(event_line(e) for e in result["events"]) or "no events"
         emit(result, as_json, human)
         return
+    try:
+        _follow(root, type_ or "*", source, params, as_json)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how one stops following
+
+
+def _follow(
+    root: str | None, pattern: str, source: str | None, params: dict[str, Any], as_json: bool
+) -> None:
     with client(root, timeout=None) as c:
         # Subscribe before listing, so nothing falls between the two; skip repeats.
-        c.call("events.subscribe", types=[type_ or "*"])
+        c.call("events.subscribe", types=[pattern])
         seen: set[str] = set()
         for ev in c.call("events.list", **params)["events"]:
             seen.add(ev["id"])
             _print_event(ev, as_json)
-        try:
-            for msg in c.notifications():
-                if msg.get("method") == "events.dropped":
-                    typer.echo(f"aiwg: {msg['params'].get('message')}", err=True)
-                    continue
-                ev = msg.get("params") or {}
-                if msg.get("method") != "event" or ev.get("id") in seen:
-                    continue
-                if source and ev.get("source") != source:
-                    continue
-                _print_event(ev, as_json)
-        except KeyboardInterrupt:
-            return
+        for msg in c.notifications():
+            if msg.get("method") == "events.dropped":
+                typer.echo(f"aiwg: {msg['params'].get('message')}", err=True)
+                continue
+            ev = msg.get("params") or {}
+            if msg.get("method") != "event" or ev.get("id") in seen:
+                continue
+            if source and ev.get("source") != source:
+                continue
+            _print_event(ev, as_json)
 
 
 def _print_event(ev: dict[str, Any], as_json: bool) -> None:
