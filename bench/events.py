@@ -3,8 +3,8 @@
     .venv/bin/python bench/events.py [--quick]
 
 1. In-process publish throughput with 10 subscribers: the publish rate (events/s into
-   the router) and the end-to-end rate (every event handled by all 10 subscribers), with
-   and without the event log (events.jsonl) being written.
+   the router, time spent inside publish() only) and the end-to-end rate (every event
+   handled by all 10 subscribers), with and without the event log (events.jsonl).
 2. A burst of 10,000 file writes into a real daemon's watched directory, twice:
    20 appends to each of 500 files, and 10,000 new files. Reports the file events
    emitted, the daemon's CPU seconds, and `ping` latency measured throughout.
@@ -68,15 +68,21 @@ async def _throughput(n: int, root: Path | None) -> tuple[float, float, str]:
     for i in range(SUBSCRIBERS):
         router.subscribe(patterns[i % len(patterns)], handler_for(i), f"s{i}")
     t0 = time.perf_counter()
-    for i in range(n):
-        router.publish("bench.tick", {"i": i}, "bench")
-    published = time.perf_counter() - t0
+    busy = 0.0
+    for start in range(0, n, 1000):
+        # Publishers are coroutines that yield now and then; so does this one.
+        t1 = time.perf_counter()
+        for i in range(start, min(n, start + 1000)):
+            router.publish("bench.tick", {"i": i}, "bench")
+        busy += time.perf_counter() - t1
+        await asyncio.sleep(0)
+    published = busy
     await asyncio.wait_for(done.wait(), 300)
     total = time.perf_counter() - t0
     await router.stop()
     note = ""
     if router.log is not None:
-        # All n are published in one go: past the log's bounded backlog, lines are shed.
+        # Past the log's bounded backlog (the disk falling behind), lines are shed.
         note = f"; log wrote {router.log.written:,}, shed {router.log.shed:,}"
     return n / published, n / total, note
 
