@@ -27,7 +27,9 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +89,27 @@ class OutputSink:
         self._tail = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._fd: int | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            # A retry appends to the same file: the cap is for the whole file.
-            self.written = os.fstat(self._fd).st_size
+        # The file is created at the first byte: creating one costs far more than
+        # running a short silent command, and a task without output needs none.
+        self._can_open = path is not None
+
+    def _open(self) -> bool:
+        if self._fd is None and self._can_open:
+            self._can_open = False  # one try: a failure is logged once, not per chunk
+            assert self.path is not None
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            try:
+                try:
+                    self._fd = os.open(self.path, flags, 0o600)
+                except FileNotFoundError:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._fd = os.open(self.path, flags, 0o600)
+                # A retry appends to the same file: the cap is for the whole file.
+                self.written = os.fstat(self._fd).st_size
+            except OSError as exc:
+                log.error("cannot open task log", extra={"path": str(self.path),
+                                                         "error": str(exc)})  # fmt: skip
+        return self._fd is not None
 
     @property
     def truncated(self) -> bool:
@@ -99,14 +117,14 @@ class OutputSink:
 
     def write_note(self, text: str) -> None:
         """A line of our own in the log (attempt headers); not counted against the cap."""
-        if self._fd is not None:
+        if self._open():
             self._write(text.encode())
 
     def feed(self, data: bytes) -> None:
         if not data:
             return
         self._add_tail(self._decoder.decode(data))
-        if self._fd is None:
+        if not self._open():
             return
         room = max(0, self.cap - self.written)
         head = data[:room]
@@ -125,6 +143,7 @@ class OutputSink:
             self.on_data()
 
     def close(self) -> None:
+        self._can_open = False
         self._add_tail(self._decoder.decode(b"", final=True))
         if self._fd is None:
             return
@@ -166,6 +185,56 @@ class OutputSink:
                 start += 1
             tail = raw[start:].decode("utf-8", errors="replace")
         self._tail = tail
+
+
+def install_child_watcher() -> str:
+    """Watch children with pidfds where possible (call once, from the running loop).
+
+    Python 3.11 defaults to a thread per child blocked in waitpid(); on Linux >= 5.3 a
+    pidfd in the event loop does the same without a thread (3.12+ does this itself).
+    Returns the watcher's name.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return "default"
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return "threaded"  # kernel without pidfd support
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        if not isinstance(getattr(policy, "_watcher", None), asyncio.PidfdChildWatcher):
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)
+    return "pidfd"
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_BOOT_TIME: float | None = None
+
+
+def create_time(pid: int) -> float | None:
+    """psutil's create time of `pid` (same value), read straight from /proc when it can.
+
+    Recorded for every spawn so a reused PID is never mistaken for our child; reading
+    the one field directly is several times cheaper than building a psutil.Process.
+    """
+    global _BOOT_TIME
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+        ticks = int(raw[raw.rindex(b")") + 2 :].split()[19])
+        if _BOOT_TIME is None:
+            _BOOT_TIME = psutil.boot_time()
+        return ticks / _CLK_TCK + _BOOT_TIME
+    except OSError:
+        return None  # already gone (and reaped): nothing left to tell apart
+    except (ValueError, IndexError):
+        try:
+            return float(psutil.Process(pid).create_time())
+        except psutil.Error:
+            return None
 
 
 def _alive(pid: int, create_time: float | None = None) -> bool:
@@ -272,13 +341,15 @@ class Child:
         self.argv = argv
         self.pid: int = transport.get_pid()
         self.pgid: int = self.pid  # start_new_session: the child leads its own group
-        self.create_time: float | None = None
-        with contextlib.suppress(psutil.Error):
-            self.create_time = psutil.Process(self.pid).create_time()
+        self.create_time = create_time(self.pid)
         self.started_mono = time.monotonic()
         self.known: dict[int, float] = {}  # descendants seen in snapshots
         self.terminated_by: int | None = None  # signal the ladder sent last
-        self._watch = asyncio.create_task(self._watch_tree())
+        # A timer, not a task, until the first snapshot is due: most tasks are gone first.
+        self._watch: asyncio.Task[None] | None = None
+        self._watch_timer = asyncio.get_running_loop().call_later(
+            FIRST_SNAPSHOT_S, self._start_watch
+        )
         self._finished: Exit | None = None
 
     @classmethod
@@ -311,8 +382,11 @@ class Child:
         return cls(transport, protocol, argv)
 
     # -- watching ----------------------------------------------------------------------
+    def _start_watch(self) -> None:
+        if self.returncode is None and self._finished is None:
+            self._watch = asyncio.create_task(self._watch_tree())
+
     async def _watch_tree(self) -> None:
-        await asyncio.sleep(FIRST_SNAPSHOT_S)
         while self.returncode is None:
             await self.snapshot()
             await asyncio.sleep(SNAPSHOT_INTERVAL_S)
@@ -331,6 +405,15 @@ class Child:
     async def gone(self) -> bool:
         if self.returncode is None:
             return False
+        if not self.known:
+            # The common case, without a thread hop: no descendant was ever seen and
+            # the group is empty (one syscall).
+            try:
+                os.killpg(self.pgid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
         members, escaped = await asyncio.to_thread(self._leftovers)
         return not members and not escaped
 
@@ -394,18 +477,22 @@ class Child:
         """Reap the leader, stop what it left behind, drain output, close the log."""
         if self._finished is not None:
             return self._finished
-        await asyncio.shield(self.protocol.exited)
+        if not self.protocol.exited.done():
+            await asyncio.shield(self.protocol.exited)
         if not await self.gone():
             # The leader is done but left processes behind: they belong to the task,
             # and its slot is only free once they are gone too.
             log.info("child left processes behind", extra={"pid": self.pid})
             await self.terminate(grace, skip_grace)
-        try:
-            await asyncio.wait_for(asyncio.shield(self.protocol.drained), DRAIN_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("output pipe held open by an unknown process; closing it",
-                        extra={"pid": self.pid})  # fmt: skip
-        self._watch.cancel()
+        if not self.protocol.drained.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.protocol.drained), DRAIN_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("output pipe held open by an unknown process; closing it",
+                            extra={"pid": self.pid})  # fmt: skip
+        self._watch_timer.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
         self.transport.close()  # the leader is reaped: this only closes our pipe end
         self.sink.close()
         self._finished = Exit.from_returncode(self.returncode)

@@ -33,12 +33,13 @@ import itertools
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
 from aiwgd.base import Subsystem
-from aiwgd.procs import Child, Exit, kill_leftovers
+from aiwgd.procs import Child, Exit, install_child_watcher, kill_leftovers
 from aiwgd.store import TaskStore
 from aiwgd.tasks import Task, TaskState
 from aiwgd.taskspec import SubmitParams, child_env, parse_spec, prepare, task_argv
@@ -59,8 +60,19 @@ class Run:
     task_id: str
     child: Child | None = None
     reason: str | None = None  # why we stop it: cancelled | timeout | shutdown
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Future[None] | None = None  # resolved to end the wait on the child
     job: asyncio.Task[None] | None = None
+
+    def stop(self, reason: str) -> None:
+        """Ask the run to go down the ladder (the first reason given wins)."""
+        self.reason = self.reason or reason
+        if self.wake is not None:
+            _settle(self.wake)
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _describe_exit(ex: Exit) -> str:
@@ -82,7 +94,8 @@ class Supervisor(Subsystem):
         self._order = itertools.count()
         self._ready: set[str] = set()  # ids in the heap that may still start
         self._delayed: dict[str, asyncio.TimerHandle] = {}  # retries in backoff
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, Run] = {}  # holding a slot
+        self._closing: dict[str, Run] = {}  # slot freed, final state being recorded
         self._watchers: dict[str, set[asyncio.Future[None]]] = {}
         self._accepting = False
         self.max_active = 0
@@ -93,6 +106,7 @@ class Supervisor(Subsystem):
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.config = self.daemon.config
+        log.debug("child watcher", extra={"watcher": install_child_watcher()})
         for task in self.store.found_running():
             await self._recover(task)
         for task in self.store.list(state=S.INTERRUPTED, limit=1 << 30)[0]:
@@ -143,9 +157,9 @@ class Supervisor(Subsystem):
             finally:
                 fast_wait.cancel()
         for run in list(self._runs.values()):
-            run.reason = run.reason or "shutdown"
-            run.stop.set()
-        remaining = [r.job for r in self._runs.values() if r.job is not None]
+            run.stop("shutdown")
+        remaining = [r.job for r in [*self._runs.values(), *self._closing.values()]
+                     if r.job is not None]  # fmt: skip
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
         for task_id in list(self._watchers):
@@ -234,14 +248,25 @@ class Supervisor(Subsystem):
                     await run.child.kill()
                     await run.child.finish(0)
             with contextlib.suppress(Exception):
+                # Never leave the task queued but out of the queue, or running forever.
                 current = self.store.get(task.id)
+                if current is not None and current.state == S.QUEUED:
+                    current = await self.store.update(task.id, state=S.RUNNING)
                 if current is not None and current.state == S.RUNNING:
                     await self.store.update(task.id, state=S.FAILED,
                                             error="internal error while supervising")  # fmt: skip
+                    self.totals["failed"] += 1
         finally:
-            del self._runs[task.id]  # only now: the processes are gone
+            self._free_slot(task.id)
+            self._closing.pop(task.id, None)
             self._notify(task.id)
-            self._pump()
+
+    def _free_slot(self, task_id: str) -> None:
+        """Called only once the task's processes are gone; starts the next task."""
+        run = self._runs.pop(task_id, None)
+        if run is not None:
+            self._closing[task_id] = run  # its final state is still being recorded
+        self._pump()
 
     async def _attempt(self, run: Run, task: Task) -> None:
         cfg = self.config
@@ -249,7 +274,7 @@ class Supervisor(Subsystem):
         env = child_env(cfg, task.env)
         env.update(AIWG_TASK_ID=task.id, AIWG_ROOT=str(self.daemon.paths.root))
         header = f"[aiwgd] attempt {task.attempt} of task {task.id}\n" if task.attempt > 1 else None
-        log_path = self.store.log_path(task.id)
+        log_path = Path(task.log_path) if task.log_path else self.store.log_path(task.id)
         try:
             child = await Child.spawn(
                 argv, cwd=task.cwd or str(self.daemon.paths.root), env=env, log_path=log_path,
@@ -264,23 +289,32 @@ class Supervisor(Subsystem):
             return
         run.child = child
         self.totals["started"] += 1
-        await self.store.update(
+        # Recorded while the child already works, so the journal's fsync overlaps it; it
+        # is awaited before the final state, and the journal keeps call order.
+        recorded = asyncio.ensure_future(self.store.update(
             task.id, state=S.RUNNING, pid=child.pid, pgid=child.pgid,
             proc_create_time=child.create_time, log_path=str(log_path), exit_code=None,
             signal=None, error=None, retry_at=None, finished_at=None,
-        )  # fmt: skip
+        ))  # fmt: skip
         timeout = task.timeout_s or cfg.daemon.action_timeout_minutes * 60
-        stop_wait = asyncio.ensure_future(run.stop.wait())
+        # One future woken by whichever comes first: exit, a stop request, the timeout.
+        loop = asyncio.get_running_loop()
+        wake = run.wake = loop.create_future()
+        child.exited().add_done_callback(lambda _f: _settle(wake))
+        if run.reason is not None:
+            _settle(wake)  # cancelled while it was being spawned
+        timer = loop.call_later(timeout, _settle, wake)
         try:
-            done, _ = await asyncio.wait({child.exited(), stop_wait}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            await wake
         finally:
-            stop_wait.cancel()
-        if child.exited() not in done:
+            timer.cancel()
+        if not child.exited().done() or run.reason is not None:
             run.reason = run.reason or "timeout"
             # The grace period is read now, so a reload applies to the next stop.
             await child.terminate(self.config.daemon.stop_grace_seconds, self.daemon.fast_stop)
         ex = await child.finish(self.config.daemon.stop_grace_seconds, self.daemon.fast_stop)
+        self._free_slot(task.id)  # really gone: the next task need not wait for the disk
+        await recorded
         state, error = self._outcome(run, ex, timeout)
         await self._ended(task, state, error, ex, child.sink.tail())
 
@@ -339,10 +373,14 @@ class Supervisor(Subsystem):
                 f"task {task_id} is already {task.state}; only queued or running tasks "
                 "can be cancelled", {"id": task_id, "state": str(task.state)},
             )  # fmt: skip
+        closing = self._closing.get(task_id)
+        if closing is not None and closing.job is not None:
+            # It just ended; once its outcome is recorded, cancel what that left.
+            await asyncio.wait({closing.job})
+            return await self.cancel(task_id, wait)
         run = self._runs.get(task_id)
         if run is not None:
-            run.reason = run.reason or "cancelled"
-            run.stop.set()
+            run.stop("cancelled")
             if wait and run.job is not None:
                 await asyncio.wait({run.job})
             return self.get(task_id)

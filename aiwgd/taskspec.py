@@ -12,6 +12,7 @@ anything is stored.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -106,9 +107,16 @@ def parse_spec(data: Any) -> SubmitParams:
     return result
 
 
+@functools.cache
+def _daemon_env() -> dict[str, str]:
+    # Copied once: the daemon never changes its own environment, and decoding all of
+    # os.environ per task is a measurable share of a short task's cost.
+    return dict(os.environ)
+
+
 def child_env(config: Config, task_env: dict[str, str]) -> dict[str, str]:
     """The environment a task runs with: the daemon's, agent.env, then the task's own."""
-    env = dict(os.environ)
+    env = dict(_daemon_env())
     env.update(config.agent.env)
     env.update(task_env)
     return env
@@ -136,6 +144,8 @@ def task_argv(config: Config, task: Task) -> list[str]:
 
 
 def _resolve_cwd(raw: str | None, root: Path, config: Config) -> str:
+    if raw is None:
+        return str(root)  # the daemon's root: already resolved, and it exists
     base = Path(raw).expanduser() if raw else root
     if not base.is_absolute():
         base = root / base
