@@ -1,0 +1,146 @@
+"""Process-tree facts for the stop ladder and crash recovery (psutil and /proc).
+
+Blocking helpers (call them from a thread when they scan): who is alive (by PID *and*
+create time, so a reused PID is never taken for ours), who is in a process group, the
+descendants of a process, and killing what an earlier daemon run left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import warnings
+
+import psutil
+
+GONE_POLL_S = 0.05
+
+
+def install_child_watcher() -> str:
+    """Watch children with pidfds where possible (call once, from the running loop).
+
+    Python 3.11 defaults to a thread per child blocked in waitpid(); on Linux >= 5.3 a
+    pidfd in the event loop does the same without a thread (3.12+ does this itself).
+    Returns the watcher's name.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return "default"
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return "threaded"  # kernel without pidfd support
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        if not isinstance(getattr(policy, "_watcher", None), asyncio.PidfdChildWatcher):
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)
+    return "pidfd"
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_BOOT_TIME: float | None = None
+
+
+def create_time(pid: int) -> float | None:
+    """psutil's create time of `pid` (same value), read straight from /proc when it can.
+
+    Recorded for every spawn so a reused PID is never mistaken for our child; reading
+    the one field directly is several times cheaper than building a psutil.Process.
+    """
+    global _BOOT_TIME
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+        ticks = int(raw[raw.rindex(b")") + 2 :].split()[19])
+        if _BOOT_TIME is None:
+            _BOOT_TIME = psutil.boot_time()
+        return ticks / _CLK_TCK + _BOOT_TIME
+    except OSError:
+        return None  # already gone (and reaped): nothing left to tell apart
+    except (ValueError, IndexError):
+        try:
+            return float(psutil.Process(pid).create_time())
+        except psutil.Error:
+            return None
+
+
+def alive(pid: int, create_time: float | None = None) -> bool:
+    """True when `pid` runs (not a zombie) and, if given, was created at `create_time`."""
+    try:
+        p = psutil.Process(pid)
+        if create_time is not None and abs(p.create_time() - create_time) > 0.01:
+            return False  # the PID was reused by someone else
+        return p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in group `pgid`; cheap when the group is empty."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass  # someone else's process shares the id: look closer
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return out
+
+
+def tree_snapshot(pid: int) -> dict[int, float]:
+    """Every live descendant of `pid` as {pid: create_time} (blocking: use a thread)."""
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return {}
+    out: dict[int, float] = {}
+    for k in kids:
+        with contextlib.suppress(psutil.Error):
+            out[k.pid] = k.create_time()
+    return out
+
+
+def kill_leftovers(pgid: int, create_time: float | None,
+                   known: dict[int, float] | None = None) -> list[int]:  # fmt: skip
+    """SIGKILL what is left of a child from an earlier daemon run (blocking).
+
+    The group is only hit when its leader still runs with the recorded create time, or
+    when the leader is gone and the member was created after it (a PID is never
+    reused while its group exists). Returns the PIDs signalled.
+    """
+    targets: dict[int, float] = dict(known or {})
+    leader_ok = alive(pgid, create_time) if create_time is not None else False
+    # The PID runs but is someone else now: its group id may be theirs too.
+    reused = not leader_ok and alive(pgid)
+    if leader_ok:
+        targets.update(tree_snapshot(pgid))
+        targets[pgid] = create_time or 0.0
+    if not reused and create_time is not None:
+        for member in group_members(pgid):
+            with contextlib.suppress(psutil.Error):
+                ct = psutil.Process(member).create_time()
+                if leader_ok or ct >= create_time - 0.01:
+                    targets[member] = ct
+    hit = []
+    for pid, ct in targets.items():
+        if alive(pid, ct or None):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                hit.append(pid)
+    # Return only once they are gone (SIGKILL is not instant), bounded for D-state ones.
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(alive(p, targets[p] or None) for p in hit):
+        time.sleep(GONE_POLL_S)
+    return hit
