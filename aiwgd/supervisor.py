@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import signal
 import time
@@ -41,6 +39,7 @@ from aiwgd import errors
 from aiwgd.base import Subsystem
 from aiwgd.procs import Child, Exit, install_child_watcher, kill_leftovers
 from aiwgd.store import TaskStore
+from aiwgd.taskqueue import TaskQueue
 from aiwgd.tasks import Task, TaskState
 from aiwgd.taskspec import SubmitParams, child_env, parse_spec, prepare, task_argv
 from config import Config
@@ -90,10 +89,7 @@ class Supervisor(Subsystem):
         self.daemon = daemon
         self.store = store
         self.config: Config = daemon.config
-        self._heap: list[tuple[int, int, str]] = []
-        self._order = itertools.count()
-        self._ready: set[str] = set()  # ids in the heap that may still start
-        self._delayed: dict[str, asyncio.TimerHandle] = {}  # retries in backoff
+        self._queue = TaskQueue(self._pump)
         self._runs: dict[str, Run] = {}  # holding a slot
         self._closing: dict[str, Run] = {}  # slot freed, final state being recorded
         self._watchers: dict[str, set[asyncio.Future[None]]] = {}
@@ -112,7 +108,7 @@ class Supervisor(Subsystem):
         for task in self.store.list(state=S.INTERRUPTED, limit=1 << 30)[0]:
             await self._requeue_interrupted(task)  # a crash between the two updates
         for task in self.store.queued():  # creation order: FIFO within a priority
-            self._enqueue(task)
+            self._queue.push(task.id, task.priority, task.retry_at)
         self._accepting = True
         self._pump()
 
@@ -136,9 +132,7 @@ class Supervisor(Subsystem):
 
     async def stop(self, fast: bool = False) -> None:
         self._accepting = False
-        for handle in self._delayed.values():
-            handle.cancel()  # retry_at is on disk: the next start honours it
-        self._delayed.clear()
+        self._queue.cancel_timers()
         jobs = {r.job for r in self._runs.values() if r.job is not None}
         fast_ev = self.daemon.fast_stop
         if jobs and not (fast or fast_ev.is_set()):
@@ -177,8 +171,8 @@ class Supervisor(Subsystem):
         return {
             "state": "running" if self._accepting else "stopped",
             "running": len(self._runs),
-            "queued": len(self._ready) + len(self._delayed),
-            "waiting_retry": len(self._delayed),
+            "queued": len(self._queue),
+            "waiting_retry": self._queue.waiting_retry,
             "cap": self.config.daemon.max_parallel_actions,
             "max_active": self.max_active,
             "totals": dict(self.totals),
@@ -197,38 +191,19 @@ class Supervisor(Subsystem):
         task.log_path = str(self.store.log_path(task_id))
         task = await self.store.add(task)  # durable from here: the client may rely on it
         self.totals["submitted"] += 1
-        self._enqueue(task)
+        self._queue.push(task.id, task.priority)
         self._pump()
         return task
-
-    def _enqueue(self, task: Task) -> None:
-        delay = (task.retry_at - time.time()) if task.retry_at else 0.0
-        if delay > 0:
-            loop = asyncio.get_running_loop()
-            self._delayed[task.id] = loop.call_later(delay, self._release, task.id)
-            return
-        self._ready.add(task.id)
-        heapq.heappush(self._heap, (-task.priority, next(self._order), task.id))
-
-    def _release(self, task_id: str) -> None:
-        if self._delayed.pop(task_id, None) is None:
-            return
-        task = self.store.get(task_id)
-        if task is not None and task.state == S.QUEUED:
-            self._ready.add(task_id)
-            heapq.heappush(self._heap, (-task.priority, next(self._order), task_id))
-            self._pump()
 
     def _pump(self) -> None:
         """Start queued tasks while slots are free (called on every change)."""
         if not self._accepting:
             return
         cap = self.config.daemon.max_parallel_actions
-        while len(self._runs) < cap and self._heap:
-            _, _, task_id = heapq.heappop(self._heap)
-            if task_id not in self._ready:
-                continue  # cancelled while queued
-            self._ready.discard(task_id)
+        while len(self._runs) < cap:
+            task_id = self._queue.pop()
+            if task_id is None:
+                return
             task = self.store.get(task_id)
             if task is None or task.state != S.QUEUED:
                 continue
@@ -343,7 +318,7 @@ class Supervisor(Subsystem):
             self.totals["retried"] += 1
             log.info("task will be retried", extra={"task": task.id, "attempt": new.attempt,
                                                     "delay_s": delay, "error": error})  # fmt: skip
-            self._enqueue(new)
+            self._queue.push(new.id, new.priority, new.retry_at)
             return
         await self.store.update(task.id, state=state, **fields)
         self.totals[str(state)] += 1
@@ -384,10 +359,7 @@ class Supervisor(Subsystem):
             if wait and run.job is not None:
                 await asyncio.wait({run.job})
             return self.get(task_id)
-        self._ready.discard(task_id)
-        handle = self._delayed.pop(task_id, None)
-        if handle is not None:
-            handle.cancel()
+        self._queue.discard(task_id)
         await self.store.update(task_id, state=S.CANCELLED, error="cancelled before it ran")
         self.totals["cancelled"] += 1
         self._notify(task_id)
@@ -429,7 +401,7 @@ class Supervisor(Subsystem):
             "counts": counts,
             "running": len(self._runs),
             "queued": counts.get("queued", 0),
-            "waiting_retry": len(self._delayed),
+            "waiting_retry": self._queue.waiting_retry,
             "cap": self.config.daemon.max_parallel_actions,
             "max_active": self.max_active,
             "stored": sum(counts.values()),
