@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,13 +38,11 @@ from aiwgd.proctree import (
     alive,
     create_time,
     group_members,
-    install_child_watcher,
     kill_leftovers,
     tree_snapshot,
 )
 
-__all__ = ["Child", "Exit", "OutputSink", "create_time", "install_child_watcher",
-           "kill_leftovers"]  # fmt: skip
+__all__ = ["Child", "Exit", "OutputSink", "create_time", "kill_leftovers"]
 
 log = logging.getLogger("aiwgd.procs")
 
@@ -72,26 +71,71 @@ class Exit:
         return cls(None, -rc) if rc < 0 else cls(rc, None)
 
 
-class _Protocol(asyncio.SubprocessProtocol):
-    """Feeds the sink as data arrives and reports the leader's exit at once.
+class _Io:
+    """The child's output pipe and its exit, watched from the event loop.
 
-    (asyncio's Process.wait() also waits for the pipe to close, which a grandchild
-    holding stdout would delay forever; the exit itself is what the ladder needs.)
+    Not asyncio's subprocess transport: that path costs several loop round trips and a
+    child-watcher hop per process, a large share of a short task's cost, and its
+    Process.wait() also waits for the pipe to close, which a grandchild holding stdout
+    would delay forever. Here the pipe is a non-blocking fd read when readable, and the
+    exit is a pidfd (Linux >= 5.3) that becomes readable when the child ends; without
+    pidfds a small thread waits for it instead.
     """
 
-    def __init__(self, sink: OutputSink, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], read_fd: int, sink: OutputSink) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.proc = proc
         self.sink = sink
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.drained: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = self.loop.create_future()
+        self.drained: asyncio.Future[None] = self.loop.create_future()
+        self._fd: int | None = read_fd
+        os.set_blocking(read_fd, False)
+        self.loop.add_reader(read_fd, self._readable)
+        self._pidfd: int | None = None
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            threading.Thread(target=self._wait_in_thread, daemon=True,
+                             name=f"aiwgd-wait-{proc.pid}").start()  # fmt: skip
+        else:
+            self.loop.add_reader(self._pidfd, self._pid_readable)
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self.sink.feed(data)
+    def _readable(self) -> None:
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.sink.feed(data)
+        else:
+            self.close_pipe()
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+    def close_pipe(self) -> None:
+        """Stop reading (EOF, or giving up on a pipe a stranger holds open)."""
+        if self._fd is not None:
+            self.loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
         if not self.drained.done():
             self.drained.set_result(None)
 
-    def process_exited(self) -> None:
+    def _pid_readable(self) -> None:
+        assert self._pidfd is not None
+        self.loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self.proc.poll()  # reaps it: the pidfd is readable only once it has exited
+        self._exited()
+
+    def _wait_in_thread(self) -> None:
+        self.proc.wait()
+        with contextlib.suppress(RuntimeError):  # loop closed during a crash exit
+            self.loop.call_soon_threadsafe(self._exited)
+
+    def _exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
 
@@ -99,13 +143,12 @@ class _Protocol(asyncio.SubprocessProtocol):
 class Child:
     """One spawned program and everything it started."""
 
-    def __init__(self, transport: asyncio.SubprocessTransport, protocol: _Protocol,
-                 argv: list[str]) -> None:  # fmt: skip
-        self.transport = transport
-        self.protocol = protocol
-        self.sink = protocol.sink
+    def __init__(self, proc: subprocess.Popen[bytes], io: _Io, argv: list[str]) -> None:
+        self.proc = proc
+        self.io = io
+        self.sink = io.sink
         self.argv = argv
-        self.pid: int = transport.get_pid()
+        self.pid: int = proc.pid
         self.pgid: int = self.pid  # start_new_session: the child leads its own group
         self.create_time = create_time(self.pid)
         self.started_mono = time.monotonic()
@@ -113,9 +156,7 @@ class Child:
         self.terminated_by: int | None = None  # signal the ladder sent last
         # A timer, not a task, until the first snapshot is due: most tasks are gone first.
         self._watch: asyncio.Task[None] | None = None
-        self._watch_timer = asyncio.get_running_loop().call_later(
-            FIRST_SNAPSHOT_S, self._start_watch
-        )
+        self._watch_timer = io.loop.call_later(FIRST_SNAPSHOT_S, self._start_watch)
         self._finished: Exit | None = None
 
     @classmethod
@@ -132,20 +173,23 @@ class Child:
         on_data: Callable[[], None] | None = None,
     ) -> Child:
         """Start `argv` (never through a shell). Raises OSError if it cannot start."""
-        loop = asyncio.get_running_loop()
         sink = OutputSink(log_path, log_cap, tail_bytes, on_data)
         if header:
             sink.write_note(header)
-        protocol = _Protocol(sink, loop)
+        read_fd, write_fd = os.pipe()  # both close-on-exec; Popen dups the write end
         try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol, *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True,
+            # Blocking only until exec (vfork): the same as asyncio's own spawn path.
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=cwd,
+                env=env, start_new_session=True, close_fds=True,
             )  # fmt: skip
         except BaseException:
+            os.close(read_fd)
             sink.close()
             raise
-        return cls(transport, protocol, argv)
+        finally:
+            os.close(write_fd)
+        return cls(proc, _Io(proc, read_fd, sink), argv)
 
     # -- watching ----------------------------------------------------------------------
     def _start_watch(self) -> None:
@@ -186,17 +230,17 @@ class Child:
     # -- waiting -----------------------------------------------------------------------
     @property
     def returncode(self) -> int | None:
-        return self.transport.get_returncode()
+        return self.proc.returncode
 
     async def wait(self, timeout: float | None = None) -> int | None:
         """The leader's return code, or None if it still runs after `timeout` seconds."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.protocol.exited), timeout)
+            await asyncio.wait_for(asyncio.shield(self.io.exited), timeout)
         return self.returncode
 
     def exited(self) -> asyncio.Future[None]:
         """Done when the leader has exited (to use in asyncio.wait with other events)."""
-        return self.protocol.exited
+        return self.io.exited
 
     # -- the stop ladder ---------------------------------------------------------------
     async def terminate(self, grace: float, skip_grace: asyncio.Event | None = None) -> None:
@@ -243,23 +287,23 @@ class Child:
         """Reap the leader, stop what it left behind, drain output, close the log."""
         if self._finished is not None:
             return self._finished
-        if not self.protocol.exited.done():
-            await asyncio.shield(self.protocol.exited)
+        if not self.io.exited.done():
+            await asyncio.shield(self.io.exited)
         if not await self.gone():
             # The leader is done but left processes behind: they belong to the task,
             # and its slot is only free once they are gone too.
             log.info("child left processes behind", extra={"pid": self.pid})
             await self.terminate(grace, skip_grace)
-        if not self.protocol.drained.done():
+        if not self.io.drained.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self.protocol.drained), DRAIN_TIMEOUT_S)
+                await asyncio.wait_for(asyncio.shield(self.io.drained), DRAIN_TIMEOUT_S)
             except TimeoutError:
                 log.warning("output pipe held open by an unknown process; closing it",
                             extra={"pid": self.pid})  # fmt: skip
         self._watch_timer.cancel()
         if self._watch is not None:
             self._watch.cancel()
-        self.transport.close()  # the leader is reaped: this only closes our pipe end
+        self.io.close_pipe()
         self.sink.close()
         self._finished = Exit.from_returncode(self.returncode)
         return self._finished

@@ -7,40 +7,14 @@ descendants of a process, and killing what an earlier daemon run left behind.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
-import warnings
 
 import psutil
 
 GONE_POLL_S = 0.05
-
-
-def install_child_watcher() -> str:
-    """Watch children with pidfds where possible (call once, from the running loop).
-
-    Python 3.11 defaults to a thread per child blocked in waitpid(); on Linux >= 5.3 a
-    pidfd in the event loop does the same without a thread (3.12+ does this itself).
-    Returns the watcher's name.
-    """
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return "default"
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
-        return "threaded"  # kernel without pidfd support
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        if not isinstance(getattr(policy, "_watcher", None), asyncio.PidfdChildWatcher):
-            watcher = asyncio.PidfdChildWatcher()
-            watcher.attach_loop(asyncio.get_running_loop())
-            asyncio.set_child_watcher(watcher)
-    return "pidfd"
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

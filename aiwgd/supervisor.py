@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
 from aiwgd.base import Subsystem
-from aiwgd.procs import Child, Exit, install_child_watcher, kill_leftovers
+from aiwgd.procs import Child, Exit, kill_leftovers
 from aiwgd.store import TaskStore
 from aiwgd.taskqueue import TaskQueue
 from aiwgd.tasks import Task, TaskState
@@ -102,7 +102,6 @@ class Supervisor(Subsystem):
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.config = self.daemon.config
-        log.debug("child watcher", extra={"watcher": install_child_watcher()})
         for task in self.store.found_running():
             await self._recover(task)
         for task in self.store.list(state=S.INTERRUPTED, limit=1 << 30)[0]:
