@@ -265,11 +265,15 @@ class Supervisor(Subsystem):
         self.totals["started"] += 1
         # Recorded while the child already works, so the journal's fsync overlaps it; it
         # is awaited before the final state, and the journal keeps call order.
-        recorded = asyncio.ensure_future(self.store.update(
-            task.id, state=S.RUNNING, pid=child.pid, pgid=child.pgid,
-            proc_create_time=child.create_time, log_path=str(log_path), exit_code=None,
-            signal=None, error=None, retry_at=None, finished_at=None,
-        ))  # fmt: skip
+        fields: dict[str, Any] = {"pid": child.pid, "pgid": child.pgid,
+                                  "proc_create_time": child.create_time}  # fmt: skip
+        if task.log_path is None:
+            fields["log_path"] = str(log_path)
+        # A retry clears what the previous attempt left (only then: smaller journal lines).
+        for name in ("exit_code", "signal", "error", "retry_at", "finished_at"):
+            if getattr(task, name) is not None:
+                fields[name] = None
+        recorded = asyncio.ensure_future(self.store.update(task.id, state=S.RUNNING, **fields))
         timeout = task.timeout_s or cfg.daemon.action_timeout_minutes * 60
         # One future woken by whichever comes first: exit, a stop request, the timeout.
         loop = asyncio.get_running_loop()
