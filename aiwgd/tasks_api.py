@@ -61,41 +61,55 @@ class LogsParams:
     follow: bool = spec(False, doc="stream task.output notifications until the task ends")
 
 
-def _utf8_boundary(data: bytes) -> int:
-    """Length of `data` without a multi-byte character cut off at its end."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 == 0x80:
-            continue  # a continuation byte: look further back for its lead
-        need = (
-            2
-            if byte >> 5 == 0b110
-            else 3
-            if byte >> 4 == 0b1110
-            else 4
-            if byte >> 3 == 0b11110
-            else 1
-        )
-        return len(data) - back if back < need else len(data)
-    return len(data)
+def _char_len(lead: int) -> int:
+    """Bytes in the UTF-8 sequence this byte starts (1 for ASCII or a stray byte)."""
+    if lead >> 5 == 0b110:
+        return 2
+    if lead >> 4 == 0b1110:
+        return 3
+    return 4 if lead >> 3 == 0b11110 else 1
+
+
+def _complete(data: bytes, limit: int) -> int:
+    """How much of `data` (read `limit` + 3 bytes) to return: `limit` bytes, moved to a
+    character boundary, by up to 3 bytes either way."""
+    if len(data) <= limit:
+        end = len(data)
+    else:
+        end = limit
+        if data[end] & 0xC0 != 0x80:
+            return end  # the next byte starts a character: no split here
+    start = end
+    while start > 0 and end - start < 3 and data[start - 1] & 0xC0 == 0x80:
+        start -= 1  # back to the lead byte of the character the cut falls in
+    lead = start - 1 if start > 0 and data[start - 1] & 0xC0 == 0xC0 else None
+    if lead is None:
+        return end
+    need = lead + _char_len(data[lead])
+    if need <= len(data):
+        return max(end, need)  # complete: take the whole character
+    return lead  # still being written: leave it for the next read
 
 
 def read_log(path: Path, offset: int, limit: int, final: bool) -> tuple[str, int, int]:
-    """(text, next_offset, file size). Unless `final`, a character still being written
-    is left for the next read, so text never has a split character."""
+    """(text, next_offset, file size) for `limit` bytes from `offset`.
+
+    A character split by the limit is completed (up to 3 more bytes); one still being
+    written is left for the next read, unless `final` (the task has ended: whatever is
+    there is all there will be, and bad bytes become U+FFFD).
+    """
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             fh.seek(offset)
-            data = fh.read(limit)
+            data = fh.read(limit + 3)
     except FileNotFoundError:
         return "", offset, 0
-    at_end = offset + len(data) >= size
-    if data and not (final and at_end):
-        cut = _utf8_boundary(data)
-        if cut > 0:
-            data = data[:cut]
-    return data.decode("utf-8", errors="replace"), offset + len(data), size
+    if final and offset + len(data) >= size and len(data) <= limit:
+        take = len(data)
+    else:
+        take = _complete(data, limit)
+    return data[:take].decode("utf-8", errors="replace"), offset + take, size
 
 
 def register(api: Api, sup: Supervisor) -> None:
