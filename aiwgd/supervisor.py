@@ -174,6 +174,7 @@ class Supervisor(Subsystem):
             "waiting_retry": self._queue.waiting_retry,
             "cap": self.config.daemon.max_parallel_actions,
             "max_active": self.max_active,
+            "counts": self.store.counts(),
             "totals": dict(self.totals),
         }
 
