@@ -7,15 +7,14 @@ import hmac
 import json
 import socket
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cli.client import RpcError
+from tests.httphook import HookServer
 from tests.utils import DaemonProc, run_cli, wait_for, write_config
 
 # A task command that records exactly the argv it received.
@@ -43,41 +42,10 @@ def events_of(d: DaemonProc, etype: str) -> list[dict[str, Any]]:
     return d.call("events.list", type=etype, limit=10_000)["events"]
 
 
-class Hooks:
-    """A local HTTP server on 127.0.0.1 that records every request."""
-
-    def __init__(self, port: int = 0, status: int = 200) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.status = status
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append({"path": self.path, "headers": dict(self.headers),
-                                       "body": body})  # fmt: skip
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def hooks() -> Iterator[Hooks]:
-    h = Hooks()
-    yield h
-    h.close()
+def hooks() -> Iterator[HookServer]:
+    with HookServer() as h:
+        yield h
 
 
 def closed_port() -> int:
@@ -254,14 +222,14 @@ def test_approval_flow(start_daemon: Any) -> None:
 
 
 def test_webhook_posts_the_event_with_an_hmac_signature(
-    start_daemon: Any, hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+    start_daemon: Any, hooks: HookServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIWG_TEST_HOOK_SECRET", "s3cret")
-    url = f"http://127.0.0.1:{hooks.port}/hook/{{{{data.name}}}}"
+    url = hooks.url("/hook/{{data.name}}")
     d = start_daemon(rules_config(
         rule("hook", "ci.*", {"type": "webhook", "url": url,
                               "secret_env": "AIWG_TEST_HOOK_SECRET"}),
-        rule("plain", "ci.*", {"type": "webhook", "url": f"http://127.0.0.1:{hooks.port}/p"}),
+        rule("plain", "ci.*", {"type": "webhook", "url": hooks.url("/p")}),
     ))  # fmt: skip
     ev = d.call("events.emit", type="ci.finished", data={"name": "build", "ok": True})
     wait_for(lambda: len(hooks.requests) == 2, 10, "two webhook requests")
@@ -300,31 +268,25 @@ def test_failing_webhook_is_retried_then_dead_lettered_then_replayed(
     assert status_of(d, "hook")["counts"]["failed"] == 1
 
     # The receiver comes back: replaying the dead letter delivers it.
-    server = Hooks(port)
-    try:
+    with HookServer(port) as server:
         out = d.call("dlq.replay", all=True)
         assert out["replayed"] == [dead["id"]]
         wait_for(lambda: server.requests, 10, "the replayed webhook")
-        assert json.loads(server.requests[0]["body"])["id"] == ev["id"]
+        assert server.bodies[0]["id"] == ev["id"]
         wait_for(lambda: status_of(d, "hook")["counts"]["succeeded"] == 1, 5, "success")
-    finally:
-        server.close()
     assert d.call("dlq.list")["entries"] == []
 
 
 def test_webhook_error_status_counts_as_failure(start_daemon: Any) -> None:
-    server = Hooks(status=500)
-    try:
+    with HookServer(status=500) as server:
         d = start_daemon(rules_config(
-            rule("hook", "ci.*", {"type": "webhook", "url": f"http://127.0.0.1:{server.port}/"}),
+            rule("hook", "ci.*", {"type": "webhook", "url": server.url("/")}),
             events={"max_retries": 1, "retry_base_ms": 10},
         ))  # fmt: skip
         d.call("events.emit", type="ci.x", data={})
         entry = wait_for(lambda: d.call("dlq.list")["entries"], 10, "a dead letter")[0]
         assert "answered HTTP 500" in entry["error"]
         assert len(server.requests) == 2  # first try + one retry
-    finally:
-        server.close()
 
 
 # ---- switches, dry runs, reload ----------------------------------------------------------

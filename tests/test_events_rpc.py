@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import threading
 import time
@@ -13,6 +12,7 @@ import pytest
 
 from cli.client import Client, RpcError
 from tests.conftest import DaemonFactory
+from tests.httphook import HookServer
 from tests.utils import DaemonProc, run_cli, wait_for
 
 
@@ -188,40 +188,10 @@ def test_a_socket_subscriber_that_never_reads_does_not_block_others(
 # ---- dead letters, with a webhook rule against a local HTTP server --------------------
 
 
-class Hook:
-    """A local HTTP endpoint answering `status`, recording every POST body."""
-
-    def __init__(self) -> None:
-        self.status = 500
-        self.bodies: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                hook.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(hook.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.close()
+def hook() -> Iterator[HookServer]:
+    with HookServer(status=500) as h:
+        yield h
 
 
 def hook_config(url: str) -> dict[str, Any]:
@@ -238,9 +208,9 @@ def dlq(d: DaemonProc) -> list[dict[str, Any]]:
 
 
 def test_dead_letters_persist_across_restart_then_replay_and_purge(
-    start_daemon: DaemonFactory, hook: Hook
+    start_daemon: DaemonFactory, hook: HookServer
 ) -> None:
-    d = start_daemon(config=hook_config(hook.url))
+    d = start_daemon(config=hook_config(hook.url()))
     ev = d.call("events.emit", type="ci.failed", data={"job": "unit"})
     entries = wait_for(lambda: dlq(d), 15, "the failing webhook's event in the DLQ")
     entry = entries[0]
@@ -253,7 +223,7 @@ def test_dead_letters_persist_across_restart_then_replay_and_purge(
     assert [e["id"] for e in on_disk] == [entry["id"]]
 
     assert d.stop() == 0
-    d = start_daemon(config=hook_config(hook.url), write=False)
+    d = start_daemon(config=hook_config(hook.url()), write=False)
     assert [e["id"] for e in dlq(d)] == [entry["id"]]
     listed = run_cli(d.root, "dlq", "list")
     assert listed.returncode == 0 and entry["id"] in listed.stdout
@@ -274,7 +244,7 @@ def test_dead_letters_persist_across_restart_then_replay_and_purge(
     purged = run_cli(d.root, "--json", "dlq", "purge")
     assert purged.returncode == 0 and json.loads(purged.stdout) == {"purged": 1}
     assert d.stop() == 0
-    d = start_daemon(config=hook_config(hook.url), write=False)
+    d = start_daemon(config=hook_config(hook.url()), write=False)
     assert dlq(d) == []
 
 
