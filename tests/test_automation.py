@@ -48,6 +48,16 @@ def hooks() -> Iterator[HookServer]:
         yield h
 
 
+def wait_watching(d: DaemonProc) -> None:
+    """Wait until the watcher is watching with its first index done (before editing files)."""
+
+    def watching() -> bool:
+        w = d.call("daemon.status")["subsystems"]["watcher"]
+        return bool(w["state"] == "watching" and w["index_complete"])
+
+    wait_for(watching, 10, "the watcher")
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,11 +111,7 @@ def test_file_edit_to_watcher_to_rule_to_task(start_daemon: Any, project: Path) 
     watch = {"enabled": True, "debounce_ms": 50, "paths": [{"path": "src/"}]}
     d = start_daemon(rules_config(r, watch=watch))
 
-    def watching() -> bool:
-        w = d.call("daemon.status")["subsystems"]["watcher"]
-        return bool(w["state"] == "watching" and w["index_complete"])
-
-    wait_for(watching, 10, "the watcher")
+    wait_watching(d)
     (src / "notes.txt").write_text("no rule for this\n")
     target.write_text("x = 2\n")
     ran = wait_for(lambda: out.exists() and out.read_text(), 15, "the rule's task to run")
@@ -168,11 +174,7 @@ def test_a_rule_writing_into_its_own_watched_path_is_held_back(
     watch = {"enabled": True, "debounce_ms": 50, "paths": [{"path": "src/"}]}
     d = start_daemon(rules_config(r, watch=watch))
 
-    def watching() -> bool:
-        w = d.call("daemon.status")["subsystems"]["watcher"]
-        return bool(w["state"] == "watching" and w["index_complete"])
-
-    wait_for(watching, 10, "the watcher")
+    wait_watching(d)
     (src / "log.txt").write_text("start\n")
     wait_for(lambda: status_of(d, "echo")["counts"]["suppressed"] >= 1, 15, "the guard")
     assert status_of(d, "echo")["counts"]["executed"] == 3
