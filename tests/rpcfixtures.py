@@ -1,34 +1,35 @@
-"""Fixtures and helpers shared by the socket-level RPC tests."""
+"""Fixtures and helpers shared by the socket-level RPC tests.
+
+`shared` and `still_serving` are pytest fixtures. A test module that wants them binds
+them as module globals (`shared = rpcfixtures.shared`): pytest finds fixtures in a test
+module's namespace, so only those modules use them and each gets its own daemon.
+"""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.rawrpc import one, req
-from tests.utils import BASE_CONFIG, DaemonProc, write_config
+from tests.utils import DaemonProc, daemon_in_tmp
 
 PARSE, INVALID_REQ, NO_METHOD, BAD_PARAMS = -32700, -32600, -32601, -32602
 LIMIT_EXCEEDED, FORBIDDEN = -32004, -32005
 
 
-def shared_daemon() -> Iterator[DaemonProc]:
-    """One daemon for a module of read-only tests (each test leaves it healthy)."""
-    root = Path(tempfile.mkdtemp(prefix="aiwg-", dir="/tmp")).resolve()
-    write_config(root, BASE_CONFIG)
-    d = DaemonProc(root).start()
-    try:
+@pytest.fixture(scope="module")
+def shared() -> Iterator[DaemonProc]:
+    """One daemon for a module of read-only tests (each test leaves it healthy).
+
+    A test module binds this fixture (with `still_serving`) to get its own daemon.
+    """
+    with daemon_in_tmp() as d:
         yield d
-    finally:
-        d.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
 def still_serving(request: pytest.FixtureRequest) -> Iterator[None]:
     """After every test on the shared daemon: same process, still answering."""
     yield

@@ -9,11 +9,11 @@ Connection-level robustness (limits, slow clients, peers) is in test_rpc_robustn
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests import rpcfixtures
 from tests.rawrpc import exchange, one, req
 from tests.rpcfixtures import (
     BAD_PARAMS,
@@ -21,20 +21,13 @@ from tests.rpcfixtures import (
     NO_METHOD,
     PARSE,
     error_of,
-    shared_daemon,
-    still_serving,
 )
 from tests.utils import DaemonProc
 
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[DaemonProc]:
-    yield from shared_daemon()
-
-
-@pytest.fixture(autouse=True)
-def _still_serving(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from still_serving(request)
+# The shared daemon and its health check (fixtures), bound here so pytest uses them
+# for this module: one daemon for the module, checked after every test.
+shared = rpcfixtures.shared
+still_serving = rpcfixtures.still_serving
 
 
 # ---- the specification's examples ------------------------------------------------------

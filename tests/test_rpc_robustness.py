@@ -11,32 +11,25 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psutil
 import pytest
 
+from tests import rpcfixtures
 from tests.rawrpc import Conn, exchange, one, req
 from tests.rpcfixtures import (
     BAD_PARAMS,
     FORBIDDEN,
     LIMIT_EXCEEDED,
     error_of,
-    shared_daemon,
-    still_serving,
 )
 from tests.utils import DaemonProc, wait_for
 
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[DaemonProc]:
-    yield from shared_daemon()
-
-
-@pytest.fixture(autouse=True)
-def _still_serving(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield from still_serving(request)
+# The shared daemon and its health check (fixtures), bound here so pytest uses them
+# for this module: one daemon for the module, checked after every test.
+shared = rpcfixtures.shared
+still_serving = rpcfixtures.still_serving
 
 
 def test_line_over_the_limit_errors_then_closes_without_hurting_others(

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.taskhelp import prog, task_config, wait_terminal
-from tests.utils import BASE_CONFIG, DaemonProc, deep_merge, run_cli, wait_for, write_config
+from tests.utils import DaemonProc, daemon_in_tmp, run_cli, wait_for
 
 
 @pytest.fixture(scope="module")
 def d() -> Iterator[DaemonProc]:
-    root = Path(tempfile.mkdtemp(prefix="aiwg-", dir="/tmp")).resolve()
-    write_config(root, deep_merge(BASE_CONFIG, task_config(cap=2)))
-    daemon = DaemonProc(root).start()
-    try:
+    with daemon_in_tmp(task_config(cap=2)) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def cli(d: DaemonProc, *args: str) -> tuple[int, str, str]:

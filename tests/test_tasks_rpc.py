@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from cli.client import Client, RpcError
 from tests.conftest import DaemonFactory
 from tests.rawrpc import Conn, req
 from tests.taskhelp import prog, submit, task_config, wait_terminal
-from tests.utils import BASE_CONFIG, DaemonProc, deep_merge, write_config
+from tests.utils import DaemonProc, daemon_in_tmp
 
 INVALID, NOT_FOUND, CONFLICT, SHUTTING_DOWN = -32602, -32001, -32002, -32003
 LIMIT, FORBIDDEN = -32004, -32005
@@ -30,25 +29,23 @@ def rpc_error(d: DaemonProc, method: str, **params: Any) -> RpcError:
     return info.value
 
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[DaemonProc]:
-    """One daemon for the tests that do not restart it (much faster than one each)."""
-    root = Path(tempfile.mkdtemp(prefix="aiwg-", dir="/tmp")).resolve()
+def with_escape_routes(root: Path) -> None:
+    """sub/ inside the root, and escape/: a symlink to a dir outside it (`{root}-outside`)."""
     (root / "sub").mkdir()
     outside = Path(f"{root}-outside")
     outside.mkdir()
     (root / "escape").symlink_to(outside)
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[DaemonProc]:
+    """One daemon for the tests that do not restart it (much faster than one each)."""
     cfg = task_config(agent={"allowed_commands": [os.path.basename(prog()[0]) + "*", "true",
                                                   "/bin/e*"]})  # fmt: skip
     cfg["daemon"]["max_request_bytes"] = 16 * 1024 * 1024
-    write_config(root, deep_merge(BASE_CONFIG, cfg))
-    d = DaemonProc(root).start()
-    try:
+    with daemon_in_tmp(cfg, prepare=with_escape_routes) as d:
         yield d
-    finally:
-        d.stop()
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(outside, ignore_errors=True)
+    shutil.rmtree(f"{d.root}-outside", ignore_errors=True)
 
 
 BAD_SUBMITS: list[tuple[str, dict[str, Any], int, str]] = [

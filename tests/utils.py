@@ -6,13 +6,16 @@ with a deadline and fails with a message saying what never happened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +153,27 @@ class DaemonProc:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def daemon_in_tmp(
+    config: dict[str, Any] | None = None, prepare: Callable[[Path], None] | None = None
+) -> Iterator[DaemonProc]:
+    """A daemon in its own fresh project dir under /tmp, for a module-scoped fixture.
+
+    `config` is merged over BASE_CONFIG; `prepare(root)` may lay out files before the
+    daemon starts. Afterwards the daemon is stopped and the dir removed.
+    """
+    root = Path(tempfile.mkdtemp(prefix="aiwg-", dir="/tmp")).resolve()
+    if prepare is not None:
+        prepare(root)
+    write_config(root, deep_merge(BASE_CONFIG, config or {}))
+    d = DaemonProc(root).start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def run_cli(root: Path | None, *args: str, timeout: float = 30.0,
