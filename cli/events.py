@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.daemonctl import CtlError
-from cli.main import Json, Root, client, emit, want_json
+from cli.main import Json, Root, client, emit, json_object_arg, want_json
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a subscriber failed on.")
 
@@ -20,8 +20,18 @@ def _stamp(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
+DATA_WIDTH = 120  # a terminal line; --json prints every field
+
+
 def event_line(ev: dict[str, Any]) -> str:
-    data = json.dumps(ev.get("data", {}), ensure_ascii=False, separators=(",", ":"), default=str)
+    raw = ev.get("data", {})
+    # Task events carry the whole task record: unset fields are noise on a terminal.
+    shown = (
+        {k: v for k, v in raw.items() if v not in (None, {}, [])} if isinstance(raw, dict) else raw
+    )
+    data = json.dumps(shown, ensure_ascii=False, separators=(",", ":"), default=str)
+    if len(data) > DATA_WIDTH:
+        data = data[: DATA_WIDTH - 3] + "..."
     return (
         f"{_stamp(ev.get('time'))}  {ev.get('type')}  [{ev.get('source')}]  {data}  {ev.get('id')}"
     )
@@ -94,12 +104,7 @@ def emit_event(
     json_out: Json = False,
 ) -> None:
     """Publish an event (source "rpc"), e.g. from a CI script."""
-    try:
-        parsed = json.loads(data)
-    except ValueError as exc:
-        raise CtlError(f"DATA is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise CtlError("DATA must be a JSON object")
+    parsed = json_object_arg(data, "DATA")
     with client(root) as c:
         ev = c.call("events.emit", type=type_, data=parsed)
     emit(ev, want_json(json_out), f"emitted {ev['type']} ({ev['id']})")

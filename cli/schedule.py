@@ -49,7 +49,9 @@ def render_jobs(result: dict[str, Any]) -> str:
                      f"{_action(job['action'])}  overlap={job['overlap']}"
                      + ("  catch_up" if job.get("catch_up") else ""))  # fmt: skip
         lines.append(f"    next: {_when(job.get('next_fire'))}")
-        lines.append(f"    last: {_ago(job.get('last_run_at'))}: {job.get('last_result') or '-'}")
+        last = _ago(job.get("last_run_at"))
+        result_text = job.get("last_result")
+        lines.append(f"    last: {last}: {result_text}" if result_text else f"    last: {last}")
         if job.get("running"):
             lines.append(f"    running: {', '.join(job['running'])}; queued: {job['queued']}")
     return "\n".join(lines)
