@@ -9,8 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import render
-from cli.daemonctl import CtlError
-from cli.main import Json, Root, client, emit, want_json
+from cli.main import Json, Root, client, emit, json_object_arg, want_json
 
 automation_app = typer.Typer(
     no_args_is_help=True, help="Rules: status, switches, dry runs, the log and approvals."
@@ -115,12 +114,7 @@ def _test(
     json_out: Json = False,
 ) -> None:
     """Dry run: which rules an event would trigger and what they would do (nothing runs)."""
-    try:
-        parsed = json.loads(data)
-    except ValueError as exc:
-        raise CtlError(f"DATA is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise CtlError('DATA must be a JSON object, e.g. \'{"path": "src/a.py"}\'')
+    parsed = json_object_arg(data, "DATA", 'a JSON object, e.g. \'{"path": "src/a.py"}\'')
     event = {"type": event_type, "data": parsed, "source": source}
     with client(root) as c:
         result = c.call("automation.test", event=event)

@@ -57,6 +57,17 @@ def client(root: str | None, timeout: float | None = 30.0) -> Client:
     return Client(paths_for(root).root, timeout=timeout)
 
 
+def json_object_arg(text: str, name: str, must_be: str = "a JSON object") -> dict[str, Any]:
+    """Parse command-line argument `name`, which must hold a JSON object (CtlError if not)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise CtlError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise CtlError(f"{name} must be {must_be}")
+    return parsed
+
+
 @app.callback()
 def _global(root: Root = None, json_out: Json = False) -> None:
     Opts.root, Opts.json = root, json_out
@@ -142,12 +153,7 @@ def rpc(
     json_out: Json = False,
 ) -> None:
     """Call any RPC method and print its result as JSON."""
-    try:
-        parsed = json.loads(params)
-    except ValueError as exc:
-        raise CtlError(f"PARAMS_JSON is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise CtlError("PARAMS_JSON must be a JSON object of named params")
+    parsed = json_object_arg(params, "PARAMS_JSON", "a JSON object of named params")
     with client(root, timeout=None) as c:
         typer.echo(json.dumps(c.call(method, **parsed), indent=2, default=str))
 
