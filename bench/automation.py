@@ -28,26 +28,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cli.client import Client, ClientError  # noqa: E402
+from bench._common import pct, wait  # noqa: E402
+from cli.client import Client  # noqa: E402
 from config.paths import Paths  # noqa: E402
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except ClientError:
-            pass
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def start(root: Path) -> subprocess.Popen[bytes]:

@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from aiwgd.events import Event, EventRouter  # noqa: E402
-from cli.client import Client, ClientError  # noqa: E402
+from bench._common import pct, wait  # noqa: E402
+from cli.client import Client  # noqa: E402
 from config.events import EventsSection  # noqa: E402
 from config.paths import Paths  # noqa: E402
 
@@ -116,7 +117,7 @@ class Daemon:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err,
         )  # fmt: skip
         self.ps = psutil.Process(self.proc.pid)
-        wait(lambda: self.watcher()["state"] == "watching", 60, "the watcher to start")
+        wait(lambda: self.watcher()["state"] == "watching", 60, "the watcher to start", 0.05)
 
     def call(self, method: str, **params: Any) -> Any:
         with Client(self.root, timeout=30) as c:
@@ -134,24 +135,6 @@ class Daemon:
         self.proc.terminate()
         self.proc.wait(30)
         self.err.close()
-
-
-def wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except ClientError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # ---- 2. a burst of 10,000 writes ------------------------------------------------------

@@ -1,0 +1,28 @@
+"""Helpers shared by the benchmark scripts (not a benchmark: `make bench` skips `_*.py`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cli.client import ClientError
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100), nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def wait(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll until `predicate()` is truthy (a daemon not answering yet counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except ClientError:
+            pass
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {what}")
