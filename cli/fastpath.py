@@ -4,11 +4,11 @@ Scripts, shell prompts and health checks call `aiwg status` and `aiwg ping` in l
 typer (0.2x) builds pydantic TypeAdapters for every option it parses and assembles
 every command group of the app, which costs several times the round trip to the
 daemon. These two commands take only `--root DIR` and `--json`, so a plain argv
-match recognises them; their work is the very same code the typer commands in
-cli/main.py call (daemonctl.status, render.status, Client.call). Anything else
-(other commands, --help, an unknown or misspelled option) goes to typer, which
-stays the one definition of the CLI; tests/test_cli.py checks both paths print the
-same bytes and exit with the same codes.
+match recognises them; `status()` and `ping()` here are their one implementation,
+which the typer commands in cli/main.py call too. Anything else (other commands,
+--help, an unknown or misspelled option) goes to typer, which stays the one
+definition of the CLI; tests/test_cli_fastpath.py checks both paths print the same
+bytes and exit with the same codes.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ def parse(argv: list[str]) -> tuple[str, str | None, bool] | None:
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
-    # Same output as cli.main.emit (typer.echo is print with a newline).
+    # Same output as cli.main.emit gives the other commands (typer.echo is print + newline).
     print(json.dumps(data, indent=2, default=str) if as_json else human)
 
 
-def _status(root: str | None, as_json: bool) -> int:
+def status(root: str | None, as_json: bool) -> int:
+    """`aiwg status`: print it; the exit code is 0 running, 3 not running."""
     from cli import daemonctl, render
     from config.paths import Paths, resolve_root
 
@@ -57,7 +58,8 @@ def _status(root: str | None, as_json: bool) -> int:
     return code
 
 
-def _ping(root: str | None, as_json: bool) -> int:
+def ping(root: str | None, as_json: bool) -> int:
+    """`aiwg ping`: print the answer and the round trip time."""
     from cli.client import Client
     from config.paths import Paths, resolve_root
 
@@ -93,7 +95,7 @@ def run(argv: list[str]) -> int | None:
     if hot is None:
         return None
     command, root, as_json = hot
-    fn = _status if command == "status" else _ping
+    fn = status if command == "status" else ping
     return _guarded(lambda: fn(root, as_json))
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import daemonctl, render
+from cli import daemonctl, fastpath, render
 from cli.client import Client, ClientError, DaemonNotRunning, RpcError
 from cli.daemonctl import CtlError
 from config.paths import Paths, resolve_root
@@ -117,21 +117,13 @@ def restart(root: Root = None, json_out: Json = False) -> None:
 @app.command()
 def status(root: Root = None, json_out: Json = False) -> None:
     """Show pid, uptime, config state and subsystems (exit 0 running, 3 not running)."""
-    code, info = daemonctl.status(paths_for(root))
-    emit(info, want_json(json_out), render.status(info))
-    raise typer.Exit(code)
+    raise typer.Exit(fastpath.status(root or Opts.root, want_json(json_out)))
 
 
 @app.command()
 def ping(root: Root = None, json_out: Json = False) -> None:
     """Check that the daemon answers."""
-    import time
-
-    t0 = time.perf_counter()
-    with client(root) as c:
-        result = c.call("ping")
-    ms = (time.perf_counter() - t0) * 1000
-    emit({"result": result, "ms": round(ms, 3)}, want_json(json_out), f"{result} ({ms:.1f} ms)")
+    fastpath.ping(root or Opts.root, want_json(json_out))
 
 
 @app.command()
