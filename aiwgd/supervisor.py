@@ -15,7 +15,9 @@ gone (aiwgd.procs), so `daemon.max_parallel_actions` is never exceeded; reload m
 change the cap at any time (a lower cap lets running tasks finish). Every state
 change goes through the store (which journals it and publishes the task.* event).
 Retries: a failed or timed-out attempt with retries left goes back to queued with
-`attempt + 1` after an exponential backoff (agent.retry_backoff_*).
+`attempt + 1` after an exponential backoff (agent.retry_backoff_*). How one attempt
+runs (spawn, wait for exit / stop / timeout, the ladder, its outcome) is
+aiwgd.taskrun; this module decides when attempts start and what their ends mean.
 
 Shutdown: new submissions get ShuttingDown; running tasks may finish for up to
 `daemon.stop_grace_seconds` (not at all on a fast stop), then go down the ladder and
@@ -29,19 +31,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
 from aiwgd.base import Subsystem
-from aiwgd.procs import Child, Exit, kill_leftovers
+from aiwgd.procs import Exit, kill_leftovers
 from aiwgd.store import TaskStore
 from aiwgd.taskqueue import TaskQueue
+from aiwgd.taskrun import Run, SpawnError, running_fields, spawn
 from aiwgd.tasks import Task, TaskState
-from aiwgd.taskspec import SubmitParams, child_env, parse_spec, prepare, task_argv
+from aiwgd.taskspec import SubmitParams, parse_spec, prepare
 from config import Config
 
 if TYPE_CHECKING:
@@ -50,36 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("aiwgd.supervisor")
 
 S = TaskState
-
-
-@dataclass
-class Run:
-    """A task holding a slot: from spawn until its processes are really gone."""
-
-    task_id: str
-    child: Child | None = None
-    reason: str | None = None  # why we stop it: cancelled | timeout | shutdown
-    wake: asyncio.Future[None] | None = None  # resolved to end the wait on the child
-    job: asyncio.Task[None] | None = None
-
-    def stop(self, reason: str) -> None:
-        """Ask the run to go down the ladder (the first reason given wins)."""
-        self.reason = self.reason or reason
-        if self.wake is not None:
-            _settle(self.wake)
-
-
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _describe_exit(ex: Exit) -> str:
-    if ex.signal is not None:
-        with contextlib.suppress(ValueError):
-            return f"killed by signal {signal.Signals(ex.signal).name} ({ex.signal})"
-        return f"killed by signal {ex.signal}"
-    return f"exited with code {ex.code}"
 
 
 class Supervisor(Subsystem):
@@ -245,68 +216,27 @@ class Supervisor(Subsystem):
 
     async def _attempt(self, run: Run, task: Task) -> None:
         cfg = self.config
-        argv = task_argv(cfg, task)
-        env = child_env(cfg, task.env)
-        env.update(AIWG_TASK_ID=task.id, AIWG_ROOT=str(self.daemon.paths.root))
-        header = f"[aiwgd] attempt {task.attempt} of task {task.id}\n" if task.attempt > 1 else None
         log_path = Path(task.log_path) if task.log_path else self.store.log_path(task.id)
         try:
-            child = await Child.spawn(
-                argv, cwd=task.cwd or str(self.daemon.paths.root), env=env, log_path=log_path,
-                log_cap=cfg.tasks.log_max_bytes, tail_bytes=cfg.tasks.output_tail_bytes,
-                header=header, on_data=lambda: self._notify(task.id),
-            )  # fmt: skip
-        except (OSError, ValueError) as exc:
+            child = await spawn(cfg, self.daemon.paths.root, task, log_path,
+                                on_data=lambda: self._notify(task.id))  # fmt: skip
+        except SpawnError as exc:
             await self.store.update(task.id, state=S.RUNNING, log_path=str(log_path))
-            await self._ended(
-                task, S.FAILED, f"cannot start {argv[0]!r}: {exc}", Exit(None, None), ""
-            )
+            await self._ended(task, S.FAILED, str(exc), Exit(None, None), "")
             return
         run.child = child
         self.totals["started"] += 1
         # Recorded while the child already works, so the journal's fsync overlaps it; it
         # is awaited before the final state, and the journal keeps call order.
-        fields: dict[str, Any] = {"pid": child.pid, "pgid": child.pgid,
-                                  "proc_create_time": child.create_time}  # fmt: skip
-        if task.log_path is None:
-            fields["log_path"] = str(log_path)
-        # A retry clears what the previous attempt left (only then: smaller journal lines).
-        for name in ("exit_code", "signal", "error", "retry_at", "finished_at"):
-            if getattr(task, name) is not None:
-                fields[name] = None
-        recorded = asyncio.ensure_future(self.store.update(task.id, state=S.RUNNING, **fields))
+        recorded = asyncio.ensure_future(self.store.update(
+            task.id, state=S.RUNNING, **running_fields(task, child, log_path)))  # fmt: skip
         timeout = task.timeout_s or cfg.daemon.action_timeout_minutes * 60
-        # One future woken by whichever comes first: exit, a stop request, the timeout.
-        loop = asyncio.get_running_loop()
-        wake = run.wake = loop.create_future()
-        child.exited().add_done_callback(lambda _f: _settle(wake))
-        if run.reason is not None:
-            _settle(wake)  # cancelled while it was being spawned
-        timer = loop.call_later(timeout, _settle, wake)
-        try:
-            await wake
-        finally:
-            timer.cancel()
-        if not child.exited().done() or run.reason is not None:
-            run.reason = run.reason or "timeout"
-            # The grace period is read now, so a reload applies to the next stop.
-            await child.terminate(self.config.daemon.stop_grace_seconds, self.daemon.fast_stop)
-        ex = await child.finish(self.config.daemon.stop_grace_seconds, self.daemon.fast_stop)
+        ex = await run.wait_end(child, timeout, lambda: self.config.daemon.stop_grace_seconds,
+                                self.daemon.fast_stop)  # fmt: skip
         self._free_slot(task.id)  # really gone: the next task need not wait for the disk
         await recorded
-        state, error = self._outcome(run, ex, timeout)
+        state, error = run.outcome(ex, timeout)
         await self._ended(task, state, error, ex, child.sink.tail())
-
-    def _outcome(self, run: Run, ex: Exit, timeout: float) -> tuple[TaskState, str | None]:
-        if run.reason == "cancelled":
-            return S.CANCELLED, "cancelled while running"
-        if run.reason == "shutdown":
-            return S.INTERRUPTED, "interrupted: the daemon stopped while this task was running"
-        if run.reason == "timeout":
-            return S.TIMED_OUT, f"timed out after {timeout:g}s"
-        if ex.code == 0:
-            return S.COMPLETED, None
-        return S.FAILED, _describe_exit(ex)
 
     async def _ended(self, task: Task, state: TaskState, error: str | None, ex: Exit,
                      tail: str) -> None:  # fmt: skip
