@@ -1,14 +1,11 @@
 """TaskStore: every task in memory, every change durable before it is acknowledged.
 
-On disk (config/paths.py): `.aiwg/daemon/tasks.json`, a snapshot of all tasks that
-people can read, and `.aiwg/daemon/tasks.journal`, fsynced JSON lines of the changes
-since (aiwgd/journal.py). A change costs one appended line, whatever the number of
-stored tasks; the snapshot is rewritten in a background thread when the journal
-reaches `tasks.compact_every` entries, after a start-up that replayed entries, and at
-shutdown. Journal entries (`seq` numbered, holding absolute values) are idempotent to
-replay, so a crash at any moment loses nothing that was acknowledged. A third small
-file, `tasks.ids`, durably reserves blocks of task ids ahead of use, so even a lost
-tasks.json never lets an id be issued twice.
+On disk: `tasks.json` (a snapshot people can read) and `tasks.journal` (fsynced JSON
+lines of the changes since); how a change becomes a durable, numbered journal line and
+when the snapshot is rewritten is aiwgd.storelog. This module decides what a change
+may be and applies it in memory. A third small file, `tasks.ids`, durably reserves
+blocks of task ids ahead of use, so even a lost tasks.json never lets an id be issued
+twice.
 
 API for the supervisor and RPC methods (all on the event loop thread):
 
@@ -48,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import time
 from dataclasses import replace
@@ -58,8 +54,9 @@ from typing import Any
 from aiwgd import errors
 from aiwgd.base import Subsystem
 from aiwgd.fsutil import ensure_private_dir
-from aiwgd.journal import Journal, JournalError, remove_stale_temps, snapshot_in_thread
+from aiwgd.journal import remove_stale_temps
 from aiwgd.snapshot import load_store
+from aiwgd.storelog import StoreLog
 from aiwgd.taskids import TaskIds
 from aiwgd.taskindex import UPDATABLE, TaskIndex
 from aiwgd.tasks import (
@@ -75,17 +72,6 @@ from config.tasks import TasksSection
 
 log = logging.getLogger("aiwgd.store")
 
-JOURNAL_MAX_BYTES = 64 * 1_048_576  # compact sooner when entries are large (long prompts)
-
-
-def _line(entry: dict[str, Any]) -> bytes:
-    """One journal line; raises (TypeError) before anything changes if not JSON-able."""
-    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return (text + "\n").encode()
-    except UnicodeEncodeError:  # a lone surrogate (e.g. "\\ud800" in JSON): escape it
-        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-
 
 class TaskStore(Subsystem):
     name = "store"
@@ -96,18 +82,11 @@ class TaskStore(Subsystem):
         self.router = router
         self._index = TaskIndex()  # every task, in creation order
         self._ids = TaskIds(paths.tasks_ids)
-        self._seq = 0
-        self._journal = Journal(paths.tasks_journal)
-        self._journal_entries = 0  # lines in the journal file since the last compaction
-        self._compacting: asyncio.Task[None] | None = None
-        self._compact_lock = asyncio.Lock()
-        self._writing: asyncio.Future[int] | None = None  # the snapshot thread's result
+        self.storelog = StoreLog(paths, self._index, cfg, on_error=self._error)
         self._pruner: asyncio.Task[None] | None = None
         self._auto_prune: asyncio.Task[None] | None = None
         self._open = False
         self.recovery: dict[str, Any] = {}
-        self.compactions = 0
-        self.last_compaction: dict[str, Any] | None = None
         self.pruned = 0
         self.last_error: str | None = None
 
@@ -118,9 +97,7 @@ class TaskStore(Subsystem):
         ensure_private_dir(self.paths.task_logs_dir)
         remove_stale_temps(self.paths.daemon_dir)
         loaded = load_store(self.paths, self._index, self._ids)
-        self._seq = loaded.seq
-        self._journal_entries = loaded.journal_entries
-        self._journal.open(truncate_to=loaded.truncate_to)
+        self.storelog.open(loaded)
         self._open = True
         self.recovery = {
             **loaded.report,
@@ -133,8 +110,8 @@ class TaskStore(Subsystem):
         # Stored tasks live long and hold no cycles: keep them out of the cyclic GC's
         # full collections, whose pauses would otherwise grow with the store.
         gc.freeze()
-        if self._journal_entries or loaded.report.get("snapshot") == "damaged":
-            self._schedule_compaction()
+        if self.storelog.entries or loaded.report.get("snapshot") == "damaged":
+            self.storelog.schedule_compaction()
         self._pruner = asyncio.create_task(self._prune_periodically(), name="store-prune")
 
     async def stop(self, fast: bool = False) -> None:
@@ -144,38 +121,21 @@ class TaskStore(Subsystem):
             self._pruner.cancel()
         if self._auto_prune is not None:
             self._auto_prune.cancel()
-        if self._compacting is not None:
-            if fast:
-                # A rewrite cut short leaves the old tasks.json or a complete new one
-                # (rename is atomic) and the journal still holds every change after it;
-                # its thread is a daemon thread, so it does not hold up the exit.
-                self._compacting.cancel()
-            await asyncio.wait([self._compacting])  # its outcome is logged by itself
-        # The journal alone is enough to recover, but a current tasks.json is what
-        # users read; a fast stop (second signal) skips this rewrite.
-        if self._journal_entries and not fast:
-            try:
-                await self.compact()
-            except Exception:
-                log.exception("final compaction failed; the journal keeps every change")
+        await self.storelog.final_compaction(fast)
         self._open = False
-        await self._journal.close()
+        await self.storelog.journal.close()
 
     async def apply_config(self, config: Config) -> None:
-        self.cfg = config.tasks
+        self.cfg = self.storelog.cfg = config.tasks
 
     def status(self) -> dict[str, Any]:
         return {
             "state": "running" if self._open else "stopped",
             "tasks": len(self._index),
             "counts": self.counts(),
-            "journal": {
-                "entries": self._journal_entries,
-                "bytes": self._journal.size,
-                "fsyncs": self._journal.fsyncs,
-            },
-            "compactions": self.compactions,
-            "last_compaction": self.last_compaction,
+            "journal": self.storelog.status(),
+            "compactions": self.storelog.compactions,
+            "last_compaction": self.storelog.last_compaction,
             "pruned": self.pruned,
             "recovery": self.recovery,
             "last_error": self.last_error,
@@ -226,13 +186,11 @@ class TaskStore(Subsystem):
             raise ValueError("a task needs exactly one of prompt or command")
         if task.id in self._index:
             raise errors.Conflict(f"task {task.id} already exists", {"id": task.id})
-        line = _line({"seq": self._seq + 1, "op": "add", "task": task.to_dict()})
+        line = self.storelog.line({"op": "add", "task": task.to_dict()})
         self._ids.observe(task.id)
         self._index.put(task)
-        self._seq += 1
-        fut = self._journal.append(line)
         try:
-            await self._durable(fut)
+            await self.storelog.commit(line)
         except errors.Unavailable:
             # Not acknowledged, so not stored: nothing half-way.
             if self._index.get(task.id) is task:
@@ -271,12 +229,11 @@ class TaskStore(Subsystem):
                 fields.setdefault("finished_at", now)
         new = replace(old, **fields)
         changes = {k: (str(v) if k == "state" else v) for k, v in fields.items()}
-        line = _line({"seq": self._seq + 1, "op": "set", "id": task_id, "fields": changes})
+        line = self.storelog.line({"op": "set", "id": task_id, "fields": changes})
         self._index.put(new)
-        self._seq += 1
         if new.state in TERMINAL:
             self._maybe_prune()
-        await self._durable(self._journal.append(line))
+        await self.storelog.commit(line)
         if new.state != old.state:
             self._publish(new, old.state)
         return new
@@ -307,64 +264,19 @@ class TaskStore(Subsystem):
         logs = [Path(t.log_path) if t.log_path else self.log_path(t.id) for t in doomed]
         for task_id in ids:
             self._index.drop(task_id)
-        self._seq += 1
-        await self._durable(
-            self._journal.append(_line({"seq": self._seq, "op": "del", "ids": ids}))
-        )
+        await self.storelog.commit(self.storelog.line({"op": "del", "ids": ids}))
         await asyncio.to_thread(_unlink_all, logs)
         self.pruned += len(ids)
         log.info("pruned finished tasks", extra={"count": len(ids)})
         return len(ids)
 
-    # ---- compaction ------------------------------------------------------------------
     async def compact(self) -> None:
-        """Rewrite tasks.json from memory and drop the journal lines it now holds."""
-        async with self._compact_lock:
-            t0 = time.monotonic()
-            # Copy-on-write tasks: this list is exactly the state at `seq`.
-            seq, tasks, entries = self._seq, list(self._index.tasks.values()), self._journal_entries
-            if self._writing is not None:
-                # A rewrite whose caller was cancelled may still be running: two at once
-                # could rename an older snapshot over a newer one.
-                await asyncio.wait([self._writing])
-                if not self._writing.cancelled():
-                    self._writing.exception()  # retrieved: it was logged when it failed
-                self._writing = None
-            offset = await self._journal.mark()
-            records = (t.to_dict() for t in tasks)
-            self._writing = snapshot_in_thread(self.paths.tasks_file, seq, records)
-            count = await asyncio.shield(self._writing)
-            self._writing = None
-            await self._journal.swap(offset)
-            self._journal_entries -= entries
-            self.compactions += 1
-            self.last_compaction = {"at": time.time(), "tasks": count, "seq": seq,
-                                    "duration_s": round(time.monotonic() - t0, 3)}  # fmt: skip
-            log.debug("task store compacted", extra=self.last_compaction)
-
-    def _schedule_compaction(self) -> None:
-        if self._compacting is None or self._compacting.done():
-            self._compacting = asyncio.create_task(self._compact_logged(), name="store-compact")
-
-    async def _compact_logged(self) -> None:
-        try:
-            await self.compact()
-        except Exception as exc:
-            self.last_error = f"compaction failed: {exc}"
-            log.exception("task store compaction failed")
+        """Rewrite tasks.json from memory now (see aiwgd.storelog)."""
+        await self.storelog.compact()
 
     # ---- internals -------------------------------------------------------------------
-    async def _durable(self, fut: asyncio.Future[None]) -> None:
-        self._journal_entries += 1
-        if (self._journal_entries >= self.cfg.compact_every
-                or self._journal.size >= JOURNAL_MAX_BYTES):  # fmt: skip
-            self._schedule_compaction()
-        try:
-            # Shielded: a cancelled caller must not cancel the write's bookkeeping.
-            await asyncio.shield(fut)
-        except JournalError as exc:
-            self.last_error = str(exc)
-            raise errors.Unavailable(f"the task store cannot write to disk: {exc}") from None
+    def _error(self, text: str) -> None:
+        self.last_error = text
 
     def _publish(self, task: Task, previous: TaskState | None) -> None:
         if self.router is None:

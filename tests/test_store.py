@@ -259,7 +259,7 @@ def test_compaction_keeps_tasks_json_valid_and_complete(project: Path) -> None:
         await store.stop()
         doc = snapshot(project)
         assert {r["id"]: r["state"] for r in doc["tasks"]}[t.id] == "cancelled"
-        assert doc["seq"] == store._seq
+        assert doc["seq"] == store.storelog.seq
 
     run(main())
 
@@ -324,7 +324,7 @@ def test_a_task_added_while_the_disk_fails_is_not_kept(project: Path) -> None:
         store = await opened(project)
         await store.add(new_task(store))
         # A real write failure: the journal's descriptor now refuses writes (EBADF).
-        journal = store._journal
+        journal = store.storelog.journal
         ro = os.open(journal.path, os.O_RDONLY)
         old_fh = journal._fh
         journal._fh = os.fdopen(ro, "rb", buffering=0)
@@ -386,9 +386,9 @@ def test_a_cancelled_rewrite_never_overtakes_the_next_one(project: Path) -> None
         await asyncio.gather(*(store.add(new_task(store, prompt=None)) for _ in range(3000)))
         first = asyncio.create_task(store.compact())
         deadline = time.monotonic() + 10
-        while store._writing is None and time.monotonic() < deadline:
+        while store.storelog.writing is None and time.monotonic() < deadline:
             await asyncio.wait({first}, timeout=0.005)
-        assert store._writing is not None, "the first rewrite never started"
+        assert store.storelog.writing is not None, "the first rewrite never started"
         first.cancel()  # its thread goes on writing tasks.json
         late = await store.add(new_task(store))
         await store.compact()  # waits for that thread, then writes the newer state
@@ -416,7 +416,7 @@ def test_any_json_string_round_trips_and_bad_values_store_nothing(project: Path)
         return t.id
 
     async def crash(store: TaskStore) -> None:
-        await store._journal.close()
+        await store.storelog.journal.close()
 
     task_id = run(main())
 

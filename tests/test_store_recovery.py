@@ -36,9 +36,9 @@ async def crash(store: TaskStore) -> None:
     """Leave the files as a crash would: no final compaction, nothing more written."""
     if store._pruner is not None:
         store._pruner.cancel()
-    if store._compacting is not None:
-        await store._compacting
-    await store._journal.close()
+    if store.storelog.compacting is not None:
+        await store.storelog.compacting
+    await store.storelog.journal.close()
 
 
 async def fill(root: Path, n: int, **cfg: Any) -> list[Task]:
