@@ -112,8 +112,8 @@ class Automation(Subsystem):
             if isinstance(rules, dict):
                 self.overrides = {str(k): bool(v) for k, v in rules.items()}
             self._restore_pending(saved.get("pending"))
+        self._matcher = self.router.subscribe([], self._match, "automation", retries=False)
         self._set_rules(self._config_rules)
-        self._matcher = self.router.subscribe(["*"], self._match, "automation", retries=False)
         self._tasks = self.router.subscribe(
             list(TERMINAL_TASK_EVENTS), self._task_done, "automation:tasks", retries=False
         )
@@ -148,6 +148,15 @@ class Automation(Subsystem):
             for key in [k for k in self.inflight if k[0] == gone.rule.id]:
                 self.inflight.pop(key).finish("failed", "the rule was removed by a reload")
         self.rules = new
+        self._narrow_matcher()
+
+    def _narrow_matcher(self) -> None:
+        # The matcher hears only what some enabled rule triggers on: with no rules, the
+        # task.* storm of a busy supervisor never wakes it.
+        if self._matcher is None:
+            return
+        triggers = {rs.rule.trigger.type for rs in self.rules.values() if self.rule_enabled(rs)}
+        self._matcher.set_patterns(sorted(triggers) if self.enabled else [])
 
     def status(self) -> dict[str, Any]:
         return {"state": "running" if self.enabled else "disabled", "rules": len(self.rules),
@@ -166,6 +175,7 @@ class Automation(Subsystem):
                 raise errors.NotFound(f"no rule with id {rule_id!r} (rules: {self._ids()})")
             self.overrides[rule_id] = enabled
         self._save()
+        self._narrow_matcher()
         return {"enabled": self.enabled, "rule_id": rule_id,
                 "rule_enabled": None if rule_id is None else enabled}  # fmt: skip
 

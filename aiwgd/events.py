@@ -117,6 +117,11 @@ class Subscription:
         self.active = True
         self._match_cache: dict[str, bool] = {}
 
+    def set_patterns(self, patterns: list[str] | tuple[str, ...]) -> None:
+        """Change what this subscriber hears from the next publish on."""
+        self.patterns = tuple(patterns)
+        self._match_cache = {}
+
     def wants(self, event_type: str) -> bool:
         # Event types repeat a lot; cache the glob verdict (bounded: types are few).
         hit = self._match_cache.get(event_type)

@@ -50,6 +50,7 @@ log = logging.getLogger("aiwgd.watcher")
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 CHUNK = 250  # changes handled between yields to the event loop
+MAX_STEP_MS = 500  # the slowest watchfiles poll: bounds the latency a long debounce adds
 
 
 @dataclass(frozen=True)
@@ -194,12 +195,16 @@ class FileWatcher(Subsystem):
     def _start_watches(self) -> None:
         from watchfiles import awatch  # heavy import kept to the daemon side
 
-        step = max(10, min(50, self.section.debounce_ms // 4))
+        # watchfiles polls its notify thread every `step` ms even when nothing happens,
+        # so the step is the watcher's idle cost. Finer than a quarter of the debounce
+        # window buys nothing (the window swallows it): the default 2 s debounce polls
+        # twice a second, a 50 ms debounce every 12 ms.
+        step = max(10, min(MAX_STEP_MS, self.section.debounce_ms // 4))
         for dirs, recursive in ((self.plan.recursive, True), (self.plan.flat, False)):
             if not dirs:
                 continue
             stop = asyncio.Event()
-            changes = awatch(*dirs, watch_filter=None, debounce=200, step=step,
+            changes = awatch(*dirs, watch_filter=None, debounce=max(200, 2 * step), step=step,
                              stop_event=stop, recursive=recursive,
                              ignore_permission_denied=True)  # fmt: skip
             task = asyncio.create_task(self._consume(changes), name="watcher-awatch")
