@@ -6,8 +6,10 @@
    the router, time spent inside publish() only) and the end-to-end rate (every event
    handled by all 10 subscribers), with and without the event log (events.jsonl).
 2. A burst of 10,000 file writes into a real daemon's watched directory, twice:
-   20 appends to each of 500 files, and 10,000 new files. Reports the file events
-   emitted, the daemon's CPU seconds, and `ping` latency measured throughout.
+   20 appends to each of 500 files, and 10,000 new files. A rule on `file.*` starts a
+   task per event it lets through. Reports the file events emitted, the tasks started
+   (bounded by the rule's loop guard), the daemon's CPU seconds, and `ping` latency
+   measured throughout.
 3. Idle CPU of a daemon watching a 20,000-file tree (200 directories of 100 files)
    for 60 s (--quick: 10 s). Target: under 0.5% of one core.
 (bench/automation.py measures file write -> rule -> task started latency.)
@@ -180,7 +182,12 @@ def bench_burst(kind: str) -> None:
     root = Path(tempfile.mkdtemp(prefix="aiwg-bench-"))
     burst = root / "burst"
     burst.mkdir()
-    d = Daemon(root, {"watch": {"debounce_ms": 200, "paths": [{"path": "burst/"}]}})
+    # A rule on every file event: the burst must start a bounded number of tasks (the
+    # rule's loop guard, default max_per_minute 30), not one per write.
+    rule = {"id": "on-burst", "trigger": {"type": "file.*"},
+            "action": {"type": "task", "command": ["true"]}}  # fmt: skip
+    d = Daemon(root, {"watch": {"debounce_ms": 200, "paths": [{"path": "burst/"}]},
+                      "rules": [rule]})  # fmt: skip
     try:
         sub = Client(root, timeout=30).connect()
         sub.call("events.subscribe", types=["file.*"])
@@ -209,6 +216,12 @@ def bench_burst(kind: str) -> None:
         print(f"   {kind:<6} 10,000 writes to {files:,} files in {writes_s:.2f}s: "
               f"{events:,} file events, all out after {settled_s:.2f}s; "
               f"daemon CPU {cpu:.2f}s")  # fmt: skip
+        counts = d.call("automation.status")["rules"][0]["counts"]
+        started = d.call("task.stats")["totals"]["started"]
+        print(
+            f"          rule on file.*: matched {counts['matched']:,}, tasks started "
+            f"{started:,}, held back by the loop guard {counts['suppressed']:,}"
+        )
         print(f"          ping during the burst: n={len(lat)} p50 {pct(lat, 50) * 1000:.1f} ms, "
               f"p99 {pct(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")  # fmt: skip
     finally:
