@@ -270,7 +270,8 @@ def test_cron_errors_name_the_job(cron: str, why: str) -> None:
 @pytest.mark.parametrize("cron", ["0 */6 * * *", "0 9 * * 1-5", "0 9 * * mon-fri", "@hourly",
                                   "*/15 8-18 * * *", "0 0 1 jan *", "0 0 * * 7"])  # fmt: skip
 def test_valid_crons(cron: str) -> None:
-    parse_config({"schedule": {"jobs": [{"id": "j", "cron": cron, "action": "a"}]}})
+    cfg = parse_config({"schedule": {"jobs": [{"id": "j", "cron": cron, "action": "a"}]}})
+    assert [(j.id, j.cron) for j in cfg.schedule.jobs] == [("j", cron)]  # accepted as written
 
 
 def test_duplicate_job_ids() -> None:
