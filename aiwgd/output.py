@@ -60,10 +60,6 @@ class OutputSink:
                                                          "error": str(exc)})  # fmt: skip
         return self._fd is not None
 
-    @property
-    def truncated(self) -> bool:
-        return self.dropped > 0
-
     def write_note(self, text: str) -> None:
         """A line of our own in the log (attempt headers); not counted against the cap."""
         if self._open():

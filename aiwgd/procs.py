@@ -151,9 +151,7 @@ class Child:
         self.pid: int = proc.pid
         self.pgid: int = self.pid  # start_new_session: the child leads its own group
         self.create_time = create_time(self.pid)
-        self.started_mono = time.monotonic()
         self.known: dict[int, float] = {}  # descendants seen in snapshots
-        self.terminated_by: int | None = None  # signal the ladder sent last
         # A timer, not a task, until the first snapshot is due: most tasks are gone first.
         self._watch: asyncio.Task[None] | None = None
         self._watch_timer = io.loop.call_later(FIRST_SNAPSHOT_S, self._start_watch)
@@ -253,7 +251,6 @@ class Child:
             return
         log.info("stopping child", extra={"pid": self.pid, "signal": "SIGTERM", "grace": grace})
         self._signal_group(signal.SIGTERM)
-        self.terminated_by = signal.SIGTERM
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if skip_grace is not None and skip_grace.is_set():
@@ -270,7 +267,6 @@ class Child:
         if self.returncode is None or members or escaped:
             log.warning("killing child", extra={"pid": self.pid, "signal": "SIGKILL",
                                                 "escaped": escaped})  # fmt: skip
-            self.terminated_by = signal.SIGKILL
         self._signal_group(signal.SIGKILL)
         for pid in escaped:
             with contextlib.suppress(ProcessLookupError, PermissionError):
