@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated, Any
 
 import typer
 
-from cli import render
 from cli.main import Json, Root, client, emit, json_object_arg, want_json
+from cli.render import ago
 
 automation_app = typer.Typer(
     no_args_is_help=True, help="Rules: status, switches, dry runs, the log and approvals."
@@ -17,10 +16,6 @@ automation_app = typer.Typer(
 
 RuleOpt = Annotated[str | None, typer.Argument(help="one rule's id; omit for all automation")]
 ExecId = Annotated[str, typer.Argument(help="execution id (see `aiwg automation pending`)")]
-
-
-def _ago(stamp: float | None) -> str:
-    return "never" if not stamp else f"{render.duration(time.time() - stamp)} ago"
 
 
 def render_status(result: dict[str, Any]) -> str:
@@ -37,7 +32,7 @@ def render_status(result: dict[str, Any]) -> str:
                      + ("  (needs approval)" if r.get("requires_approval") else ""))  # fmt: skip
         lines.append(f"    matched {c['matched']}, ran {c['executed']} ({c['succeeded']} ok, "
                      f"{c['failed']} failed), held back {c['suppressed']}; last "
-                     f"{_ago(r.get('last_fired_at'))}: {r.get('last_result') or '-'}")  # fmt: skip
+                     f"{ago(r.get('last_fired_at'))}: {r.get('last_result') or '-'}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -54,7 +49,7 @@ def render_executions(items: list[dict[str, Any]]) -> str:
         return "no executions"
     lines = []
     for e in items:
-        head = f"{e['id']}  {_ago(e.get('created_at'))}  {e['rule_id']}"
+        head = f"{e['id']}  {ago(e.get('created_at'))}  {e['rule_id']}"
         body = f"{e['event_type']} ({e['event_id']})  {e['state']}  {_outcome(e)}"
         lines.append(f"{head}  {body}".rstrip())
     return "\n".join(lines)

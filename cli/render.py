@@ -45,7 +45,7 @@ def status(info: dict[str, Any]) -> str:
         tail = ""
         if last:
             tail = f" (stale state from PID {last.get('pid')}, last heartbeat " \
-                   f"{_ago(last.get('heartbeat_at'))})"  # fmt: skip
+                   f"{ago(last.get('heartbeat_at'))})"  # fmt: skip
         return f"aiwgd is not running{tail}"
     if not info.get("answering"):
         head = f"aiwgd is running (PID {info.get('pid')}) but not answering: {info.get('error')}"
@@ -53,7 +53,7 @@ def status(info: dict[str, Any]) -> str:
         if not last:
             return f"{head}\nno state.json to fall back to"
         # The last heartbeat's snapshot is the best we know: say how old it is.
-        return "\n".join([head, f"last state.json (heartbeat {_ago(last.get('heartbeat_at'))}):",
+        return "\n".join([head, f"last state.json (heartbeat {ago(last.get('heartbeat_at'))}):",
                           *_details(last)])  # fmt: skip
     return "\n".join(
         [f"aiwgd is running (PID {info['pid']}), up {duration(info.get('uptime_s'))}",
@@ -78,7 +78,7 @@ def _details(info: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ago(stamp: float | None) -> str:
+def ago(stamp: float | None) -> str:
     return "never" if not stamp else f"{duration(time.time() - stamp)} ago"
 
 

@@ -10,6 +10,7 @@ import typer
 
 from cli import render
 from cli.main import Json, Root, client, emit, want_json
+from cli.render import ago
 
 schedule_app = typer.Typer(no_args_is_help=True, help="List, run, enable and disable cron jobs.")
 
@@ -26,10 +27,6 @@ def _when(iso: str | None) -> str:
         return iso
     rel = f"in {render.duration(delta)}" if delta >= 0 else f"{render.duration(-delta)} ago"
     return f"{iso} ({rel})"
-
-
-def _ago(stamp: float | None) -> str:
-    return "never" if not stamp else f"{render.duration(time.time() - stamp)} ago"
 
 
 def _action(action: Any) -> str:
@@ -49,7 +46,7 @@ def render_jobs(result: dict[str, Any]) -> str:
                      f"{_action(job['action'])}  overlap={job['overlap']}"
                      + ("  catch_up" if job.get("catch_up") else ""))  # fmt: skip
         lines.append(f"    next: {_when(job.get('next_fire'))}")
-        last = _ago(job.get("last_run_at"))
+        last = ago(job.get("last_run_at"))
         result_text = job.get("last_result")
         lines.append(f"    last: {last}: {result_text}" if result_text else f"    last: {last}")
         if job.get("running"):
