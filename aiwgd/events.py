@@ -148,11 +148,9 @@ class Subscription:
 class EventRouter(Subsystem):
     name = "events"
 
-    def __init__(
-        self, history: int = 1000, queue_size: int = 10_000,
-        settings: EventsSection | None = None,
-    ) -> None:  # fmt: skip
-        self.settings = settings or EventsSection(history=history, queue_size=queue_size)
+    def __init__(self, history: int = 1000, queue_size: int = 10_000) -> None:
+        # configure() replaces these with the config's settings before start().
+        self.settings = EventsSection(history=history, queue_size=queue_size)
         self.history: deque[Event] = deque(maxlen=self.settings.history)
         self.subscriptions: list[Subscription] = []
         self.published = 0
