@@ -32,6 +32,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _label(cond: Condition, actual: Any) -> str:
+    return f"{cond.field} = {_show(actual)}"
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -54,29 +58,33 @@ def check_condition(cond: Condition, event: dict[str, Any]) -> tuple[bool, str]:
         return (True, "") if not found else (False, f"{cond.field} exists ({_show(actual)})")
     if not found:
         return False, f"{cond.field} is missing"
-    label = f"{cond.field} = {_show(actual)}"
+    # The label is built only on a miss: the hits are the hot path (every event).
     if op == "eq":
-        return (True, "") if actual == want else (False, f"{label}, not {_show(want)}")
+        ok = actual == want
+        return (True, "") if ok else (False, f"{_label(cond, actual)}, not {_show(want)}")
     if op == "ne":
-        return (True, "") if actual != want else (False, f"{label}, which it must not be")
+        ok = actual != want
+        return (True, "") if ok else (False, f"{_label(cond, actual)}, which it must not be")
     if op == "in":
         ok = isinstance(want, list) and actual in want
-        return (True, "") if ok else (False, f"{label}, not one of {_show(want)}")
+        return (True, "") if ok else (False, f"{_label(cond, actual)}, not one of {_show(want)}")
     if op == "contains":
         ok = _contains(actual, want)
-        return (True, "") if ok else (False, f"{label} does not contain {_show(want)}")
+        why = f"{_label(cond, actual)} does not contain {_show(want)}" if not ok else ""
+        return ok, why
     if op == "matches":
         ok = isinstance(actual, str) and _regex(str(want)).search(actual) is not None
-        return (True, "") if ok else (False, f"{label} does not match /{want}/")
+        return (True, "") if ok else (False, f"{_label(cond, actual)} does not match /{want}/")
     if op == "glob":
         ok = isinstance(actual, str) and fnmatch.fnmatchcase(actual, str(want))
-        return (True, "") if ok else (False, f"{label} does not match glob {_show(want)}")
+        why = f"{_label(cond, actual)} does not match glob {_show(want)}" if not ok else ""
+        return ok, why
     if op in _ORDER_OPS:
         sign, cmp = _ORDER_OPS[op]
         if not _comparable(actual, want):
-            return False, f"{label} cannot be compared with {_show(want)}"
+            return False, f"{_label(cond, actual)} cannot be compared with {_show(want)}"
         ok = cmp(actual, want)
-        return (True, "") if ok else (False, f"{label}, not {sign} {_show(want)}")
+        return (True, "") if ok else (False, f"{_label(cond, actual)}, not {sign} {_show(want)}")
     return False, f"unknown op {op!r}"  # unreachable: ops are checked at load
 
 
