@@ -67,7 +67,6 @@ class Daemon:
         self.heartbeat_at: float | None = None
         self._heartbeat_changed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
-        self._started = False
 
     # ---- startup -------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
@@ -124,7 +123,6 @@ class Daemon:
             raise
         self.lock.write_pid()
         self._install_signals()
-        self._started = True
         self._spawn(self._heartbeat())
         self.router.publish("daemon.started", {"pid": self.pid}, "daemon")
         sd_notify(f"READY=1\nMAINPID={self.pid}")
