@@ -15,15 +15,16 @@ import socket
 import time
 from typing import Any
 
-from aiwgd import errors, logs
-from aiwgd.api import Api, register_core
-from aiwgd.base import Subsystem
-from aiwgd.events import EventRouter
-from aiwgd.fsutil import ensure_private_dir, write_json_atomic
-from aiwgd.pidlock import PidLock
-from aiwgd.protocol import Dispatcher
-from aiwgd.rpc import RpcServer
-from config import Config, Paths, ValidationError, load_file, load_or_create
+from aiwgd import errors
+from aiwgd.config import Config, Paths, ValidationError, load_file, load_or_create
+from aiwgd.events.router import EventRouter
+from aiwgd.infra import daemonlog as logs
+from aiwgd.infra.durable import ensure_private_dir, write_json_atomic
+from aiwgd.infra.pidlock import PidLock
+from aiwgd.lifecycle import Subsystem
+from aiwgd.rpc.protocol import Dispatcher
+from aiwgd.rpc.registry import Api, register_core
+from aiwgd.rpc.server import RpcServer
 
 log = logging.getLogger("aiwgd.daemon")
 
@@ -93,7 +94,7 @@ class Daemon:
         self.subsystems = [self.router]
         # The other subsystems (store, supervisor, automation, rpc, watcher, scheduler)
         # are built by aiwgd.wiring, so this module stays about lifecycle only.
-        from aiwgd.wiring import build_subsystems
+        from aiwgd.subsystems import build_subsystems
 
         self.subsystems.extend(build_subsystems(self))
         # Handlers are bound after every subsystem registered its methods.

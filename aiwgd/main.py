@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from aiwgd.config import Paths, resolve_root
 from aiwgd.daemon import Daemon, StartupError
-from aiwgd.pidlock import AlreadyRunning
-from config import Paths, resolve_root
+from aiwgd.infra.pidlock import AlreadyRunning
 
 
 def main(argv: list[str] | None = None) -> int:

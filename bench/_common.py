@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cli.client import ClientError
+from aiwgd.client import ClientError
 
 
 def pct(values: list[float], p: float) -> float:

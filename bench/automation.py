@@ -28,9 +28,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from aiwgd.client import Client  # noqa: E402
+from aiwgd.config.paths import Paths  # noqa: E402
 from bench._common import pct, wait  # noqa: E402
-from cli.client import Client  # noqa: E402
-from config.paths import Paths  # noqa: E402
 
 
 def start(root: Path) -> subprocess.Popen[bytes]:

@@ -35,11 +35,11 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from aiwgd.events import Event, EventRouter  # noqa: E402
+from aiwgd.client import Client  # noqa: E402
+from aiwgd.config.events import EventsSection  # noqa: E402
+from aiwgd.config.paths import Paths  # noqa: E402
+from aiwgd.events.router import Event, EventRouter  # noqa: E402
 from bench._common import pct, wait  # noqa: E402
-from cli.client import Client  # noqa: E402
-from config.events import EventsSection  # noqa: E402
-from config.paths import Paths  # noqa: E402
 
 SUBSCRIBERS = 10
 logging.getLogger("aiwgd").setLevel(logging.ERROR)  # the figures below say what matters

@@ -33,11 +33,11 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from aiwgd.journal import write_snapshot  # noqa: E402
-from aiwgd.store import TaskStore  # noqa: E402
-from aiwgd.tasks import IdGenerator, Task, TaskState  # noqa: E402
-from config import Paths  # noqa: E402
-from config.tasks import TasksSection  # noqa: E402
+from aiwgd.config import Paths  # noqa: E402
+from aiwgd.config.tasks import TasksSection  # noqa: E402
+from aiwgd.tasks.model import IdGenerator, Task, TaskState  # noqa: E402
+from aiwgd.tasks.store.journal import write_snapshot  # noqa: E402
+from aiwgd.tasks.store.store import TaskStore  # noqa: E402
 
 SIZES = (100, 10_000, 100_000)
 CFG = {"max_finished": 1_000_000, "retention_days": 30}
@@ -153,7 +153,7 @@ def measure_child(root: Path) -> dict[str, float]:
 
 
 def daemon_figures(root: Path, submits: int) -> dict[str, Any]:
-    from cli.client import Client, ClientError
+    from aiwgd.client import Client, ClientError
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("AIWG_ROOT", None)

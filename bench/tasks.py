@@ -34,10 +34,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from aiwgd.journal import write_snapshot  # noqa: E402
-from aiwgd.tasks import IdGenerator, Task, TaskState  # noqa: E402
-from cli.client import Client, ClientError  # noqa: E402
-from config.paths import Paths  # noqa: E402
+from aiwgd.client import Client, ClientError  # noqa: E402
+from aiwgd.config.paths import Paths  # noqa: E402
+from aiwgd.tasks.model import IdGenerator, Task, TaskState  # noqa: E402
+from aiwgd.tasks.store.journal import write_snapshot  # noqa: E402
 
 TRUE = shutil.which("true") or "/bin/true"
 

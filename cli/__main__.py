@@ -1,3 +1,3 @@
-from cli.fastpath import entry
+from aiwgd.cli.fastpath import entry
 
 entry()

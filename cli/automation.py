@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import Json, Root, client, emit, json_object_arg, want_json
-from cli.render import ago
+from aiwgd.cli.main import Json, Root, client, emit, json_object_arg, want_json
+from aiwgd.cli.render import ago
 
 automation_app = typer.Typer(
     no_args_is_help=True, help="Rules: status, switches, dry runs, the log and approvals."

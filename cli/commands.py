@@ -13,17 +13,17 @@ import typer
 def register(app: typer.Typer) -> None:
     """Attach every capability's command group to the root app."""
     # -- tasks (issue 3) --
-    from cli import tasks
+    from aiwgd.cli import tasks
 
     tasks.register(app)
 
     # -- events / dlq (issue 4) --
-    from cli import events
+    from aiwgd.cli import events
 
     events.register(app)
 
     # -- schedule / automation (issue 4) --
-    from cli import automation, schedule
+    from aiwgd.cli import automation, schedule
 
     schedule.register(app)
     automation.register(app)

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.client import Client, ClientError, DaemonNotRunning
-from config.paths import Paths
+from aiwgd.client import Client, ClientError, DaemonNotRunning
+from aiwgd.config.paths import Paths
 
 START_TIMEOUT_S = 10.0
 

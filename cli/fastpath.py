@@ -50,8 +50,8 @@ def _emit(data: Any, as_json: bool, human: str) -> None:
 
 def status(root: str | None, as_json: bool) -> int:
     """`aiwg status`: print it; the exit code is 0 running, 3 not running."""
-    from cli import daemonctl, render
-    from config.paths import Paths, resolve_root
+    from aiwgd.cli import daemonctl, render
+    from aiwgd.config.paths import Paths, resolve_root
 
     code, info = daemonctl.status(Paths(resolve_root(root)))
     _emit(info, as_json, render.status(info))
@@ -60,8 +60,8 @@ def status(root: str | None, as_json: bool) -> int:
 
 def ping(root: str | None, as_json: bool) -> int:
     """`aiwg ping`: print the answer and the round trip time."""
-    from cli.client import Client
-    from config.paths import Paths, resolve_root
+    from aiwgd.client import Client
+    from aiwgd.config.paths import Paths, resolve_root
 
     t0 = time.perf_counter()
     with Client(Paths(resolve_root(root)).root, timeout=30.0) as c:
@@ -73,8 +73,8 @@ def ping(root: str | None, as_json: bool) -> int:
 
 def _guarded(fn: Callable[[], int]) -> int:
     """The error-to-exit-code mapping of cli.main.main, for these two commands."""
-    from cli.client import ClientError, DaemonNotRunning, RpcError
-    from cli.daemonctl import CtlError
+    from aiwgd.cli.daemonctl import CtlError
+    from aiwgd.client import ClientError, DaemonNotRunning, RpcError
 
     try:
         return fn()
@@ -103,7 +103,7 @@ def entry() -> None:
     """Console script `aiwg`."""
     code = run(sys.argv[1:])
     if code is None:
-        from cli.main import main
+        from aiwgd.cli.main import main
 
         code = main()
     sys.exit(code)

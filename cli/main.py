@@ -11,10 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import daemonctl, fastpath, render
-from cli.client import Client, ClientError, DaemonNotRunning, RpcError
-from cli.daemonctl import CtlError
-from config.paths import Paths, resolve_root
+from aiwgd.cli import daemonctl, fastpath, render
+from aiwgd.cli.daemonctl import CtlError
+from aiwgd.client import Client, ClientError, DaemonNotRunning, RpcError
+from aiwgd.config.paths import Paths, resolve_root
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
 
@@ -159,7 +159,7 @@ def config_validate(
     """Check a config file; lists every error (exit 1 if any)."""
     from pathlib import Path
 
-    from config import ValidationError, load_file
+    from aiwgd.config import ValidationError, load_file
 
     path = Path(file) if file else paths_for(root).config_file
     try:
@@ -180,7 +180,7 @@ def config_validate(
 @config_app.command("show")
 def config_show(root: Root = None, json_out: Json = False) -> None:
     """Print the effective config (file merged over defaults) as JSON."""
-    from config import ValidationError, defaults, load_file, to_json
+    from aiwgd.config import ValidationError, defaults, load_file, to_json
 
     path = paths_for(root).config_file
     try:
@@ -198,7 +198,7 @@ def config_init(
     json_out: Json = False,
 ) -> None:
     """Write the default config to .aiwg/daemon.json."""
-    from config import defaults, to_json, write_atomic
+    from aiwgd.config import defaults, to_json, write_atomic
 
     path = paths_for(root).config_file
     if path.exists() and not force:
@@ -209,7 +209,7 @@ def config_init(
 
 def _register_extensions() -> None:
     # Command groups of later capabilities live in their own modules.
-    from cli import commands
+    from aiwgd.cli import commands
 
     commands.register(app)
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import render
-from cli.main import Json, Root, client, emit, want_json
-from cli.render import ago
+from aiwgd.cli import render
+from aiwgd.cli.main import Json, Root, client, emit, want_json
+from aiwgd.cli.render import ago
 
 schedule_app = typer.Typer(no_args_is_help=True, help="List, run, enable and disable cron jobs.")
 

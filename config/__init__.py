@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from config.load import (
+    from aiwgd.config.load import (
         defaults,
         load_file,
         load_or_create,
@@ -19,22 +19,22 @@ if TYPE_CHECKING:
         to_json,
         write_atomic,
     )
-    from config.model import Config
-    from config.paths import Paths, resolve_root
-    from config.schema import Issue, ValidationError
+    from aiwgd.config.model import Config
+    from aiwgd.config.paths import Paths, resolve_root
+    from aiwgd.config.schema import Issue, ValidationError
 
 _WHERE = {
-    "Config": "config.model",
-    "Issue": "config.schema",
-    "Paths": "config.paths",
-    "ValidationError": "config.schema",
-    "defaults": "config.load",
-    "load_file": "config.load",
-    "load_or_create": "config.load",
-    "parse_config": "config.load",
-    "resolve_root": "config.paths",
-    "to_json": "config.load",
-    "write_atomic": "config.load",
+    "Config": "aiwgd.config.model",
+    "Issue": "aiwgd.config.schema",
+    "Paths": "aiwgd.config.paths",
+    "ValidationError": "aiwgd.config.schema",
+    "defaults": "aiwgd.config.load",
+    "load_file": "aiwgd.config.load",
+    "load_or_create": "aiwgd.config.load",
+    "parse_config": "aiwgd.config.load",
+    "resolve_root": "aiwgd.config.paths",
+    "to_json": "aiwgd.config.load",
+    "write_atomic": "aiwgd.config.load",
 }
 
 __all__ = [

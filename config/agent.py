@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.schema import spec
+from aiwgd.config.schema import spec
 
 ENV_KEY_ERROR = "is not a valid environment variable name (non-empty, no = or NUL)"
 

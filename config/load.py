@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from config.model import Config
-from config.schema import Issue, ValidationError, dump, parse
+from aiwgd.config.model import Config
+from aiwgd.config.schema import Issue, ValidationError, dump, parse
 
 
 def parse_config(data: Any) -> Config:

@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from config.agent import AgentSection
-from config.events import EventsSection
-from config.schema import spec
-from config.tasks import TasksSection
-from config.templates import strings_in, template_error
+from aiwgd.config.agent import AgentSection
+from aiwgd.config.events import EventsSection
+from aiwgd.config.schema import spec
+from aiwgd.config.tasks import TasksSection
+from aiwgd.config.templates import strings_in, template_error
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -33,7 +33,7 @@ def env_name(value: str) -> str | None:
 
 def cron_expr(value: str) -> str | None:
     # Imported here: croniter is heavy and only validation needs it.
-    from config.cron import cron_error
+    from aiwgd.config.cron import cron_error
 
     return cron_error(value)
 
@@ -83,7 +83,7 @@ class WatchPath:
     extensions: list[str] = spec(factory=list, doc='e.g. [".py", ".test.ts"]; empty = all')
 
     def validate(self) -> list[tuple[str, str]]:
-        from config.globs import glob_error
+        from aiwgd.config.globs import glob_error
 
         out = [
             (f"events[{i}]", f'"{e}" is not a file event (must be one of {", ".join(FILE_EVENTS)})')

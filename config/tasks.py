@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.schema import spec
+from aiwgd.config.schema import spec
 
 
 @dataclass

@@ -12,7 +12,7 @@ import json
 import socket
 from typing import Any
 
-from config.paths import Paths
+from aiwgd.config.paths import Paths
 
 
 def connect(root: Any, timeout: float = 10.0) -> socket.socket:

@@ -12,10 +12,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from aiwgd.store import TaskStore
-from aiwgd.tasks import Task
-from config import Paths
-from config.tasks import TasksSection
+from aiwgd.config import Paths
+from aiwgd.config.tasks import TasksSection
+from aiwgd.tasks.model import Task
+from aiwgd.tasks.store.store import TaskStore
 
 WRITERS = 8
 

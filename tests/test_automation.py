@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cli.client import RpcError
+from aiwgd.client import RpcError
 from tests.httphook import HookServer
 from tests.utils import DaemonProc, run_cli, wait_for, write_config
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from aiwgd.conditions import check_condition, explain
-from aiwgd.templates import TemplateError, render, render_argv, render_data
-from config.load import parse_config
-from config.model import Condition, Rule
-from config.schema import ValidationError, parse
+from aiwgd.actions.templates import TemplateError, render, render_argv, render_data
+from aiwgd.automation.conditions import check_condition, explain
+from aiwgd.config.load import parse_config
+from aiwgd.config.model import Condition, Rule
+from aiwgd.config.schema import ValidationError, parse
 
 EVENT: dict[str, Any] = {
     "id": "ev-1",

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from cli.client import Client
-from cli.daemonctl import lock_held, running_pid
-from config import Paths, defaults
-from config.schema import dump
+from aiwgd.cli.daemonctl import lock_held, running_pid
+from aiwgd.client import Client
+from aiwgd.config import Paths, defaults
+from aiwgd.config.schema import dump
 from tests.utils import BASE_CONFIG, REPO, DaemonProc, alive, env_for_tests, wait_for, write_config
 
 
 def aiwg(root: Path | None, *args: str, env: dict[str, str] | None = None,
          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    cmd = [sys.executable, "-m", "cli", *(["--root", str(root)] if root else []), *args]
+    cmd = [sys.executable, "-m", "aiwgd.cli", *(["--root", str(root)] if root else []), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
                           env=env or env_for_tests(), cwd=cwd or REPO)  # fmt: skip
 
@@ -136,7 +136,7 @@ def test_restart_replaces_the_process(detached: Path) -> None:
 
 
 def test_start_foreground_runs_until_sigterm(detached: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "start", "--foreground", "--root",
+    proc = subprocess.Popen([sys.executable, "-m", "aiwgd.cli", "start", "--foreground", "--root",
                              str(detached)], stderr=subprocess.PIPE, text=True,
                             env=env_for_tests())  # fmt: skip
     try:
@@ -259,7 +259,7 @@ def test_logs_last_n_lines(daemon: DaemonProc) -> None:
 
 
 def test_logs_follow_prints_new_lines(daemon: DaemonProc) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "--root", str(daemon.root), "logs",
+    proc = subprocess.Popen([sys.executable, "-m", "aiwgd.cli", "--root", str(daemon.root), "logs",
                              "-n", "0", "-f", "--json"], stdout=subprocess.PIPE, text=True,
                             env=env_for_tests())  # fmt: skip
     seen: list[str] = []
@@ -382,7 +382,7 @@ def test_config_init(project: Path) -> None:
 
 
 def test_cli_imports_nothing_heavy() -> None:
-    code = ("import sys, cli.main; cli.main._register_extensions(); "
+    code = ("import sys, aiwgd.cli.main as m; m._register_extensions(); "
             "heavy = {'asyncio', 'jsonrpcserver', 'watchfiles', 'psutil', 'aiwgd.rpc', "
             "'aiwgd.daemon', 'croniter'}; print(sorted(heavy & set(sys.modules)))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from config import ValidationError, defaults, load_file, load_or_create, parse_config, to_json
-from config.schema import dump, json_schema
+from aiwgd.config import ValidationError, defaults, load_file, load_or_create, parse_config, to_json
+from aiwgd.config.schema import dump, json_schema
 
 # The file the original AIWG daemon writes on first start (tools/daemon/config.mjs,
 # DEFAULT_CONFIG serialised with JSON.stringify(..., null, 2)). Its users have it on

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aiwgd.cronmath import latest_at_or_before, local_zone, missed_run, next_after, zone
-from config.load import parse_config
-from config.schema import ValidationError
+from aiwgd.config.load import parse_config
+from aiwgd.config.schema import ValidationError
+from aiwgd.schedule.cronmath import latest_at_or_before, local_zone, missed_run, next_after, zone
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from aiwgd.events import Event, EventRouter
-from config.events import EventsSection
-from config.paths import Paths
+from aiwgd.config.events import EventsSection
+from aiwgd.config.paths import Paths
+from aiwgd.events.router import Event, EventRouter
 from tests.utils import wait_for
 
 
@@ -243,7 +243,7 @@ def test_dlq_is_bounded_and_compacted(lt: LoopThread, tmp_path: Path) -> None:
 
 
 def load_dlq_ids(root: Path) -> list[int]:
-    from aiwgd.dlq import DeadLetters
+    from aiwgd.events.dlq import DeadLetters
 
     dlq = DeadLetters(Paths(root).dlq_file, 5)
     dlq.load()
@@ -307,7 +307,7 @@ def test_event_log_is_written_rotated_and_refills_history(lt: LoopThread, tmp_pa
 
 
 def test_reload_resizes_history_and_dlq(lt: LoopThread, tmp_path: Path) -> None:
-    from config import Config
+    from aiwgd.config import Config
 
     router = make_router(lt, tmp_path, history=100)
     for i in range(30):

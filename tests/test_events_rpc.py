@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cli.client import Client, RpcError
+from aiwgd.client import Client, RpcError
 from tests.conftest import DaemonFactory
 from tests.httphook import HookServer
 from tests.utils import DaemonProc, run_cli, wait_for
@@ -288,7 +288,7 @@ def test_events_cli_lists_emits_and_follows(daemon: DaemonProc) -> None:
     from tests.utils import env_for_tests
 
     follow = subprocess.Popen(
-        [sys.executable, "-m", "cli", "--root", str(daemon.root), "--json", "events", "-f",
+        [sys.executable, "-m", "aiwgd.cli", "--root", str(daemon.root), "--json", "events", "-f",
          "--type", "deploy.*", "-n", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for_tests(),
     )  # fmt: skip

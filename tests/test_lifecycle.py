@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from cli.client import RpcError
-from cli.daemonctl import lock_held
-from config import defaults, to_json
+from aiwgd.cli.daemonctl import lock_held
+from aiwgd.client import RpcError
+from aiwgd.config import defaults, to_json
 from tests.rawrpc import Conn, one, req
 from tests.utils import BASE_CONFIG, DaemonProc, deep_merge, env_for_tests, wait_for, write_config
 
@@ -128,7 +128,7 @@ def test_stale_files_after_kill9_never_block_a_start(start_daemon: Any) -> None:
 
 def test_stale_pid_file_naming_a_live_process_does_not_block(start_daemon: Any,
                                                              project: Path) -> None:  # fmt: skip
-    from config import Paths
+    from aiwgd.config import Paths
 
     Paths(project).aiwg_dir.mkdir(parents=True, exist_ok=True)
     Paths(project).pid_file.write_text("1\n")  # init is alive, but holds no lock of ours

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiwgd.output import OutputSink
-from aiwgd.tasks_api import read_log
+from aiwgd.procs.output import OutputSink
+from aiwgd.tasks.methods import read_log
 
 TEXT = "naïve café — 日本語 😀 end\n"
 

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aiwgd.actions import ActionRunner
-from aiwgd.events import Event, EventRouter
-from aiwgd.scheduler import Scheduler
-from cli.client import RpcError
-from config.load import parse_config
+from aiwgd.actions.runner import ActionRunner
+from aiwgd.client import RpcError
+from aiwgd.config.load import parse_config
+from aiwgd.events.router import Event, EventRouter
+from aiwgd.schedule.scheduler import Scheduler
 from tests.utils import DaemonProc, run_cli, wait_for, write_config
 
 # A child that records its start, waits for a flag file, then records its end.

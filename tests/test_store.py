@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 import pytest
 
 from aiwgd import errors
-from aiwgd.events import EventRouter
-from aiwgd.store import TaskStore
-from aiwgd.tasks import (
+from aiwgd.config import Paths, ValidationError, parse_config
+from aiwgd.config.tasks import TasksSection
+from aiwgd.events.router import EventRouter
+from aiwgd.tasks.model import (
     TERMINAL,
     TRANSITIONS,
     IdGenerator,
@@ -31,8 +32,7 @@ from aiwgd.tasks import (
     check_transition,
     parse_priority,
 )
-from config import Paths, ValidationError, parse_config
-from config.tasks import TasksSection
+from aiwgd.tasks.store.store import TaskStore
 
 T = TypeVar("T")
 

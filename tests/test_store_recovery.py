@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from aiwgd.store import TaskStore
-from aiwgd.tasks import Task, TaskState
-from config import Paths
-from config.tasks import TasksSection
+from aiwgd.config import Paths
+from aiwgd.config.tasks import TasksSection
+from aiwgd.tasks.model import Task, TaskState
+from aiwgd.tasks.store.store import TaskStore
 from tests.utils import DaemonProc, env_for_tests, wait_for
 
 
@@ -258,7 +258,7 @@ def test_acknowledged_submits_survive_sigkill_of_the_daemon(
     project: Path, start_daemon: Any
 ) -> None:
     """Clients submit in parallel over RPC; the daemon is SIGKILLed mid-storm."""
-    from cli.client import Client, ClientError
+    from aiwgd.client import Client, ClientError
 
     d: DaemonProc = start_daemon({"daemon": {"max_parallel_actions": 2}})
     acked: dict[str, list[str]] = {}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cli.client import Client, RpcError
+from aiwgd.client import Client, RpcError
 from tests.conftest import DaemonFactory
 from tests.rawrpc import Conn, req
 from tests.taskhelp import prog, submit, task_config, wait_terminal

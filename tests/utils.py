@@ -21,8 +21,8 @@ from typing import Any
 
 import psutil
 
-from cli.client import Client, ClientError
-from config.paths import Paths
+from aiwgd.client import Client, ClientError
+from aiwgd.config.paths import Paths
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -179,7 +179,7 @@ def daemon_in_tmp(
 def run_cli(root: Path | None, *args: str, timeout: float = 30.0,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Run `aiwg ARGS` as a subprocess (the way a user does)."""
-    cmd = [sys.executable, "-m", "cli"]
+    cmd = [sys.executable, "-m", "aiwgd.cli"]
     if root is not None:
         cmd += ["--root", str(root)]
     return subprocess.run(

@@ -1,0 +1,1 @@
+"""Running an action (task, emit, webhook, log) with templates."""

@@ -1,0 +1,1 @@
+"""Rules: trigger -> conditions -> loop guard -> action."""

@@ -1,0 +1,1 @@
+"""The event router, its dead-letter queue, the event log and events.* methods."""

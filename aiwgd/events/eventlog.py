@@ -1,0 +1,180 @@
+"""The event log: every published event as one JSON line in `.aiwg/daemon/events.jsonl`.
+
+`add()` is called from `publish()`, so it only queues the event; a writer task
+serialises and appends queued events in batches from a worker thread (one fsync per
+batch), so publishing stays fast and never waits on the disk. A batch gathers for
+BATCH_WINDOW_S after its first event: the log is a record, not an acknowledgement
+(subscribers get events before they are written), and a busy daemon would otherwise
+pay a thread hop and an fsync for every two or three events. The file is rotated by
+size (`events.jsonl.1`, `.2`). If the disk cannot keep up, the backlog is bounded and
+what is shed is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiwgd.events.router import Event
+
+log = logging.getLogger("aiwgd.eventlog")
+
+BACKUPS = 2
+MAX_BACKLOG = 100_000
+BATCH_WINDOW_S = 0.05
+
+
+class EventLog:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.written = 0
+        self.shed = 0
+        self.rotations = 0
+        self.write_errors = 0
+        self._backlog: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._writer(), name="event-log")
+
+    async def stop(self) -> None:
+        """Write what is queued, then end; a batch already in the thread finishes first."""
+        if self._task is not None:
+            self._closing = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            except TimeoutError:
+                log.error("event log writer did not finish in time",
+                          extra={"backlog": len(self._backlog)})  # fmt: skip
+                self._task.cancel()
+            self._task = None
+
+    def add(self, event: Event) -> None:
+        if len(self._backlog) >= MAX_BACKLOG:
+            self._backlog.popleft()
+            self.shed += 1
+            if self.shed == 1 or self.shed % 10_000 == 0:
+                log.warning("event log backlog full; oldest lines not written",
+                            extra={"shed": self.shed})  # fmt: skip
+        # Serialised by the writer, off the publish path.
+        self._backlog.append(event)
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"file": str(self.path), "written": self.written, "backlog": len(self._backlog),
+                "shed": self.shed, "rotations": self.rotations,
+                "write_errors": self.write_errors}  # fmt: skip
+
+    def _drain_backlog(self) -> list[Event]:
+        lines = list(self._backlog)
+        self._backlog.clear()
+        return lines
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._closing:
+                await asyncio.sleep(BATCH_WINDOW_S)  # let the batch fill up
+            self._wake.clear()
+            events = self._drain_backlog()
+            if events:
+                try:
+                    await asyncio.to_thread(self._write, events)
+                except OSError as exc:
+                    self.write_errors += 1
+                    log.error("cannot write the event log",
+                              extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
+            if self._closing and not self._backlog:
+                return
+
+    def _write(self, events: list[Event]) -> None:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        chunk: list[bytes] = []
+        chunk_len = 0
+        for e in events:
+            try:
+                line = (json.dumps(e.to_dict(), default=str, ensure_ascii=False) + "\n").encode()
+            except (ValueError, TypeError, RuntimeError):  # data mutated or unserialisable
+                self.write_errors += 1
+                continue
+            if size + chunk_len + len(line) > self.max_bytes and size + chunk_len > 0:
+                # Fill the file up to its limit, then rotate: no file ends up oversized
+                # however large the batch (a single over-long line still gets a file).
+                self._append(chunk)
+                self._rotate()
+                size, chunk, chunk_len = 0, [], 0
+            chunk.append(line)
+            chunk_len += len(line)
+        if chunk:
+            self._append(chunk)
+
+    def _append(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, b"".join(lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.written += len(lines)
+
+    def _rotate(self) -> None:
+        for i in range(BACKUPS, 0, -1):
+            src = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{i}"))
+        self.rotations += 1
+
+    def tail(self, count: int) -> list[Event]:
+        """The last `count` events on disk (the current file, then the backups)."""
+        from aiwgd.events.router import Event
+
+        lines: list[str] = []
+        backups = [self.path.with_name(f"{self.path.name}.{i}") for i in range(1, BACKUPS + 1)]
+        for path in (self.path, *backups):
+            if len(lines) >= count:
+                break
+            lines = _last_lines(path, count - len(lines)) + lines
+        out = []
+        for line in lines[-count:]:
+            try:
+                out.append(Event.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash is skipped, never fatal
+        return out
+
+
+def _last_lines(path: Path, count: int, block: int = 65536) -> list[str]:
+    """Read backwards just far enough for `count` lines."""
+    try:
+        fh = path.open("rb")
+    except OSError:
+        return []
+    with fh:
+        end = fh.seek(0, os.SEEK_END)
+        buf = b""
+        pos = end
+        while pos > 0 and buf.count(b"\n") <= count:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            buf = fh.read(step) + buf
+    parts = buf.decode("utf-8", errors="replace").splitlines()
+    if pos > 0:
+        parts = parts[1:]  # the first one may be cut in the middle
+    parts = [p for p in parts if p.strip()]
+    return parts[-count:] if count else []

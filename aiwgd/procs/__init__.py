@@ -1,0 +1,1 @@
+"""Child processes: spawn, output capture, process-tree facts, the stop ladder."""

@@ -1,0 +1,1 @@
+"""The cron scheduler: cron.fired events and job actions."""

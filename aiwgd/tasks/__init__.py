@@ -1,0 +1,1 @@
+"""Tasks: model, submission spec, run queue, supervisor, executors and store."""

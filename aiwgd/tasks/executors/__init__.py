@@ -1,0 +1,1 @@
+"""Executors run one attempt of a task; the supervisor decides the rest."""

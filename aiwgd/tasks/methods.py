@@ -1,0 +1,188 @@
+"""RPC methods for tasks: task.submit|get|list|cancel|stats|logs|wait and chat.send.
+
+Thin: each method validates its params (the Api registry does that from the
+dataclasses below) and calls the supervisor or the store. `task.logs` with
+`follow: true` streams the log as `task.output` notifications on the caller's
+connection ({id, offset, data}) until the task ends, then answers like without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiwgd import errors
+from aiwgd.config.schema import spec
+from aiwgd.rpc.registry import Api, NoParams
+from aiwgd.tasks.model import SOURCES, TaskState
+from aiwgd.tasks.spec import ChatParams, SubmitParams
+from aiwgd.tasks.supervisor import Supervisor
+
+STATES = tuple(str(s) for s in TaskState)
+LOG_CHUNK = 64 * 1024
+MAX_LOG_CHUNK = 512 * 1024  # one reply stays well under any client's line limit
+FOLLOW_POLL_S = 1.0  # a safety net only: output and state changes wake followers
+
+
+@dataclass
+class IdParams:
+    id: str = spec(min_len=1, max_len=64)
+
+
+@dataclass
+class ListParams:
+    state: str | None = spec(None, choices=STATES)
+    agent: str | None = None
+    source: str | None = spec(None, choices=SOURCES)
+    limit: int = spec(50, ge=1, le=10_000)
+    offset: int = spec(0, ge=0)
+
+
+@dataclass
+class CancelParams:
+    id: str = spec(min_len=1, max_len=64)
+    wait: bool = spec(True, doc="answer once a running task is really gone")
+
+
+@dataclass
+class WaitParams:
+    id: str = spec(min_len=1, max_len=64)
+    timeout_s: float = spec(60, ge=0, le=86_400)
+
+
+@dataclass
+class LogsParams:
+    id: str = spec(min_len=1, max_len=64)
+    offset: int = spec(0, ge=0, doc="byte offset into the task's log file")
+    limit: int = spec(LOG_CHUNK, ge=1, le=MAX_LOG_CHUNK, doc="bytes per reply / notification")
+    follow: bool = spec(False, doc="stream task.output notifications until the task ends")
+
+
+def _char_len(lead: int) -> int:
+    """Bytes in the UTF-8 sequence this byte starts (1 for ASCII or a stray byte)."""
+    if lead >> 5 == 0b110:
+        return 2
+    if lead >> 4 == 0b1110:
+        return 3
+    return 4 if lead >> 3 == 0b11110 else 1
+
+
+def _complete(data: bytes, limit: int) -> int:
+    """How much of `data` (read `limit` + 3 bytes) to return: `limit` bytes, moved to a
+    character boundary, by up to 3 bytes either way."""
+    if len(data) <= limit:
+        end = len(data)
+    else:
+        end = limit
+        if data[end] & 0xC0 != 0x80:
+            return end  # the next byte starts a character: no split here
+    start = end
+    while start > 0 and end - start < 3 and data[start - 1] & 0xC0 == 0x80:
+        start -= 1  # back to the lead byte of the character the cut falls in
+    lead = start - 1 if start > 0 and data[start - 1] & 0xC0 == 0xC0 else None
+    if lead is None:
+        return end
+    need = lead + _char_len(data[lead])
+    if need <= len(data):
+        return max(end, need)  # complete: take the whole character
+    return lead  # still being written: leave it for the next read
+
+
+def read_log(path: Path, offset: int, limit: int, final: bool) -> tuple[str, int, int]:
+    """(text, next_offset, file size) for `limit` bytes from `offset`.
+
+    A character split by the limit is completed (up to 3 more bytes); one still being
+    written is left for the next read, unless `final` (the task has ended: whatever is
+    there is all there will be, and bad bytes become U+FFFD).
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(offset)
+            data = fh.read(limit + 3)
+    except FileNotFoundError:
+        return "", offset, 0
+    if final and offset + len(data) >= size and len(data) <= limit:
+        take = len(data)
+    else:
+        take = _complete(data, limit)
+    return data[:take].decode("utf-8", errors="replace"), offset + take, size
+
+
+def register(api: Api, sup: Supervisor) -> None:
+    """Add the task and chat methods to the method table."""
+    obj = {"type": "object"}
+    app_errors = (errors.NotFound, errors.Forbidden, errors.ShuttingDown, errors.Unavailable)
+
+    @api.method("task.submit", "Queue an agent prompt or a command; returns the task.",
+                SubmitParams, result=obj, raises=app_errors)  # fmt: skip
+    async def submit(ctx: Any, p: SubmitParams) -> dict[str, Any]:
+        return (await sup.submit_params(p, "rpc")).to_dict()
+
+    @api.method("chat.send", "Send a message to the agent (a chat task, priority normal).",
+                ChatParams, result=obj, raises=app_errors)  # fmt: skip
+    async def chat(ctx: Any, p: ChatParams) -> dict[str, Any]:
+        params = SubmitParams(prompt=p.message, agent=p.agent, priority="normal")
+        return (await sup.submit_params(params, "chat")).to_dict()
+
+    @api.method("task.get", "One task with its output tail.", IdParams, result=obj,
+                raises=(errors.NotFound,))  # fmt: skip
+    async def get(ctx: Any, p: IdParams) -> dict[str, Any]:
+        return sup.get(p.id)
+
+    @api.method("task.list", "Task summaries (newest first) and the total matching.",
+                ListParams, result=obj)  # fmt: skip
+    async def list_(ctx: Any, p: ListParams) -> dict[str, Any]:
+        page, total = sup.store.list(state=p.state, agent=p.agent, source=p.source,
+                                     limit=p.limit, offset=p.offset)  # fmt: skip
+        return {"tasks": [t.summary() for t in page], "total": total,
+                "limit": p.limit, "offset": p.offset}  # fmt: skip
+
+    @api.method("task.cancel", "Cancel a queued task, or stop a running one (stop ladder).",
+                CancelParams, result=obj, raises=(errors.NotFound, errors.Conflict))  # fmt: skip
+    async def cancel(ctx: Any, p: CancelParams) -> dict[str, Any]:
+        return await sup.cancel(p.id, wait=p.wait)
+
+    @api.method("task.stats", "Counts per state, running, queued, cap and totals.",
+                NoParams, result=obj)  # fmt: skip
+    async def stats(ctx: Any, p: NoParams) -> dict[str, Any]:
+        return sup.stats()
+
+    @api.method("task.wait", "Answer when the task is terminal, or at timeout_s.",
+                WaitParams, result=obj, raises=(errors.NotFound,))  # fmt: skip
+    async def wait(ctx: Any, p: WaitParams) -> dict[str, Any]:
+        return await sup.wait(p.id, p.timeout_s)
+
+    @api.method("task.logs", "The task's output from a byte offset; follow streams it.",
+                LogsParams, result=obj, raises=(errors.NotFound,))  # fmt: skip
+    async def logs(ctx: Any, p: LogsParams) -> dict[str, Any]:
+        task = sup.store.get(p.id)
+        if task is None:
+            raise errors.NotFound(f"no task with id {p.id!r}", {"id": p.id})
+        path = Path(task.log_path) if task.log_path else sup.store.log_path(p.id)
+        if not p.follow:
+            text, nxt, size = await asyncio.to_thread(read_log, path, p.offset, p.limit,
+                                                      task.terminal)  # fmt: skip
+            return {"id": p.id, "state": str(task.state), "offset": p.offset, "data": text,
+                    "next_offset": nxt, "size": size,
+                    "eof": task.terminal and nxt >= size}  # fmt: skip
+        pos = p.offset
+        while True:
+            task = sup.store.get(p.id)
+            done = task is None or task.terminal or ctx.conn.closed
+            while not ctx.conn.closed:
+                text, nxt, _ = await asyncio.to_thread(read_log, path, pos, p.limit, done)
+                if nxt == pos:
+                    break
+                await ctx.conn.notify("task.output", {"id": p.id, "offset": pos, "data": text})
+                pos = nxt
+            if done:
+                break
+            await sup.changed(p.id, FOLLOW_POLL_S)
+        size = path.stat().st_size if path.exists() else 0
+        state = str(task.state) if task is not None else "pruned"
+        return {"id": p.id, "state": state, "next_offset": pos, "size": size, "eof": True,
+                "exit_code": task.exit_code if task else None}  # fmt: skip

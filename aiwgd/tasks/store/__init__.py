@@ -1,0 +1,1 @@
+"""The crash-safe task store: journal, snapshot, recovery, index, ids."""

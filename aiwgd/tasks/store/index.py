@@ -1,0 +1,148 @@
+"""The task store's memory: every task by id, counts per state, queries, retention.
+
+Pure in-memory state with no I/O, kept apart from aiwgd/store.py (which makes each
+change durable first). Insertion order is creation order (ids are minted in order and
+replay appends), so "newest first" is a reversed walk and needs no sort.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from aiwgd.tasks.model import FIELD_NAMES, TERMINAL, Task, TaskState
+
+log = logging.getLogger("aiwgd.taskindex")
+
+IMMUTABLE = frozenset({"id", "created_at"})
+UPDATABLE = frozenset(FIELD_NAMES) - IMMUTABLE
+
+
+class TaskIndex:
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+        self.by_state: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __contains__(self, task_id: str) -> bool:
+        return task_id in self.tasks
+
+    def get(self, task_id: str) -> Task | None:
+        return self.tasks.get(task_id)
+
+    def put(self, task: Task) -> None:
+        old = self.tasks.get(task.id)
+        if old is not None:
+            self.by_state[old.state] -= 1
+        self.tasks[task.id] = task
+        self.by_state[task.state] += 1
+
+    def drop(self, task_id: str) -> Task | None:
+        task = self.tasks.pop(task_id, None)
+        if task is not None:
+            self.by_state[task.state] -= 1
+        return task
+
+    def counts(self) -> dict[str, int]:
+        return {str(s): n for s, n in self.by_state.items()}
+
+    def finished(self) -> int:
+        return sum(self.by_state[s] for s in TERMINAL)
+
+    def in_state(self, state: TaskState) -> list[Task]:
+        """Tasks in one state, oldest first."""
+        return [t for t in self.tasks.values() if t.state == state]
+
+    def page(
+        self, state: str | None = None, agent: str | None = None, source: str | None = None,
+        limit: int = 50, offset: int = 0,
+    ) -> tuple[list[Task], int]:  # fmt: skip
+        """A page of tasks, newest first, and how many match in all."""
+        it: Iterator[Task] = reversed(self.tasks.values())
+        if state is not None:
+            it = (t for t in it if t.state == state)
+        if agent is not None:
+            it = (t for t in it if t.agent == agent)
+        if source is not None:
+            it = (t for t in it if t.source == source)
+        page = list(itertools.islice(it, offset, offset + limit))
+        if agent is None and source is None:
+            # Counts per state are kept up to date: no scan needed.
+            total = self.by_state.get(TaskState(state), 0) if state else len(self.tasks)
+        elif page:
+            total = offset + len(page) + sum(1 for _ in it)
+        else:  # the offset ran past the end (or nothing matches): count from scratch
+            total = sum(1 for _ in self._matching(state, agent, source))
+        return page, total
+
+    def _matching(self, state: str | None, agent: str | None, source: str | None) -> Iterator[Task]:
+        for t in self.tasks.values():
+            if (
+                (state is None or t.state == state)
+                and (agent is None or t.agent == agent)
+                and (source is None or t.source == source)
+            ):
+                yield t
+
+    def replay(self, entries: list[dict[str, Any]], after_seq: int,
+               on_add: Callable[[str], None]) -> tuple[int, int]:  # fmt: skip
+        """Apply entries newer than the snapshot; returns (applied, skipped as bad)."""
+        applied = skipped = 0
+        for entry in entries:
+            if entry["seq"] <= after_seq:
+                continue  # already in the snapshot (a crash between rename and swap)
+            try:
+                added = self.apply(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                skipped += 1
+                log.warning("journal entry skipped",
+                            extra={"seq": entry["seq"], "error": str(exc)})  # fmt: skip
+                continue
+            if added is not None:
+                on_add(added.id)
+            applied += 1
+        return applied, skipped
+
+    def apply(self, entry: dict[str, Any]) -> Task | None:
+        """Apply one journal entry (replay); returns the task an "add" brought in.
+
+        Entries hold absolute values, so applying one twice, or over a snapshot that
+        already includes it, gives the same result.
+        """
+        op = entry["op"]
+        if op == "add":
+            task = Task.from_dict(entry["task"])
+            self.put(task)
+            return task
+        if op == "set":
+            old = self.tasks.get(entry["id"])
+            if old is None:
+                return None  # pruned later, or lost with a damaged snapshot
+            fields = {k: v for k, v in entry["fields"].items() if k in UPDATABLE}
+            if "state" in fields:
+                fields["state"] = TaskState(fields["state"])
+            self.put(replace(old, **fields))
+            return None
+        if op == "del":
+            for task_id in entry["ids"]:
+                self.drop(task_id)
+            return None
+        raise ValueError(f"unknown op {op!r}")
+
+    def expired(self, cutoff: float, max_finished: int) -> list[Task]:
+        """Finished tasks to prune: finished before `cutoff`, then the oldest beyond
+        `max_finished`."""
+        finished = [t for t in self.tasks.values() if t.state in TERMINAL]
+        doomed = [t for t in finished if (t.finished_at or t.created_at) < cutoff]
+        excess = len(finished) - len(doomed) - max_finished
+        if excess > 0:
+            gone = {t.id for t in doomed}
+            keep = sorted((t for t in finished if t.id not in gone),
+                          key=lambda t: (t.finished_at or t.created_at, t.id))  # fmt: skip
+            doomed.extend(keep[:excess])
+        return doomed

@@ -1,0 +1,317 @@
+"""TaskStore: every task in memory, every change durable before it is acknowledged.
+
+On disk: `tasks.json` (a snapshot people can read) and `tasks.journal` (fsynced JSON
+lines of the changes since); how a change becomes a durable, numbered journal line and
+when the snapshot is rewritten is aiwgd.storelog. This module decides what a change
+may be and applies it in memory. A third small file, `tasks.ids`, durably reserves
+blocks of task ids ahead of use, so even a lost tasks.json never lets an id be issued
+twice.
+
+API for the supervisor and RPC methods (all on the event loop thread):
+
+    store = TaskStore(paths, config.tasks, router)  # router: optional EventRouter
+    await store.start()            # load + replay + prune; see store.recovery
+    store.new_id() -> str          # short, sortable, never reused
+    await store.add(task) -> Task  # a new queued Task; durable when it returns
+    await store.update(id, **fields) -> Task
+        # durable when it returns; a `state` change must be allowed by
+        # aiwgd.tasks.TRANSITIONS, else InvalidTransition (a Conflict, -32002);
+        # an unknown id raises NotFound, a disk failure Unavailable
+    store.get(id) -> Task | None
+    store.list(state=, agent=, source=, limit=50, offset=0) -> (tasks, total)  # newest first
+    store.counts() -> {state: n}   # every state, O(1)
+    store.queued() -> [Task]       # creation order: rebuild the queue at start
+    store.found_running() -> [Task]  # running when the daemon died: kill leftovers
+                                     # (procs.kill_leftovers), then store.recover(id)
+    await store.recover(id) -> Task  # running -> interrupted -> queued (attempt + 1)
+                                     # or failed, per tasks.requeue_interrupted
+    await store.prune() -> int     # retention; also at start, periodically, on excess
+    store.log_path(id) -> Path     # where the task's full output goes
+    await store.stop(fast)         # final compaction (skipped when fast), journal closed
+
+Task objects are copy-on-write: `update()` replaces the stored object, so a Task you
+hold is a consistent snapshot that never changes under you. Never mutate one; call
+`update()`. Defaults filled by `update()`: entering running sets `started_at`,
+entering a terminal state sets `finished_at` (unless given).
+
+Events: when a router is given, every change of state publishes `task.<event>`
+(aiwgd.tasks.EVENT_FOR_STATE: task.queued, task.started, task.completed, ...) once
+the change is durable, with the task's summary (no output, no env) and `previous`.
+Callers do not publish task state events themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiwgd import errors
+from aiwgd.config import Config, Paths
+from aiwgd.config.tasks import TasksSection
+from aiwgd.infra.durable import ensure_private_dir
+from aiwgd.lifecycle import Subsystem
+from aiwgd.tasks.model import (
+    EVENT_FOR_STATE,
+    TERMINAL,
+    InvalidTransition,
+    Task,
+    TaskState,
+    check_transition,
+)
+from aiwgd.tasks.store.changes import StoreLog
+from aiwgd.tasks.store.ids import TaskIds
+from aiwgd.tasks.store.index import UPDATABLE, TaskIndex
+from aiwgd.tasks.store.journal import remove_stale_temps
+from aiwgd.tasks.store.recovery import load_store
+
+log = logging.getLogger("aiwgd.store")
+
+
+class TaskStore(Subsystem):
+    name = "store"
+
+    def __init__(self, paths: Paths, cfg: TasksSection, router: Any = None) -> None:
+        self.paths = paths
+        self.cfg = cfg
+        self.router = router
+        self._index = TaskIndex()  # every task, in creation order
+        self._ids = TaskIds(paths.tasks_ids)
+        self.storelog = StoreLog(paths, self._index, cfg, on_error=self._error)
+        self._pruner: asyncio.Task[None] | None = None
+        self._auto_prune: asyncio.Task[None] | None = None
+        self._open = False
+        self.recovery: dict[str, Any] = {}
+        self.pruned = 0
+        self.last_error: str | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        t0 = time.monotonic()
+        ensure_private_dir(self.paths.daemon_dir)
+        ensure_private_dir(self.paths.task_logs_dir)
+        remove_stale_temps(self.paths.daemon_dir)
+        loaded = load_store(self.paths, self._index, self._ids)
+        self.storelog.open(loaded)
+        self._open = True
+        self.recovery = {
+            **loaded.report,
+            "found_running": self._index.by_state[TaskState.RUNNING],
+            "tasks": len(self._index),
+            "load_s": round(time.monotonic() - t0, 3),
+        }
+        log.info("task store loaded", extra=self.recovery)
+        await self.prune()
+        # Stored tasks live long and hold no cycles: keep them out of the cyclic GC's
+        # full collections, whose pauses would otherwise grow with the store.
+        gc.freeze()
+        if self.storelog.entries or loaded.report.get("snapshot") == "damaged":
+            self.storelog.schedule_compaction()
+        self._pruner = asyncio.create_task(self._prune_periodically(), name="store-prune")
+
+    async def stop(self, fast: bool = False) -> None:
+        if not self._open:
+            return
+        if self._pruner is not None:
+            self._pruner.cancel()
+        if self._auto_prune is not None:
+            self._auto_prune.cancel()
+        await self.storelog.final_compaction(fast)
+        self._open = False
+        await self.storelog.journal.close()
+
+    async def apply_config(self, config: Config) -> None:
+        self.cfg = self.storelog.cfg = config.tasks
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": "running" if self._open else "stopped",
+            "tasks": len(self._index),
+            "counts": self.counts(),
+            "journal": self.storelog.status(),
+            "compactions": self.storelog.compactions,
+            "last_compaction": self.storelog.last_compaction,
+            "pruned": self.pruned,
+            "recovery": self.recovery,
+            "last_error": self.last_error,
+        }
+
+    # ---- reads -----------------------------------------------------------------------
+    def new_id(self) -> str:
+        try:
+            return self._ids.new(self._index)
+        except OSError as exc:
+            self.last_error = f"cannot write {self.paths.tasks_ids}: {exc}"
+            raise errors.Unavailable(f"the task store cannot write to disk: {exc}") from None
+
+    def get(self, task_id: str) -> Task | None:
+        return self._index.get(task_id)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def counts(self) -> dict[str, int]:
+        """Tasks per state (every state, zeros included); O(1)."""
+        return self._index.counts()
+
+    def queued(self) -> list[Task]:
+        return self._index.in_state(TaskState.QUEUED)
+
+    def found_running(self) -> list[Task]:
+        return self._index.in_state(TaskState.RUNNING)
+
+    def list(
+        self, state: str | None = None, agent: str | None = None, source: str | None = None,
+        limit: int = 50, offset: int = 0,
+    ) -> tuple[list[Task], int]:  # fmt: skip
+        """A page of tasks, newest first, and how many match in all."""
+        return self._index.page(state, agent, source, limit, offset)
+
+    def log_path(self, task_id: str) -> Path:
+        return self.paths.task_logs_dir / f"{task_id}.log"
+
+    # ---- writes ----------------------------------------------------------------------
+    async def add(self, task: Task) -> Task:
+        """Store a new queued task; returns once it is on disk."""
+        if not self._open:
+            raise errors.Unavailable("the task store is not open")
+        if task.state != TaskState.QUEUED:
+            raise ValueError(f"a new task must be queued, not {task.state}")
+        if (task.prompt is None) == (task.command is None):
+            raise ValueError("a task needs exactly one of prompt or command")
+        if task.id in self._index:
+            raise errors.Conflict(f"task {task.id} already exists", {"id": task.id})
+        line = self.storelog.line({"op": "add", "task": task.to_dict()})
+        self._ids.observe(task.id)
+        self._index.put(task)
+        try:
+            await self.storelog.commit(line)
+        except errors.Unavailable:
+            # Not acknowledged, so not stored: nothing half-way.
+            if self._index.get(task.id) is task:
+                self._index.drop(task.id)
+            raise
+        self._publish(task, None)
+        return task
+
+    async def update(self, task_id: str, **fields: Any) -> Task:
+        """Change fields (and maybe the state, per the table); returns the new Task."""
+        old = self._index.get(task_id)
+        if old is None:
+            raise errors.NotFound(f"no task {task_id}", {"id": task_id})
+        if not self._open:
+            raise errors.Unavailable("the task store is not open")
+        bad = set(fields) - UPDATABLE
+        if bad:
+            raise ValueError(f"cannot update task field(s): {', '.join(sorted(bad))}")
+        if old.state in TERMINAL:
+            raise InvalidTransition(task_id, old.state, fields.get("state", old.state),
+                                    f"task {task_id} is {old.state}, which is final")  # fmt: skip
+        new_state = TaskState(fields.get("state", old.state))
+        if "state" in fields:
+            fields["state"] = new_state
+        if new_state != old.state:
+            check_transition(task_id, old.state, new_state)
+            retry = old.state == TaskState.RUNNING and new_state == TaskState.QUEUED
+            if retry and fields.get("attempt") != old.attempt + 1:
+                raise InvalidTransition(task_id, old.state, new_state,
+                    f"task {task_id}: running -> queued is a retry only; "
+                    f"pass attempt={old.attempt + 1}")  # fmt: skip
+            now = time.time()
+            if new_state == TaskState.RUNNING:
+                fields.setdefault("started_at", now)
+            elif new_state in TERMINAL:
+                fields.setdefault("finished_at", now)
+        new = replace(old, **fields)
+        changes = {k: (str(v) if k == "state" else v) for k, v in fields.items()}
+        line = self.storelog.line({"op": "set", "id": task_id, "fields": changes})
+        self._index.put(new)
+        if new.state in TERMINAL:
+            self._maybe_prune()
+        await self.storelog.commit(line)
+        if new.state != old.state:
+            self._publish(new, old.state)
+        return new
+
+    async def recover(self, task_id: str) -> Task:
+        """A task found running at start: interrupted, then requeued or failed."""
+        task = self._index.tasks[task_id]
+        if task.state != TaskState.RUNNING:
+            return task
+        why = "interrupted: the daemon stopped while this task was running"
+        await self.update(task_id, state=TaskState.INTERRUPTED, error=why)
+        if self.cfg.requeue_interrupted:
+            return await self.update(
+                task_id, state=TaskState.QUEUED, attempt=task.attempt + 1, pid=None,
+                pgid=None, proc_create_time=None, started_at=None, retry_at=None,
+            )  # fmt: skip
+        return await self.update(task_id, state=TaskState.FAILED)
+
+    async def prune(self) -> int:
+        """Remove finished tasks past retention (age or count) and their log files."""
+        if not self._open:
+            return 0
+        cutoff = time.time() - self.cfg.retention_days * 86_400
+        doomed = self._index.expired(cutoff, self.cfg.max_finished)
+        if not doomed:
+            return 0
+        ids = [t.id for t in doomed]
+        logs = [Path(t.log_path) if t.log_path else self.log_path(t.id) for t in doomed]
+        for task_id in ids:
+            self._index.drop(task_id)
+        await self.storelog.commit(self.storelog.line({"op": "del", "ids": ids}))
+        await asyncio.to_thread(_unlink_all, logs)
+        self.pruned += len(ids)
+        log.info("pruned finished tasks", extra={"count": len(ids)})
+        return len(ids)
+
+    async def compact(self) -> None:
+        """Rewrite tasks.json from memory now (see aiwgd.storelog)."""
+        await self.storelog.compact()
+
+    # ---- internals -------------------------------------------------------------------
+    def _error(self, text: str) -> None:
+        self.last_error = text
+
+    def _publish(self, task: Task, previous: TaskState | None) -> None:
+        if self.router is None:
+            return
+        data = task.summary()
+        data.pop("env", None)  # may carry tokens; events are logged
+        data["previous"] = str(previous) if previous else None
+        self.router.publish(EVENT_FOR_STATE[task.state], data, "tasks")
+
+    def _maybe_prune(self) -> None:
+        # Between periodic runs, a busy daemon must not pile up far more finished tasks
+        # than tasks.max_finished: prune once the excess reaches 10% (at least 100).
+        finished = self._index.finished()
+        limit = self.cfg.max_finished
+        if finished < limit + max(100, limit // 10):
+            return
+        if self._auto_prune is None or self._auto_prune.done():
+            self._auto_prune = asyncio.create_task(self._prune_logged(), name="store-auto-prune")
+
+    async def _prune_logged(self) -> None:
+        try:
+            await self.prune()
+        except Exception:
+            log.exception("pruning failed")
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.prune_interval_minutes * 60)
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning failed")
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink()

@@ -1,0 +1,1 @@
+"""The file watcher: watchfiles -> debounced, filtered file.* events."""

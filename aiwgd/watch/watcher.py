@@ -1,0 +1,291 @@
+"""The file watcher: watchfiles -> debounced, filtered `file.created|modified|deleted`.
+
+How a change becomes an event:
+1. One recursive `watchfiles.awatch` over every configured directory that exists, plus
+   (only when needed) one non-recursive awatch over the parent directories of file
+   entries and the nearest existing ancestors of entries that do not exist yet.
+2. Each change is checked against the built-in ignores (.git/, node_modules/,
+   __pycache__/, editor swap files, the daemon's own .aiwg/daemon/) and the entries'
+   `ignore` globs; what survives waits in a per-path debounce window: every further
+   change to the path restarts the window (`watch.debounce_ms`), capped at ten windows
+   (at least 1 s) so a file written non-stop still gets reported.
+3. When the window closes, the path's state then is compared with what the watcher
+   knew before the window (an index of the files under the watched entries, built at
+   start): absent -> present is `file.created`, present -> present `file.modified`,
+   present -> absent `file.deleted`. So a burst of writes gives one event; create then
+   modify gives one `file.created`; create then delete inside one window gives
+   nothing (the file never existed for anyone who looked); an editor's save by
+   rename-over is `file.modified`. Directories get no events of their own: a
+   directory that appears is scanned and its files reported as created, one that
+   vanishes reports its known files as deleted.
+4. The most specific entry covering the path that takes the kind (`events`) and the
+   extension (suffix match, ".test.ts" works) reports it: data = {path (relative to
+   the project root), watch (the entry's configured path)}.
+
+A missing entry is reported in status and logged; it is picked up when it appears,
+and a watched directory deleted and recreated is watched again. Reload restarts the
+awatch with the new paths; pending debounced changes are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiwgd.lifecycle import Subsystem
+from aiwgd.watch.rules import Rules
+from aiwgd.watch.state import MAX_INDEX, Windows, scan_files
+
+if TYPE_CHECKING:
+    from aiwgd.config import Config, Paths
+    from aiwgd.events.router import EventRouter
+
+log = logging.getLogger("aiwgd.watcher")
+# watchfiles logs every batch at INFO; our own counters and events say more.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+CHUNK = 250  # changes handled between yields to the event loop
+MAX_STEP_MS = 500  # the slowest watchfiles poll: bounds the latency a long debounce adds
+
+
+@dataclass(frozen=True)
+class Plan:
+    recursive: tuple[str, ...]  # existing directory entries
+    flat: tuple[str, ...]  # parents of file entries, ancestors of missing ones
+    missing: tuple[str, ...]
+
+
+def make_plan(entry_paths: list[str]) -> Plan:
+    recursive: set[str] = set()
+    flat: set[str] = set()
+    missing: list[str] = []
+    for path in entry_paths:
+        if os.path.isdir(path):
+            recursive.add(path)
+            continue
+        if not os.path.lexists(path):
+            missing.append(path)
+        parent = os.path.dirname(path)
+        while parent != os.path.dirname(parent) and not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        flat.add(parent)
+
+    def inside(path: str, roots: set[str]) -> bool:
+        return any(path != r and path.startswith(r.rstrip("/") + "/") for r in roots)
+
+    rec = {r for r in recursive if not inside(r, recursive)}
+    flat = {f for f in flat if f not in rec and not inside(f, rec)}
+    return Plan(tuple(sorted(rec)), tuple(sorted(flat)), tuple(sorted(missing)))
+
+
+class FileWatcher(Subsystem):
+    name = "watcher"
+
+    def __init__(self, router: EventRouter, paths: Paths, config: Config) -> None:
+        self.router = router
+        self.paths = paths
+        self.section = config.watch
+        self.rules = Rules(paths.root, paths.daemon_dir, self.section.paths, paths.pid_file)
+        self.plan = Plan((), (), ())
+        self.windows = Windows(self.rules, self._emit)
+        self.state = "stopped"
+        self.error: str | None = None
+        self.counts = {"changes": 0, "created": 0, "modified": 0, "deleted": 0, "restarts": 0}
+        self._watches: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._planner: asyncio.Task[None] | None = None
+        self._replan_wanted = asyncio.Event()
+        self._plan_lock = asyncio.Lock()
+        self._retry_s = 1.0
+        self._force_next = False
+
+    # ---- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self.windows.run(), name="watcher-flush")
+        self._planner = asyncio.create_task(self._plan_loop(), name="watcher-plan")
+        await self._replan(index=True)
+
+    async def stop(self, fast: bool = False) -> None:
+        await self._stop_watches()
+        for task in (self._flusher, self._planner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.state = "stopped"
+
+    async def apply_config(self, config: Config) -> None:
+        self.section = config.watch
+        self.rules = Rules(
+            self.paths.root, self.paths.daemon_dir, self.section.paths, self.paths.pid_file
+        )
+        self.windows.rules = self.rules
+        # Pending changes stay: they are judged against the new entries when due.
+        await self._replan(index=True, force=True)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "error": self.error,
+            "watching": [self.rules.relative(p) for p in self.plan.recursive],
+            "parents": [self.rules.relative(p) for p in self.plan.flat],
+            "missing": [self.rules.relative(p) for p in self.plan.missing],
+            "pending": len(self.windows.pending),
+            "indexed_files": len(self.windows.known),
+            "index_complete": self.windows.index_complete,
+            "debounce_ms": self.section.debounce_ms,
+            **self.counts,
+        }
+
+    # ---- planning: what to watch -----------------------------------------------------
+    async def _replan(self, index: bool = False, force: bool = False) -> None:
+        """Recompute what to watch; restart the awatch if that changed.
+
+        `index`: files in newly watched directories existed before (start, reload);
+        otherwise a directory just appeared and its files are reported as created.
+        """
+        async with self._plan_lock:
+            if not self.section.enabled:
+                await self._stop_watches()
+                self.plan = Plan((), (), ())
+                self.state = "disabled"
+                return
+            old = self.plan
+            plan = make_plan([e.abs for e in self.rules.entries])
+            for path in set(plan.missing) - set(old.missing):
+                log.warning("watched path does not exist yet; waiting for it to appear",
+                            extra={"path": self.rules.relative(path)})  # fmt: skip
+            self.plan = plan
+            same = (plan.recursive, plan.flat) == (old.recursive, old.flat)
+            if not same or force or not self._watches:
+                self.error = None
+                # New watches first, old ones after: a change in between is seen twice
+                # (harmless: windows are per path), never zero times.
+                old_watches, self._watches = self._watches, []
+                self._start_watches()
+                await asyncio.sleep(0)  # awatch registers its inotify watches in its first step
+                await self._stop_watches(old_watches)
+            await self._take_in(old, plan, index)
+            # A watch that failed in its first step has set self.error already.
+            if self.error:
+                self.state = "error"
+            else:
+                self.state = "watching" if plan.recursive or plan.flat else "idle"
+
+    async def _take_in(self, old: Plan, plan: Plan, index: bool) -> None:
+        """Scan what is newly watched: remember it (index) or report it as created."""
+        new_dirs = [d for d in plan.recursive if d not in old.recursive]
+        new_files = [e.abs for e in self.rules.entries
+                     if e.abs not in old.recursive and os.path.isfile(e.abs)]  # fmt: skip
+        if not new_dirs and not new_files:
+            return
+        found = await asyncio.to_thread(scan_files, new_dirs, self.rules, MAX_INDEX)
+        files = found.files + [f for f in new_files if f not in self.windows.known]
+        if index:
+            self.windows.index(files, found.dirs, found.complete)
+        else:
+            self.windows.dirs.update(found.dirs)
+            self.windows.touch(files, time.monotonic(), self.section.debounce_ms / 1000)
+
+    def _start_watches(self) -> None:
+        from watchfiles import awatch  # heavy import kept to the daemon side
+
+        # watchfiles polls its notify thread every `step` ms even when nothing happens,
+        # so the step is the watcher's idle cost. Finer than a quarter of the debounce
+        # window buys nothing (the window swallows it): the default 2 s debounce polls
+        # twice a second, a 50 ms debounce every 12 ms.
+        step = max(10, min(MAX_STEP_MS, self.section.debounce_ms // 4))
+        for dirs, recursive in ((self.plan.recursive, True), (self.plan.flat, False)):
+            if not dirs:
+                continue
+            stop = asyncio.Event()
+            changes = awatch(*dirs, watch_filter=None, debounce=max(200, 2 * step), step=step,
+                             stop_event=stop, recursive=recursive,
+                             ignore_permission_denied=True)  # fmt: skip
+            task = asyncio.create_task(self._consume(changes), name="watcher-awatch")
+            self._watches.append((stop, task))
+        self.counts["restarts"] += 1
+
+    async def _stop_watches(
+        self, watches: list[tuple[asyncio.Event, asyncio.Task[None]]] | None = None
+    ) -> None:
+        if watches is None:
+            watches, self._watches = self._watches, []
+        for stop, _ in watches:
+            stop.set()  # the watch thread notices within one step and returns
+        for _, task in watches:
+            try:
+                await asyncio.wait_for(task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception:
+                pass  # already reported by _consume
+
+    async def _consume(self, changes: Any) -> None:
+        try:
+            async for batch in changes:
+                await self._intake(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A watched directory vanished between planning and watching, or the
+            # inotify watch limit was hit: report it and plan again after a backoff.
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = "error"
+            fields = {"error": self.error, "retry_in_s": self._retry_s}
+            log.error("file watch failed; retrying", extra=fields)
+            self._force_next = True
+            asyncio.get_running_loop().call_later(self._retry_s, self._replan_wanted.set)
+            self._retry_s = min(self._retry_s * 2, 30.0)
+
+    async def _plan_loop(self) -> None:
+        """Replans requested by changes run here, one at a time, never lost."""
+        while True:
+            await self._replan_wanted.wait()
+            self._replan_wanted.clear()
+            force, self._force_next = self._force_next, False
+            try:
+                await self._replan(force=force)
+            except Exception:
+                log.exception("file watcher replan failed")
+
+    # ---- intake: raw changes -> debounce windows -----------------------------------
+    def _structural(self, path: str) -> bool:
+        """Might this change alter what must be watched (a root gone, a missing path here)?
+
+        The kind is not trusted: watchfiles reports a directory moved in from outside
+        as "deleted" (it pairs rename halves by alternation), so any change on a
+        watched directory, a missing path or one of their ancestors triggers a replan,
+        which looks at the disk itself.
+        """
+        plan = self.plan
+        return any(w == path or w.startswith(path + "/")
+                   for w in plan.recursive + plan.flat + plan.missing)  # fmt: skip
+
+    async def _intake(self, batch: set[tuple[int, str]]) -> None:
+        now = time.monotonic()
+        replan = False
+        items = list(batch)
+        self.counts["changes"] += len(items)
+        for start in range(0, len(items), CHUNK):
+            if start:
+                await asyncio.sleep(0)  # a 10,000-file burst must not stall RPC
+            chunk = items[start : start + CHUNK]
+            replan = replan or any(self._structural(p) for _, p in chunk)
+            self.windows.touch([p for _, p in chunk], now, self.section.debounce_ms / 1000)
+        if replan:
+            self._retry_s = 1.0
+            self._replan_wanted.set()
+
+    def _emit(self, path: str, kind: str) -> None:
+        entry = self.rules.select(path, kind)
+        if entry is None:
+            return
+        self.counts[kind] += 1
+        self.router.publish(f"file.{kind}", {"path": self.rules.relative(path),
+                                             "watch": entry.path}, "watcher")  # fmt: skip
