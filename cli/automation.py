@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aiwgd.cli.main import Json, Root, client, emit, json_object_arg, want_json
+from aiwgd.cli.options import Json, Root, client, emit, json_object_arg, want_json
 from aiwgd.cli.render import ago
 
 automation_app = typer.Typer(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from aiwgd.cli.daemonctl import CtlError
-from aiwgd.cli.main import Json, Root, client, emit, json_object_arg, want_json
+from aiwgd.cli.options import Json, Root, client, emit, json_object_arg, want_json
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a subscriber failed on.")
 

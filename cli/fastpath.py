@@ -7,7 +7,7 @@ daemon. These two commands take only `--root DIR` and `--json`, so a plain argv
 match recognises them; `status()` and `ping()` here are their one implementation,
 which the typer commands in cli/main.py call too. Anything else (other commands,
 --help, an unknown or misspelled option) goes to typer, which stays the one
-definition of the CLI; tests/test_cli_fastpath.py checks both paths print the same
+definition of the CLI; tests/cli/test_fastpath.py checks both paths print the same
 bytes and exit with the same codes.
 """
 
@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+# The exit codes of every command (cli/options.py re-exports them; 2, usage, is click's).
 EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
 HOT = ("status", "ping")
 
@@ -44,7 +45,7 @@ def parse(argv: list[str]) -> tuple[str, str | None, bool] | None:
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
-    # Same output as cli.main.emit gives the other commands (typer.echo is print + newline).
+    # Same output as cli.options.emit gives the other commands (typer.echo is print + newline).
     print(json.dumps(data, indent=2, default=str) if as_json else human)
 
 

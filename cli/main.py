@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from aiwgd.cli import daemonctl, fastpath, render
 from aiwgd.cli.daemonctl import CtlError
-from aiwgd.client import Client, ClientError, DaemonNotRunning, RpcError
-from aiwgd.config.paths import Paths, resolve_root
-
-EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
+from aiwgd.cli.options import (
+    EXIT_ERROR,
+    EXIT_NOT_RUNNING,
+    Json,
+    Opts,
+    Root,
+    client,
+    emit,
+    json_object_arg,
+    paths_for,
+    want_json,
+)
+from aiwgd.client import ClientError, DaemonNotRunning, RpcError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,48 +33,6 @@ app = typer.Typer(
 )  # fmt: skip
 config_app = typer.Typer(no_args_is_help=True, help="Validate, show or create the config.")
 app.add_typer(config_app, name="config")
-
-Root = Annotated[
-    str | None, typer.Option("--root", help="project root (default $AIWG_ROOT or cwd)")
-]
-Json = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
-
-
-class Opts:
-    """Global options (`aiwg --json --root DIR CMD`); per-command ones override them."""
-
-    root: str | None = None
-    json: bool = False
-
-
-def paths_for(root: str | None) -> Paths:
-    return Paths(resolve_root(root or Opts.root))
-
-
-def want_json(flag: bool) -> bool:
-    return flag or Opts.json
-
-
-def emit(data: Any, as_json: bool, human: str | None = None) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    elif human is not None:
-        typer.echo(human)
-
-
-def client(root: str | None, timeout: float | None = 30.0) -> Client:
-    return Client(paths_for(root).root, timeout=timeout)
-
-
-def json_object_arg(text: str, name: str, must_be: str = "a JSON object") -> dict[str, Any]:
-    """Parse command-line argument `name`, which must hold a JSON object (CtlError if not)."""
-    try:
-        parsed = json.loads(text)
-    except ValueError as exc:
-        raise CtlError(f"{name} is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise CtlError(f"{name} must be {must_be}")
-    return parsed
 
 
 @app.callback()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from aiwgd.cli import render
-from aiwgd.cli.main import Json, Root, client, emit, want_json
+from aiwgd.cli.options import Json, Root, client, emit, want_json
 from aiwgd.cli.render import ago
 
 schedule_app = typer.Typer(no_args_is_help=True, help="List, run, enable and disable cron jobs.")

@@ -19,7 +19,7 @@ import typer
 
 from aiwgd.cli import render
 from aiwgd.cli.daemonctl import CtlError
-from aiwgd.cli.main import EXIT_ERROR, Json, Root, client, emit, want_json
+from aiwgd.cli.options import EXIT_ERROR, Json, Root, client, emit, want_json
 
 task_app = typer.Typer(no_args_is_help=True, help="Submit, list, inspect and cancel tasks.")
 

@@ -1,0 +1,78 @@
+"""What every `aiwg` command shares: the --root/--json options, the client, output, exit codes.
+
+main.py and each command-group module (tasks, events, schedule, automation) import from
+here; none of them imports main.py, which only assembles the app.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from aiwgd.cli.daemonctl import CtlError
+
+# fastpath.py answers `status` and `ping` without typer, so the codes live there.
+from aiwgd.cli.fastpath import EXIT_ERROR, EXIT_NOT_RUNNING
+from aiwgd.client import Client
+from aiwgd.config.paths import Paths, resolve_root
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_NOT_RUNNING",
+    "Json",
+    "Opts",
+    "Root",
+    "client",
+    "emit",
+    "json_object_arg",
+    "paths_for",
+    "want_json",
+]
+
+Root = Annotated[
+    str | None, typer.Option("--root", help="project root (default $AIWG_ROOT or cwd)")
+]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
+
+
+class Opts:
+    """Global options (`aiwg --json --root DIR CMD`); per-command ones override them."""
+
+    root: str | None = None
+    json: bool = False
+
+
+def paths_for(root: str | None) -> Paths:
+    """The project's paths: this command's --root, else the global one, else the default."""
+    return Paths(resolve_root(root or Opts.root))
+
+
+def want_json(flag: bool) -> bool:
+    """JSON output if this command's --json or the global one asks for it."""
+    return flag or Opts.json
+
+
+def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    """Print `data` as indented JSON, or the human-readable line(s) if there are any."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif human is not None:
+        typer.echo(human)
+
+
+def client(root: str | None, timeout: float | None = 30.0) -> Client:
+    """A client for the daemon of the project at `root` (not yet connected)."""
+    return Client(paths_for(root).root, timeout=timeout)
+
+
+def json_object_arg(text: str, name: str, must_be: str = "a JSON object") -> dict[str, Any]:
+    """Parse command-line argument `name`, which must hold a JSON object (CtlError if not)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise CtlError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise CtlError(f"{name} must be {must_be}")
+    return parsed
