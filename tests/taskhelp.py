@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.utils import DaemonProc, alive, wait_for
+from tests.utils import SCRIPTS, DaemonProc, alive, wait_for
 
-PROG = str(Path(__file__).resolve().parent / "scripts" / "taskprog.py")
+PROG = str(SCRIPTS / "taskprog.py")
 TERMINAL = ("completed", "failed", "timed_out", "cancelled")
 
 

@@ -25,6 +25,8 @@ from aiwgd.client import Client, ClientError
 from aiwgd.config.paths import Paths
 
 REPO = Path(__file__).resolve().parent.parent
+# Small programs the tests run as children (tests/scripts/).
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 # Quiet defaults for tests: the original AIWG defaults watch src/ and run cron jobs.
 BASE_CONFIG: dict[str, Any] = {
@@ -201,3 +203,35 @@ def alive(pid: int) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+class Subscriber:
+    """A connection subscribed to some event types, reading its notifications."""
+
+    def __init__(self, d: DaemonProc, types: list[str]) -> None:
+        self.client = d.client(timeout=10)
+        self.root = d.root
+        result = self.client.call("events.subscribe", types=types)
+        self.sid: str = result["subscription_id"]
+        self.others: list[dict[str, Any]] = []
+
+    def next(
+        self, pred: Callable[[dict[str, Any]], bool] = lambda e: True, timeout: float = 10
+    ) -> dict[str, Any]:
+        """The next event notification satisfying `pred` (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.client.pending_notifications:
+                msg = self.client.pending_notifications.pop(0)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching event within {timeout}s")
+                msg = self.client.read_message(timeout=left)
+            assert "id" not in msg, f"unexpected reply: {msg}"
+            if msg["method"] == "event" and pred(msg["params"]):
+                return msg["params"]
+            self.others.append(msg)
+
+    def close(self) -> None:
+        self.client.close()

@@ -2,7 +2,7 @@
 
 The store is a plain object, so these tests drive it directly in an event loop; the
 crash tests (a writer killed with SIGKILL, damaged files, the real daemon) are in
-test_store_recovery.py.
+tests/tasks/store/test_recovery.py.
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import DaemonFactory
-from tests.test_events_rpc import Subscriber
-from tests.utils import DaemonProc, wait_for, write_config
+from tests.utils import DaemonProc, Subscriber, wait_for, write_config
 
 
 def watch_config(paths: list[dict[str, Any]], debounce_ms: int = 100) -> dict[str, Any]:

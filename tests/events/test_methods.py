@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,39 +13,7 @@ import pytest
 from aiwgd.client import Client, RpcError
 from tests.conftest import DaemonFactory
 from tests.httphook import HookServer
-from tests.utils import DaemonProc, run_cli, wait_for
-
-
-class Subscriber:
-    """A connection subscribed to some event types, reading its notifications."""
-
-    def __init__(self, d: DaemonProc, types: list[str]) -> None:
-        self.client = d.client(timeout=10)
-        self.root = d.root
-        result = self.client.call("events.subscribe", types=types)
-        self.sid: str = result["subscription_id"]
-        self.others: list[dict[str, Any]] = []
-
-    def next(
-        self, pred: Callable[[dict[str, Any]], bool] = lambda e: True, timeout: float = 10
-    ) -> dict[str, Any]:
-        """The next event notification satisfying `pred` (others are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.client.pending_notifications:
-                msg = self.client.pending_notifications.pop(0)
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no matching event within {timeout}s")
-                msg = self.client.read_message(timeout=left)
-            assert "id" not in msg, f"unexpected reply: {msg}"
-            if msg["method"] == "event" and pred(msg["params"]):
-                return msg["params"]
-            self.others.append(msg)
-
-    def close(self) -> None:
-        self.client.close()
+from tests.utils import DaemonProc, Subscriber, run_cli, wait_for
 
 
 def subscribers_of(d: DaemonProc) -> list[str]:

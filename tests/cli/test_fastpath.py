@@ -48,9 +48,9 @@ def test_fast_path_matches_typer(daemon: DaemonProc, tmp_path: Path) -> None:
 
 
 def test_fast_path_loads_no_typer(daemon: DaemonProc) -> None:
-    code = ("import sys; from cli import fastpath; "
+    code = ("import sys; from aiwgd.cli import fastpath; "
             f"rc = fastpath.run(['--root', {str(daemon.root)!r}, 'status']); "
-            "print(rc, sorted(m for m in ('typer', 'pydantic', 'config.model') "
+            "print(rc, sorted(m for m in ('typer', 'pydantic', 'aiwgd.config.model') "
             "if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env_for_tests(), timeout=30)  # fmt: skip

@@ -3,7 +3,7 @@
 Everything goes over raw sockets to a real daemon process. The spec's example methods
 (subtract, sum, ...) do not exist here, so the examples use real methods where the
 spec's method would succeed and keep the spec's names where it expects an error.
-Connection-level robustness (limits, slow clients, peers) is in test_rpc_robustness.py.
+Connection-level robustness (limits, slow clients, peers) is in test_robustness.py.
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from aiwgd.client import RpcError
 from aiwgd.config.load import parse_config
 from aiwgd.events.router import Event, EventRouter
 from aiwgd.schedule.scheduler import Scheduler
-from tests.utils import DaemonProc, run_cli, wait_for, write_config
+from tests.utils import SCRIPTS, DaemonProc, run_cli, wait_for, write_config
 
 # A child that records its start, waits for a flag file, then records its end.
-WAITER = Path(__file__).parent / "scripts" / "wait_flag.py"
+WAITER = SCRIPTS / "wait_flag.py"
 
 
 def fired(d: DaemonProc, job_id: str) -> list[dict[str, Any]]:
