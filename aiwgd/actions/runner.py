@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiwgd import errors
+from aiwgd import __version__, errors
 from aiwgd.actions.templates import TemplateError, render, render_argv, render_data
 from aiwgd.config.model import Action
 
@@ -41,7 +41,7 @@ SubmitTask = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
 SIGNATURE_HEADER = "X-Aiwg-Signature"
 WEBHOOK_TIMEOUT_S = 10.0
 _EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_*-]+)*$")
-_USER_AGENT = "aiwgd/0.1"
+_USER_AGENT = f"aiwgd/{__version__}"
 
 
 class ActionError(Exception):

@@ -13,14 +13,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiwgd import errors
+from aiwgd import __version__, errors
 from aiwgd.config.schema import ValidationError, json_schema, parse, spec
 from aiwgd.rpc.protocol import Handler
 
 if TYPE_CHECKING:
     from aiwgd.daemon import Daemon
 
-VERSION = "0.1.0"
+VERSION = __version__
 
 Impl = Callable[[Any, Any], Awaitable[Any]]
 
