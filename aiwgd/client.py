@@ -1,11 +1,17 @@
 """A small stdlib-only JSON-RPC client for the aiwgd socket, usable from any script.
 
-    from aiwgd.client import Client
+    from aiwgd.client import Client, ClientError, DaemonNotRunning, RpcError
+
     with Client("/path/to/project") as c:
         print(c.call("daemon.status")["pid"])
 
 Errors are typed: DaemonNotRunning (nothing answers on the socket), RpcError (the
-daemon answered with an error object: .code, .message, .data), TimeoutError.
+daemon answered with an error object: .code, .message, .data), ProtocolError (a broken
+or closed connection); ClientError is the base of all three. No answer in time raises
+TimeoutError.
+
+Importing this module loads only the stdlib and aiwgd.config.paths: no daemon code,
+no typer (tests/client/test_user_script.py keeps it so).
 """
 
 from __future__ import annotations
