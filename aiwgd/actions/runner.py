@@ -2,8 +2,9 @@
 
 `ActionRunner.plan()` renders an action's templates against an event without side
 effects (the dry run of `automation.test`); `run()` renders and executes it and raises
-ActionError when it fails, so the caller (an event-router subscription with retries,
-or the scheduler) decides what a failure means.
+ActionError when it fails; `attempt()` runs it as one delivery of an event-router
+subscription with retries on (a rule's or a job's executor) and returns an Outcome
+whose verdict says whether the router retries it (aiwgd.actions.outcome).
 
 Safety: a task's `command` is an argv list rendered element by element and handed to
 the supervisor, which runs it without a shell; webhooks use stdlib http.client in a
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiwgd import __version__, errors
+from aiwgd.actions.outcome import Outcome, Verdict
 from aiwgd.actions.templates import TemplateError, render, render_argv, render_data
 from aiwgd.config.model import Action
 
@@ -113,6 +115,28 @@ class ActionRunner:
             return await self._webhook(plan, event, action.secret_env)
         log.info(plan["message"], extra={**metadata, "action": "log"})
         return {"message": plan["message"]}
+
+    async def attempt(
+        self,
+        action: Action,
+        event: dict[str, Any],
+        metadata: dict[str, Any],
+        source: str,
+        attempt: int,
+    ) -> Outcome:
+        """Run the action as delivery number `attempt` (from 1) and judge the result.
+
+        A template error is hopeless; any other ActionError is retried while `attempt`
+        is within events.max_retries (the router's own limit), and final after that.
+        """
+        try:
+            result = await self.run(action, event, metadata, source)
+        except ActionTemplateError as exc:
+            return Outcome(Verdict.HOPELESS, error=exc)
+        except ActionError as exc:
+            last = attempt > self.router.settings.max_retries
+            return Outcome(Verdict.FAILED if last else Verdict.RETRY, error=exc)
+        return Outcome(Verdict.SUCCEEDED, result)
 
     async def _task(
         self, plan: dict[str, Any], metadata: dict[str, Any], source: str

@@ -3,18 +3,21 @@
 Two kinds of router subscription, so a failing action is retried and dead-lettered on
 its own without ever re-running the matching (or anyone else's action):
 
-- one matcher, "automation", on every event (no retries: matching cannot fail). For
-  each enabled rule whose trigger and conditions match, the loop guard (cooldown_s,
-  max_per_minute) decides; an accepted execution either waits for approval or is
-  handed to the rule's executor with `router.deliver`;
+- one matcher, "automation", on the event types that enabled rules trigger on (no
+  retries: matching cannot fail). For each enabled rule whose trigger and conditions
+  match, the loop guard (cooldown_s, max_per_minute) decides; an accepted execution
+  either waits for approval or is handed to the rule's executor with `router.deliver`;
 - one executor per rule, "automation:<rule id>", with no patterns and retries on: it
-  runs the action. An ActionError makes the router retry it (events.max_retries,
-  doubling from events.retry_base_ms), then dead-letter it; `dlq.replay` hands the
-  event back to the executor of the same name, which runs the action again.
+  runs the action (`ActionRunner.attempt`). An ActionError makes the router retry it
+  (events.max_retries, doubling from events.retry_base_ms), then dead-letter it;
+  `dlq.replay` hands the event back to the executor of the same name, which runs the
+  action again.
 
 A template error (a field the event lacks) fails the execution at once: retrying
-cannot make the field appear. Reload swaps rules by id: executors of kept rules keep
-their queues and pending retries, so no accepted event is lost.
+cannot make the field appear. A task action's task is followed ("automation:tasks",
+aiwgd.actions.outcome.StartedTasks) until it ends, for the execution's `task_state`.
+Reload swaps rules by id: executors of kept rules keep their queues and pending
+retries, so no accepted event is lost.
 """
 
 from __future__ import annotations
@@ -26,17 +29,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
-from aiwgd.actions.runner import ActionError, ActionRunner, ActionTemplateError
+from aiwgd.actions.outcome import Outcome, StartedTasks, Verdict
 from aiwgd.automation.conditions import explain
-from aiwgd.automation.executions import Execution, ExecutionLog
+from aiwgd.automation.executions import Execution, ExecutionLog, ExecutionState
 from aiwgd.config.model import Rule
-from aiwgd.events.router import Event
+from aiwgd.events.model import Event
 from aiwgd.infra.runtime_state import read_section, write_section
 from aiwgd.lifecycle import Subsystem
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from aiwgd.actions.runner import ActionRunner
     from aiwgd.config import Config
     from aiwgd.events.router import EventRouter, Subscription
 
@@ -46,8 +50,9 @@ __all__ = ["Automation"]
 
 MAX_PENDING = 100  # approvals waiting; beyond this, new ones are refused (and counted)
 MAX_INFLIGHT = 10_000  # executions handed to executors and not yet finished
-TERMINAL_TASK_EVENTS = ("task.completed", "task.failed", "task.timed_out", "task.cancelled")
 RUNTIME_KEY = "automation"
+
+S = ExecutionState
 
 
 @dataclass
@@ -85,9 +90,13 @@ class Automation(Subsystem):
     name = "automation"
 
     def __init__(
-        self, router: EventRouter, runner: ActionRunner, config: Config,
-        state_file: Path | None = None, log_file: Path | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        router: EventRouter,
+        runner: ActionRunner,
+        config: Config,
+        state_file: Path | None = None,
+        log_file: Path | None = None,
+    ) -> None:
         self.router = router
         self.runner = runner
         self.state_file = state_file
@@ -96,11 +105,13 @@ class Automation(Subsystem):
         self.rules: dict[str, RuleState] = {}
         self.pending: OrderedDict[str, Execution] = OrderedDict()
         self.inflight: OrderedDict[tuple[str, str], Execution] = OrderedDict()
-        self.by_task: OrderedDict[str, Execution] = OrderedDict()
+        # The tasks that succeeded executions submitted, until they end.
+        self.tasks: StartedTasks[Execution] = StartedTasks(
+            router, "automation:tasks", "rule", self._task_ended, limit=MAX_INFLIGHT
+        )
         self.log = ExecutionLog(log_file)
         self._config_rules = list(config.rules)
         self._matcher: Subscription | None = None
-        self._tasks: Subscription | None = None
         self.refused_pending = 0
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -114,14 +125,12 @@ class Automation(Subsystem):
             self._restore_pending(saved.get("pending"))
         self._matcher = self.router.subscribe([], self._match, "automation", retries=False)
         self._set_rules(self._config_rules)
-        self._tasks = self.router.subscribe(
-            list(TERMINAL_TASK_EVENTS), self._task_done, "automation:tasks", retries=False
-        )
+        self.tasks.start()
 
     async def stop(self, fast: bool = False) -> None:
-        for sub in (self._matcher, self._tasks):
-            if sub is not None:
-                self.router.unsubscribe(sub)
+        if self._matcher is not None:
+            self.router.unsubscribe(self._matcher)
+        self.tasks.stop()
         for rs in self.rules.values():
             if rs.executor is not None:
                 self.router.unsubscribe(rs.executor)
@@ -146,7 +155,7 @@ class Automation(Subsystem):
                 # Events waiting for a retry go to the dead-letter queue, not nowhere.
                 self.router.unsubscribe(gone.executor)
             for key in [k for k in self.inflight if k[0] == gone.rule.id]:
-                self.inflight.pop(key).finish("failed", "the rule was removed by a reload")
+                self.inflight.pop(key).set_state(S.FAILED, "the rule was removed by a reload")
         self.rules = new
         self._narrow_matcher()
 
@@ -159,8 +168,12 @@ class Automation(Subsystem):
         self._matcher.set_patterns(sorted(triggers) if self.enabled else [])
 
     def status(self) -> dict[str, Any]:
-        return {"state": "running" if self.enabled else "disabled", "rules": len(self.rules),
-                "pending": len(self.pending), "executions": len(self.log.items)}  # fmt: skip
+        return {
+            "state": "running" if self.enabled else "disabled",
+            "rules": len(self.rules),
+            "pending": len(self.pending),
+            "executions": len(self.log.items),
+        }
 
     # ---- switches ----------------------------------------------------------------------
     def rule_enabled(self, rs: RuleState) -> bool:
@@ -176,8 +189,11 @@ class Automation(Subsystem):
             self.overrides[rule_id] = enabled
         self._save()
         self._narrow_matcher()
-        return {"enabled": self.enabled, "rule_id": rule_id,
-                "rule_enabled": None if rule_id is None else enabled}  # fmt: skip
+        return {
+            "enabled": self.enabled,
+            "rule_id": rule_id,
+            "rule_enabled": None if rule_id is None else enabled,
+        }
 
     def _ids(self) -> str:
         return ", ".join(self.rules) or "none configured"
@@ -186,12 +202,13 @@ class Automation(Subsystem):
         """Persist switches and pending approvals; strict: a disk error fails the RPC."""
         if self.state_file is None:
             return
-        pending = [{"id": e.id, "rule_id": e.rule_id, "event": e.event,
-                    "created_at": e.created_at} for e in self.pending.values()]  # fmt: skip
+        pending = [
+            {"id": e.id, "rule_id": e.rule_id, "event": e.event, "created_at": e.created_at}
+            for e in self.pending.values()
+        ]
+        saved = {"enabled": self.enabled, "rules": self.overrides, "pending": pending}
         try:
-            write_section(self.state_file, RUNTIME_KEY,
-                          {"enabled": self.enabled, "rules": self.overrides,
-                           "pending": pending})  # fmt: skip
+            write_section(self.state_file, RUNTIME_KEY, saved)
         except OSError as exc:
             log.error("cannot persist automation state", extra={"error": str(exc)})
             if strict:
@@ -201,8 +218,13 @@ class Automation(Subsystem):
         """Approvals still waiting when the daemon stopped wait again after a restart."""
         for item in saved if isinstance(saved, list) else []:
             try:
-                exe = Execution(str(item["rule_id"]), dict(item["event"]), "pending",
-                                str(item["id"]), float(item["created_at"]))  # fmt: skip
+                exe = Execution(
+                    str(item["rule_id"]),
+                    dict(item["event"]),
+                    S.PENDING,
+                    str(item["id"]),
+                    float(item["created_at"]),
+                )
             except (KeyError, TypeError, ValueError):
                 continue  # a damaged entry is dropped, the others still load
             self.pending[exe.id] = exe
@@ -232,40 +254,44 @@ class Automation(Subsystem):
         # Logged at most every 10 s per rule: a runaway loop must not flood the log.
         if now - rs.suppress_logged_at >= 10.0:
             rs.suppress_logged_at = now
-            log.warning("rule held back by its loop guard",
-                        extra={"rule_id": rs.rule.id, "event_id": ev.get("id"), "reason": why,
-                               "suppressed_total": rs.suppressed})  # fmt: skip
+            fields = {
+                "rule_id": rs.rule.id,
+                "event_id": ev.get("id"),
+                "reason": why,
+                "suppressed_total": rs.suppressed,
+            }
+            log.warning("rule held back by its loop guard", extra=fields)
 
     def _accept(self, rs: RuleState, ev: dict[str, Any], event: Event) -> None:
-        exe = Execution(rs.rule.id, ev, action=rs.rule.action.type)
+        gated = rs.rule.requires_approval
+        exe = Execution(
+            rs.rule.id, ev, S.PENDING if gated else S.QUEUED, action=rs.rule.action.type
+        )
         rs.last_fired_at = exe.created_at
         self.log.add(exe)
-        if rs.rule.requires_approval:
+        if gated:
             if len(self.pending) >= MAX_PENDING:
                 self.refused_pending += 1
-                exe.finish("rejected", f"approval list full ({MAX_PENDING} pending)")
+                exe.set_state(S.REJECTED, f"approval list full ({MAX_PENDING} pending)")
                 self._finished(rs, exe)
                 return
-            exe.state = "pending"
             rs.last_result = f"pending approval ({exe.id})"
             self.pending[exe.id] = exe
             self._save(strict=False)
-            self.router.publish("automation.pending", {"execution_id": exe.id,
-                                "rule_id": rs.rule.id, "event_id": ev.get("id")},
-                                "automation")  # fmt: skip
+            data = {"execution_id": exe.id, "rule_id": rs.rule.id, "event_id": ev.get("id")}
+            self.router.publish("automation.pending", data, "automation")
             return
         self._hand_over(rs, exe, event)
 
     def _hand_over(self, rs: RuleState, exe: Execution, event: Event) -> None:
-        """Queue the execution on the rule's executor (which retries on failure)."""
-        exe.state = "queued"
+        """Deliver a queued execution's event to the rule's executor (retries on failure)."""
         self.inflight[(rs.rule.id, exe.event["id"])] = exe
         while len(self.inflight) > MAX_INFLIGHT:
             self.inflight.popitem(last=False)
         assert rs.executor is not None
         if not self.router.deliver(rs.executor, event):
             self.inflight.pop((rs.rule.id, exe.event["id"]), None)
-            exe.finish("failed", "the rule's executor queue is full; event dropped")
+            exe.set_state(S.FAILED, "the rule's executor queue is full; event dropped")
             self._finished(rs, exe)
 
     # ---- execution ---------------------------------------------------------------------
@@ -286,66 +312,64 @@ class Automation(Subsystem):
             self.log.add(exe)
             self.inflight[key] = exe
         exe.attempts += 1
-        exe.state = "running"
+        exe.set_state(S.RUNNING)
         meta = {"rule_id": rule_id, "event_id": event.id, "execution_id": exe.id}
-        try:
-            result = await self.runner.run(rs.rule.action, exe.event, meta, "rule")
-        except ActionError as exc:
-            hopeless = isinstance(exc, ActionTemplateError)
-            if hopeless or exe.attempts > self.router.settings.max_retries:
-                self.inflight.pop(key, None)
-                exe.finish("failed", str(exc))
-                self._finished(rs, exe)
-                if hopeless:
-                    return  # retrying cannot make a missing field appear: no dead letter
+        out = await self.runner.attempt(rs.rule.action, exe.event, meta, "rule", exe.attempts)
+        if out.verdict is Verdict.RETRY:
+            exe.set_state(S.RETRYING, str(out.error))
+        else:
+            self.inflight.pop(key, None)
+            if out.verdict is Verdict.SUCCEEDED:
+                self._succeeded(exe, out)
             else:
-                exe.state, exe.error = "retrying", str(exc)
-            raise  # the router retries, or dead-letters after the last attempt
-        self.inflight.pop(key, None)
-        exe.result = result
-        if result.get("task_id"):
-            exe.task_id = str(result["task_id"])
-            exe.task_state = result.get("state")
-            self.by_task[exe.task_id] = exe
-            while len(self.by_task) > MAX_INFLIGHT:
-                self.by_task.popitem(last=False)
-        exe.finish("succeeded")
-        self._finished(rs, exe)
+                exe.set_state(S.FAILED, str(out.error))
+            self._finished(rs, exe)
+        # Raises a failure: the router retries it, or dead-letters it after the last
+        # attempt; a hopeless one (a missing field) is not dead-lettered.
+        out.hand_back()
+
+    def _succeeded(self, exe: Execution, out: Outcome) -> None:
+        exe.result = out.result
+        exe.task_id = out.task_id
+        if exe.task_id is not None:
+            exe.task_state = out.result.get("state")
+            ended = self.tasks.track(exe.task_id, exe)
+            if ended is not None:
+                exe.task_state = ended
+        exe.set_state(S.SUCCEEDED)
 
     def _finished(self, rs: RuleState, exe: Execution) -> None:
-        if exe.state == "succeeded":
+        if exe.state is S.SUCCEEDED:
             rs.executed += 1
             rs.succeeded += 1
             rs.last_result = "succeeded" + (f" (task {exe.task_id})" if exe.task_id else "")
-        elif exe.state == "failed":
+        elif exe.state is S.FAILED:
             rs.executed += 1
             rs.failed += 1
             rs.last_result = f"failed: {exe.error}"
-            log.warning("rule action failed", extra={"rule_id": rs.rule.id,
-                        "execution_id": exe.id, "error": exe.error})  # fmt: skip
+            fields = {"rule_id": rs.rule.id, "execution_id": exe.id, "error": exe.error}
+            log.warning("rule action failed", extra=fields)
         else:
-            rs.last_result = f"{exe.state}: {exe.error}" if exe.error else exe.state
+            rs.last_result = f"{exe.state}: {exe.error}" if exe.error else str(exe.state)
         self.log.persist(exe)
 
-    async def _task_done(self, event: Event) -> None:
-        task_id = str(event.data.get("id", ""))
-        exe = self.by_task.pop(task_id, None)
-        if exe is not None:
-            exe.task_state = event.type.split(".", 1)[1]
+    def _task_ended(self, exe: Execution, task_id: str, state: str) -> None:
+        exe.task_state = state
 
     # ---- approvals ---------------------------------------------------------------------
     def approve(self, execution_id: str) -> dict[str, Any]:
         exe = self._pending(execution_id)
         rs = self.rules.get(exe.rule_id)
         if rs is None:
-            exe.finish("rejected", "the rule no longer exists")
+            exe.set_state(S.REJECTED, "the rule no longer exists")
             return exe.to_dict()
+        exe.set_state(S.QUEUED)
         self._hand_over(rs, exe, Event.from_dict(exe.event))
         return exe.to_dict()
 
     def reject(self, execution_id: str, reason: str | None = None) -> dict[str, Any]:
         exe = self._pending(execution_id)
-        exe.finish("rejected", reason or "rejected by a user")
+        exe.set_state(S.REJECTED, reason or "rejected by a user")
         rs = self.rules.get(exe.rule_id)
         if rs is not None:
             self._finished(rs, exe)

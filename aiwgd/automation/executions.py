@@ -1,10 +1,21 @@
-"""Rule executions and their bounded log (in memory, mirrored to a JSON-lines file).
+"""Rule executions, their states, and their bounded log (in memory and a JSON-lines file).
 
-One Execution is one rule acting on one event: pending (waiting for approval),
-running, retrying (the router will deliver the event again), succeeded, failed or
-rejected. The in-memory log keeps the newest `LOG_SIZE`; finished executions are also
-appended (fsynced) to `.aiwg/daemon/automation.jsonl`, rotated once past a size cap,
-so `automation.log` history survives a restart for humans reading the file.
+One Execution is one rule acting on one event. Its states and the one transition table
+(every change goes through `Execution.set_state()`)::
+
+    pending   -> queued | rejected   (approved, or rejected: by a user, a full
+                                      approval list, or a rule gone since)
+    queued    -> running | failed    (handed to the rule's executor; failed if its
+                                      queue is full or a reload removes the rule)
+    running   -> retrying | succeeded | failed
+    retrying  -> running | failed    (the router delivers the event again)
+
+An execution starts pending (the rule requires approval) or queued. succeeded, failed
+and rejected are final. The in-memory log keeps the newest `LOG_SIZE`; finished
+executions whose rule still exists are also appended (fsynced) to
+`.aiwg/daemon/automation.jsonl`, rotated once past a size cap, so their history
+survives a restart for humans reading the file (the `automation.log` method reads
+only the in-memory log).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,11 +36,33 @@ from aiwgd.infra.durable import append_line
 
 log = logging.getLogger("aiwgd.automation")
 
-__all__ = ["FINISHED", "Execution", "ExecutionLog"]
+__all__ = ["FINISHED", "TRANSITIONS", "Execution", "ExecutionLog", "ExecutionState"]
 
 LOG_SIZE = 1000
 FILE_MAX_BYTES = 1_048_576
-FINISHED = frozenset({"succeeded", "failed", "rejected"})
+
+
+class ExecutionState(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+S = ExecutionState
+TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
+    S.PENDING: frozenset({S.QUEUED, S.REJECTED}),
+    S.QUEUED: frozenset({S.RUNNING, S.FAILED}),
+    S.RUNNING: frozenset({S.RETRYING, S.SUCCEEDED, S.FAILED}),
+    S.RETRYING: frozenset({S.RUNNING, S.FAILED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.REJECTED: frozenset(),
+}
+FINISHED = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED})
 
 _seq = itertools.count(1)
 _PREFIX = f"{int(time.time()):x}-{os.getpid():x}"  # unique across restarts
@@ -42,7 +76,7 @@ def _new_id() -> str:
 class Execution:
     rule_id: str
     event: dict[str, Any]
-    state: str = "running"
+    state: ExecutionState = S.QUEUED
     id: str = field(default_factory=_new_id)
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -53,10 +87,22 @@ class Execution:
     task_state: str | None = None
     error: str | None = None
 
-    def finish(self, state: str, error: str | None = None) -> None:
-        self.state = state
-        self.error = error
-        self.finished_at = time.time()
+    def set_state(self, new: ExecutionState, error: str | None = None) -> None:
+        """Move to `new` if the table allows it, else raise ValueError.
+
+        `error` is recorded on retrying and final states (None clears an earlier one);
+        a final state also records the time it finished.
+        """
+        if new not in TRANSITIONS[self.state]:
+            allowed = ", ".join(sorted(TRANSITIONS[self.state])) or "none: it is final"
+            raise ValueError(
+                f"execution {self.id} is {self.state}; it cannot become {new} (allowed: {allowed})"
+            )
+        self.state = new
+        if new is S.RETRYING or new in FINISHED:
+            self.error = error
+        if new in FINISHED:
+            self.finished_at = time.time()
 
     def to_dict(self, with_event: bool = False) -> dict[str, Any]:
         out = asdict(self)
@@ -69,7 +115,7 @@ class Execution:
 
 
 class ExecutionLog:
-    """The newest executions in memory; finished ones appended to a rotated file."""
+    """The newest executions in memory; persisted ones appended to a rotated file."""
 
     def __init__(self, path: Path | None, size: int = LOG_SIZE) -> None:
         self.items: deque[Execution] = deque(maxlen=size)

@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from aiwgd.config.model import ScheduleJob
     from aiwgd.events.router import Subscription
 
-__all__ = ["JobState", "action_json", "iso", "ts"]
+__all__ = ["JobState", "action_json", "instant", "iso", "ts"]
+
+
+def instant(t: datetime) -> float:
+    """A sort key by instant: comparing two aware times of one zone ignores fold."""
+    return t.timestamp()
 
 
 def ts(t: datetime | None) -> float | None:

@@ -1,6 +1,6 @@
 """The cron scheduler: one timer for the soonest job, `cron.fired` events, job actions.
 
-The loop sleeps until the soonest next fire time (aiwgd.cronmath, pure functions of
+The loop sleeps until the soonest next fire time (aiwgd.schedule.cronmath, pure functions of
 `now`), fires what is due, recomputes, and sleeps again; reload, enable/disable and
 stop wake it early. Sleeps are capped at MAX_SLEEP_S only so a wall-clock jump (a
 suspended laptop, an NTP step) is noticed: waking re-reads the clock, it never polls
@@ -10,10 +10,12 @@ jobs. After a long sleep only the latest due run fires (missed ones are not repl
 
 A job's `action` is a label (only carried in `cron.fired`) or an action object, run by
 the job's executor subscription "schedule:<job id>" on the router (retries with
-backoff, then the dead-letter queue) with the `cron.fired` event as its template
-context. A run lasts until its action finishes, or for a task action until the task
-reaches a terminal state (task.* events); `overlap` decides what a fire does while a
-run is still going: skip (publish `cron.skipped`), queue (run afterwards) or allow.
+backoff, then the dead-letter queue; `ActionRunner.attempt` gives the verdict) with
+the `cron.fired` event as its template context. A run lasts until its action
+finishes, or for a task action until the task reaches a terminal state (followed by
+aiwgd.actions.outcome.StartedTasks, "schedule:tasks"); `overlap` decides what a fire
+does while a run is still going: skip (publish `cron.skipped`), queue (run afterwards)
+or allow.
 """
 
 from __future__ import annotations
@@ -22,24 +24,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
-from aiwgd.actions.runner import ActionError, ActionRunner, ActionTemplateError
+from aiwgd.actions.outcome import StartedTasks, Verdict
 from aiwgd.infra.runtime_state import read_section, write_section
 from aiwgd.lifecycle import Subsystem
 from aiwgd.schedule.cronmath import latest_at_or_before, missed_run, next_after, zone
-from aiwgd.schedule.jobs import JobState, action_json, iso, ts
+from aiwgd.schedule.jobs import JobState, action_json, instant, iso, ts
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from aiwgd.actions.runner import ActionRunner
     from aiwgd.config import Config
     from aiwgd.config.model import ScheduleJob
-    from aiwgd.events.router import Event, EventRouter, Subscription
+    from aiwgd.events.model import Event
+    from aiwgd.events.router import EventRouter
 
 log = logging.getLogger("aiwgd.scheduler")
 
@@ -48,27 +51,31 @@ __all__ = ["Scheduler"]
 MAX_SLEEP_S = 300.0
 MAX_QUEUED = 100  # runs waiting behind a running one (overlap: queue)
 RUNTIME_KEY = "schedule"
-TERMINAL_TASK_EVENTS = ("task.completed", "task.failed", "task.timed_out", "task.cancelled")
 
 
 class Scheduler(Subsystem):
     name = "scheduler"
 
     def __init__(
-        self, router: EventRouter, runner: ActionRunner, config: Config,
-        state_file: Path | None = None, clock: Callable[[], float] = time.time,
-    ) -> None:  # fmt: skip
+        self,
+        router: EventRouter,
+        runner: ActionRunner,
+        config: Config,
+        state_file: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.router = router
         self.runner = runner
         self.state_file = state_file
         self.clock = clock
         self.section = config.schedule
         self.jobs: dict[str, JobState] = {}
-        self.by_task: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task -> (job, run)
-        self.done_tasks: OrderedDict[str, str] = OrderedDict()  # ended before we knew them
+        # The tasks that job runs submitted, each owned by (job id, run id), until they end.
+        self.tasks: StartedTasks[tuple[str, str]] = StartedTasks(
+            router, "schedule:tasks", "schedule", self._task_ended
+        )
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._tasks_sub: Subscription | None = None
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -78,9 +85,7 @@ class Scheduler(Subsystem):
         saved = read_section(self.state_file, RUNTIME_KEY) if self.state_file else {}
         now = self.now()
         self._set_jobs(self.section.jobs, now, saved.get("jobs") or {})
-        self._tasks_sub = self.router.subscribe(
-            list(TERMINAL_TASK_EVENTS), self._task_done, "schedule:tasks", retries=False
-        )
+        self.tasks.start()
         if self.section.enabled:
             for js in self.jobs.values():
                 if js.job.catch_up and js.enabled:
@@ -93,9 +98,10 @@ class Scheduler(Subsystem):
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for sub in [self._tasks_sub, *(js.executor for js in self.jobs.values())]:
-            if sub is not None:
-                self.router.unsubscribe(sub)
+        self.tasks.stop()
+        for js in self.jobs.values():
+            if js.executor is not None:
+                self.router.unsubscribe(js.executor)
         self._save()
 
     async def apply_config(self, config: Config) -> None:
@@ -146,12 +152,12 @@ class Scheduler(Subsystem):
         return js
 
     def _plan(self, js: JobState) -> None:
-        after = js.after if js.last_fire is None else max(js.after, js.last_fire, key=ts)
+        after = js.after if js.last_fire is None else max(js.after, js.last_fire, key=instant)
         js.next_fire = next_after(js.job.cron, js.tz, after)
 
     def _catch_up(self, js: JobState, now: datetime) -> None:
         since = datetime.fromtimestamp(js.since, UTC)
-        baseline = since if js.last_fire is None else max(since, js.last_fire, key=ts)
+        baseline = since if js.last_fire is None else max(since, js.last_fire, key=instant)
         missed = missed_run(js.job.cron, js.tz, baseline, now)
         if missed is not None:
             log.info("catching up a missed run", extra={"job_id": js.job.id,
@@ -183,7 +189,8 @@ class Scheduler(Subsystem):
         if not self.section.enabled:
             return None
         times = [js.next_fire for js in self.jobs.values() if js.enabled and js.next_fire]
-        return min(times, key=ts) if times else None  # by instant: same-zone compares ignore fold
+        # By instant: comparing two times of one zone ignores fold.
+        return min(times, key=instant) if times else None
 
     def _fire_due(self, now: datetime) -> None:
         if not self.section.enabled:
@@ -261,41 +268,26 @@ class Scheduler(Subsystem):
         js.running.setdefault(run_id, "")  # a dead letter replayed: a run again
         attempt = js.attempts[run_id] = js.attempts.get(run_id, 0) + 1
         meta = {"job_id": job_id, "event_id": run_id}
-        try:
-            result = await self.runner.run(js.job.action, event.to_dict(), meta, "schedule")
-        except ActionError as exc:
-            hopeless = isinstance(exc, ActionTemplateError)
-            if hopeless or attempt > self.router.settings.max_retries:
-                self._finish(js, run_id, f"failed: {exc}")
-                if hopeless:
-                    return
-            else:
-                js.last_result = f"retrying (attempt {attempt} failed: {exc})"
-            raise
-        task_id = result.get("task_id")
-        if not task_id:
+        out = await self.runner.attempt(js.job.action, event.to_dict(), meta, "schedule", attempt)
+        task_id = out.task_id
+        if out.verdict is Verdict.RETRY:
+            js.last_result = f"retrying (attempt {attempt} failed: {out.error})"
+        elif out.verdict is not Verdict.SUCCEEDED:
+            self._finish(js, run_id, f"failed: {out.error}")
+        elif task_id is None:
             self._finish(js, run_id, "succeeded")
-            return
-        task_id = str(task_id)
-        ended = self.done_tasks.pop(task_id, None)
-        if ended is not None:
-            self._finish(js, run_id, f"task {task_id} {ended}")
-            return
-        js.running[run_id] = task_id
-        js.last_result = f"running: task {task_id}"
-        self.by_task[task_id] = (job_id, run_id)
+        else:
+            ended = self.tasks.track(task_id, (job_id, run_id))
+            if ended is not None:
+                self._finish(js, run_id, f"task {task_id} {ended}")
+            else:
+                js.running[run_id] = task_id
+                js.last_result = f"running: task {task_id}"
+        # Raises a failure: the router retries it, or dead-letters it after the last
+        # attempt; a hopeless one (a missing field) is not dead-lettered.
+        out.hand_back()
 
-    async def _task_done(self, event: Event) -> None:
-        task_id = str(event.data.get("id", ""))
-        state = event.type.split(".", 1)[1]
-        owner = self.by_task.pop(task_id, None)
-        if owner is None:
-            # A schedule task can end before its executor has recorded the id.
-            if event.data.get("source") == "schedule":
-                self.done_tasks[task_id] = state
-                while len(self.done_tasks) > 1000:
-                    self.done_tasks.popitem(last=False)
-            return
+    def _task_ended(self, owner: tuple[str, str], task_id: str, state: str) -> None:
         js = self.jobs.get(owner[0])
         if js is not None:
             self._finish(js, owner[1], f"task {task_id} {state}")

@@ -42,6 +42,7 @@ __all__ = [
     "PRIORITIES",
     "SOURCES",
     "TERMINAL",
+    "TERMINAL_EVENTS",
     "TRANSITIONS",
     "IdGenerator",
     "InvalidTransition",
@@ -86,6 +87,8 @@ EVENT_FOR_STATE: dict[TaskState, str] = {
     S.CANCELLED: "task.cancelled",
     S.INTERRUPTED: "task.interrupted",
 }
+# The events that end a task for good: what anyone following a started task waits for.
+TERMINAL_EVENTS: tuple[str, ...] = tuple(e for s, e in EVENT_FOR_STATE.items() if s in TERMINAL)
 
 SOURCES = ("cli", "rpc", "rule", "schedule", "chat")
 PRIORITIES: dict[str, int] = {"low": -10, "normal": 0, "high": 10, "critical": 20}
