@@ -17,14 +17,11 @@ from typing import Any
 
 from aiwgd import errors
 from aiwgd.config import Config, Paths, ValidationError, load_file, load_or_create
-from aiwgd.events.router import EventRouter
-from aiwgd.infra import daemonlog as logs
+from aiwgd.infra import daemonlog
 from aiwgd.infra.durable import ensure_private_dir, write_json_atomic
 from aiwgd.infra.pidlock import PidLock
-from aiwgd.lifecycle import Subsystem
-from aiwgd.rpc.protocol import Dispatcher
-from aiwgd.rpc.registry import Api, register_core
-from aiwgd.rpc.server import RpcServer
+from aiwgd.lifecycle import Lifecycle, Subsystem
+from aiwgd.subsystems import Subsystems, build
 
 log = logging.getLogger("aiwgd.daemon")
 
@@ -55,14 +52,11 @@ class Daemon:
         self.pid = os.getpid()
         self.config: Config = Config()
         self.lock = PidLock(paths.lock_file, paths.pid_file)
-        self.router = EventRouter()
-        self.api = Api()
-        self.subsystems: list[Subsystem] = []
-        self.rpc: RpcServer | None = None
+        self.lifecycle = Lifecycle()
+        self.parts: Subsystems | None = None
+        self.subsystems: list[Subsystem] = []  # in start order
         self.started_at = time.time()
         self._started_mono = time.monotonic()
-        self.stop_requested = asyncio.Event()
-        self.fast_stop = asyncio.Event()  # second signal: skip grace periods
         self.stop_reason = ""
         self.reload_state: dict[str, Any] = {"status": "ok", "errors": [], "at": None}
         self.heartbeat_at: float | None = None
@@ -86,27 +80,20 @@ class Daemon:
             raise StartupError(f"invalid config {self.paths.config_file}:\n  {lines}") from None
 
     def _build(self) -> None:
-        """Create the subsystems in start order and collect their RPC methods."""
-        register_core(self.api, self)
-        self.rpc = RpcServer(
-            self.paths.socket_address(), Dispatcher({}), self.config.daemon.max_request_bytes
-        )
-        self.subsystems = [self.router]
-        # The other subsystems (store, supervisor, automation, rpc, watcher, scheduler)
-        # are built by aiwgd.wiring, so this module stays about lifecycle only.
-        from aiwgd.subsystems import build_subsystems
+        """Create the subsystems in start order (aiwgd.subsystems) with their RPC methods."""
+        self.parts = build(self.config, self.paths, self.lifecycle, self)
+        self.subsystems = self.parts.in_start_order()
 
-        self.subsystems.extend(build_subsystems(self))
-        # Handlers are bound after every subsystem registered its methods.
-        assert self.rpc is not None
-        self.rpc.dispatcher = Dispatcher(self.api.handlers())
+    def _publish(self, type: str, data: dict[str, Any]) -> None:
+        if self.parts is not None:
+            self.parts.router.publish(type, data, "daemon")
 
     async def startup(self) -> None:
         self._prepare_dirs()
         self.lock.acquire()  # raises AlreadyRunning
         self.config = self._load_config()
         max_bytes, backups = _log_size(self.config)
-        logs.setup(self.paths.log_file, self.config.daemon.log.level, max_bytes, backups,
+        daemonlog.setup(self.paths.log_file, self.config.daemon.log.level, max_bytes, backups,
                    self.log_to_stderr)  # fmt: skip
         log.info("starting", extra={"pid": self.pid, "root": str(self.paths.root)})
         self._build()
@@ -125,7 +112,7 @@ class Daemon:
         self.lock.write_pid()
         self._install_signals()
         self._spawn(self._heartbeat())
-        self.router.publish("daemon.started", {"pid": self.pid}, "daemon")
+        self._publish("daemon.started", {"pid": self.pid})
         sd_notify(f"READY=1\nMAINPID={self.pid}")
         log.info("ready", extra={"socket": str(self.paths.socket)})
 
@@ -143,15 +130,16 @@ class Daemon:
     # ---- main loop -------------------------------------------------------------------
     def request_stop(self, fast: bool = False, reason: str = "") -> None:
         """First call: graceful stop. A second call (or fast=True): skip the grace."""
-        if self.stop_requested.is_set() or fast:
-            self.fast_stop.set()
-        if not self.stop_requested.is_set():
+        life = self.lifecycle
+        if life.stopping.is_set() or fast:
+            life.fast_stop.set()
+        if not life.stopping.is_set():
             self.stop_reason = reason
-            log.info("stop requested", extra={"reason": reason, "fast": self.fast_stop.is_set()})
-        self.stop_requested.set()
+            log.info("stop requested", extra={"reason": reason, "fast": life.fast_stop.is_set()})
+        life.stopping.set()
 
     async def main_loop(self) -> None:
-        await self.stop_requested.wait()
+        await self.lifecycle.stopping.wait()
 
     async def _heartbeat(self) -> None:
         while True:
@@ -184,16 +172,17 @@ class Daemon:
             "started_at": self.started_at,
             "uptime_s": round(time.monotonic() - self._started_mono, 3),
             "heartbeat_at": self.heartbeat_at,
-            "state": "stopping" if self.stop_requested.is_set() else "running",
+            "state": "stopping" if self.lifecycle.stopping.is_set() else "running",
             "config": {"path": str(self.paths.config_file), **self.reload_state},
             "subsystems": subsystems,
+            "children": len(self.parts.children) if self.parts is not None else 0,
         }
 
     # ---- reload ----------------------------------------------------------------------
     async def reload(self) -> dict[str, Any]:
         """Validate the config file completely, then apply it section by section."""
         sd_notify("RELOADING=1")
-        self.router.publish("daemon.reloading", {}, "daemon")
+        self._publish("daemon.reloading", {})
         try:
             new = load_file(self.paths.config_file)
         except ValidationError as exc:
@@ -210,7 +199,7 @@ class Daemon:
             ) from None
         self.config = new
         max_bytes, backups = _log_size(new)
-        logs.reconfigure(new.daemon.log.level, max_bytes, backups)
+        daemonlog.reconfigure(new.daemon.log.level, max_bytes, backups)
         for sub in self.subsystems:
             try:
                 await sub.apply_config(new)
@@ -221,7 +210,7 @@ class Daemon:
         self._heartbeat_changed.set()
         self.reload_state = {"status": "ok", "errors": [], "at": time.time()}
         self.write_state()
-        self.router.publish("daemon.reloaded", {}, "daemon")
+        self._publish("daemon.reloaded", {})
         sd_notify("READY=1")
         log.info("config reloaded")
         return {"reloaded": True, "config": str(self.paths.config_file)}
@@ -234,10 +223,10 @@ class Daemon:
     async def shutdown(self) -> None:
         sd_notify("STOPPING=1")
         log.info("stopping", extra={"reason": self.stop_reason})
-        self.router.publish("daemon.stopping", {"reason": self.stop_reason}, "daemon")
+        self._publish("daemon.stopping", {"reason": self.stop_reason})
         for sub in reversed(self.subsystems):
             try:
-                await sub.stop(fast=self.fast_stop.is_set())
+                await sub.stop(fast=self.lifecycle.fast_stop.is_set())
             except Exception:
                 log.exception("subsystem failed to stop cleanly", extra={"subsystem": sub.name})
         for task in list(self._background):

@@ -1,10 +1,22 @@
-"""The shape every subsystem shares, so the daemon can start, stop and reload them."""
+"""What every subsystem shares with the daemon: its start/stop/reload shape and the
+stop signals it may watch. Subsystems get a `Lifecycle`, never the daemon itself."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiwgd.config import Config
+
+
+@dataclass
+class Lifecycle:
+    """The daemon's stop requests, as the subsystems see them."""
+
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # The second stop signal: skip every grace period, go down the ladder at once.
+    fast_stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Subsystem:

@@ -1,75 +1,81 @@
-"""Which subsystems the daemon runs, in start order (stopped in reverse).
+"""Which subsystems the daemon runs, in start order (stopped in reverse), and what
+each one is given.
 
-Kept apart from daemon.py so adding a subsystem touches only this list and the
-subsystem's own module. Each capability has one block below: build its object, keep a
-reference on the daemon when another subsystem needs it, register its RPC methods.
-Order (ARCHITECTURE.md): events, store, supervisor, services, monitor, automation,
-rpc, watcher, scheduler.
+Every subsystem gets only its collaborators: its config, the router, the store, the
+lifecycle (stop signals), the project paths. None gets the daemon. Each capability
+registers its RPC methods from its own `methods.py` here. Order (ARCHITECTURE.md):
+events, store, supervisor, (services, monitor,) automation, rpc, watcher, scheduler.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from aiwgd.lifecycle import Subsystem
+from aiwgd.actions.runner import ActionRunner
+from aiwgd.automation import methods as automation_methods
+from aiwgd.automation.engine import Automation
+from aiwgd.config import Config, Paths
+from aiwgd.events import methods as events_methods
+from aiwgd.events.router import EventRouter
+from aiwgd.lifecycle import Lifecycle, Subsystem
+from aiwgd.procs.registry import ChildRegistry
+from aiwgd.rpc import methods as rpc_methods
+from aiwgd.rpc.protocol import Dispatcher
+from aiwgd.rpc.registry import Api
+from aiwgd.rpc.server import RpcServer
+from aiwgd.schedule import methods as schedule_methods
+from aiwgd.schedule.scheduler import Scheduler
+from aiwgd.tasks import methods as tasks_methods
+from aiwgd.tasks.executors.local import LocalExecutor
+from aiwgd.tasks.store.store import TaskStore
+from aiwgd.tasks.supervisor import Supervisor
+from aiwgd.watch.watcher import FileWatcher
 
-if TYPE_CHECKING:
-    from aiwgd.daemon import Daemon
+
+@dataclass
+class Subsystems:
+    """The daemon's running parts, built once per start."""
+
+    router: EventRouter
+    store: TaskStore
+    supervisor: Supervisor
+    automation: Automation
+    rpc: RpcServer
+    watcher: FileWatcher
+    scheduler: Scheduler
+    children: ChildRegistry  # every live child process, for status and the monitor
+
+    def in_start_order(self) -> list[Subsystem]:
+        return [self.router, self.store, self.supervisor, self.automation, self.rpc,
+                self.watcher, self.scheduler]  # fmt: skip
 
 
-def build_subsystems(daemon: Daemon) -> list[Subsystem]:
-    """Everything after the event router, in start order; registers RPC methods too."""
-    assert daemon.rpc is not None
-    subsystems: list[Subsystem] = []
+def build(
+    config: Config, paths: Paths, lifecycle: Lifecycle, daemon: rpc_methods.DaemonControl
+) -> Subsystems:
+    """Create every subsystem (nothing starts yet) and bind the RPC method table."""
+    api = Api()
+    rpc_methods.register(api, daemon)
 
-    # -- events: router files and limits, events.* / dlq.* methods (issue 4) --
-    from aiwgd.events import methods as events_api
+    router = EventRouter()
+    router.configure(paths, config.events)
+    events_methods.register(api, router)
 
-    daemon.router.configure(daemon.paths, daemon.config.events)
-    events_api.register(daemon.api, daemon)
+    store = TaskStore(paths, config.tasks, router)
+    children = ChildRegistry()
+    executor = LocalExecutor(config, paths.root, lifecycle, children)
+    supervisor = Supervisor(config, paths.root, store, lifecycle, executor)
+    tasks_methods.register(api, supervisor)
 
-    # -- tasks: store + supervisor (issue 3) --
-    from aiwgd.tasks.store.store import TaskStore
+    actions = ActionRunner(router, supervisor.submit)
+    automation = Automation(router, actions, config, paths.runtime_state_file,
+                            paths.daemon_dir / "automation.jsonl")  # fmt: skip
+    automation_methods.register(api, automation)
 
-    daemon.store = TaskStore(daemon.paths, daemon.config.tasks, daemon.router)
-    subsystems.append(daemon.store)
-    from aiwgd.tasks import methods as tasks_api
-    from aiwgd.tasks.supervisor import Supervisor
+    scheduler = Scheduler(router, actions, config, paths.runtime_state_file)
+    schedule_methods.register(api, scheduler)
 
-    daemon.supervisor = Supervisor(daemon, daemon.store)
-    tasks_api.register(daemon.api, daemon.supervisor)
-    subsystems.append(daemon.supervisor)
-
-    # -- automation (issue 4) --
-    from aiwgd.actions.runner import ActionRunner
-    from aiwgd.automation import methods as automation_api
-    from aiwgd.automation.engine import Automation
-
-    # Task actions need the supervisor's public submit(); without one they fail clearly.
-    supervisor = getattr(daemon, "supervisor", None)
-    daemon.actions = ActionRunner(daemon.router, getattr(supervisor, "submit", None))
-    daemon.automation = Automation(
-        daemon.router, daemon.actions, daemon.config, daemon.paths.runtime_state_file,
-        daemon.paths.daemon_dir / "automation.jsonl",
-    )  # fmt: skip
-    automation_api.register(daemon.api, daemon.automation)
-    subsystems.append(daemon.automation)
-
-    subsystems.append(daemon.rpc)
-
-    # -- file watcher (issue 4) --
-    from aiwgd.watch.watcher import FileWatcher
-
-    subsystems.append(FileWatcher(daemon.router, daemon.paths, daemon.config))
-
-    # -- scheduler (issue 4) --
-    from aiwgd.schedule import methods as schedule_api
-    from aiwgd.schedule.scheduler import Scheduler
-
-    daemon.scheduler = Scheduler(
-        daemon.router, daemon.actions, daemon.config, daemon.paths.runtime_state_file
-    )
-    schedule_api.register(daemon.api, daemon.scheduler)
-    subsystems.append(daemon.scheduler)
-
-    return subsystems
+    rpc = RpcServer(paths.socket_address(), Dispatcher(api.handlers()),
+                    config.daemon.max_request_bytes)  # fmt: skip
+    watcher = FileWatcher(router, paths, config)
+    return Subsystems(router, store, supervisor, automation, rpc, watcher, scheduler, children)

@@ -207,6 +207,7 @@ def list_(
 def _human_task(t: dict[str, Any]) -> str:
     keys = ("id", "state", "source", "agent", "priority", "cwd", "attempt", "max_retries",
             "timeout_s", "pid", "exit_code", "signal", "error", "log_path")  # fmt: skip
+    t = {**t, "pid": (t.get("runner") or {}).get("pid")}  # where a local attempt ran
     lines = [f"{k + ':':<12} {t[k]}" for k in keys if t.get(k) is not None]
     lines.insert(2, f"{'what:':<12} {_what(t)}")
     now = time.time()

@@ -33,7 +33,7 @@ async def main(root: Path, compact_every: int) -> None:
             await store.add(task)
             print(f"A {task.id} {tag}", flush=True)
             if i % 3 == 0:
-                await store.update(task.id, state="running", pid=1000 + i)
+                await store.update(task.id, state="running", runner={"pid": 1000 + i})
                 print(f"R {task.id}", flush=True)
             i += 1
 

@@ -127,7 +127,9 @@ class DeadLetters:
                 return entry
         return None
 
-    def list(self, subscriber: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def select(
+        self, subscriber: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         found = [e for e in self.entries if subscriber is None or e["subscriber"] == subscriber]
         return found[-limit:] if limit else found
 

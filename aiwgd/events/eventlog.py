@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aiwgd.events.router import Event
+    from aiwgd.events.model import Event
 
 log = logging.getLogger("aiwgd.eventlog")
 
@@ -141,7 +141,7 @@ class EventLog:
 
     def tail(self, count: int) -> list[Event]:
         """The last `count` events on disk (the current file, then the backups)."""
-        from aiwgd.events.router import Event
+        from aiwgd.events.model import Event
 
         lines: list[str] = []
         backups = [self.path.with_name(f"{self.path.name}.{i}") for i in range(1, BACKUPS + 1)]

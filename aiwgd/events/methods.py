@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
 from aiwgd.config.schema import spec
-from aiwgd.events.router import Event, EventRouter, Subscription, matches
+from aiwgd.events.model import Event, matches
+from aiwgd.events.router import EventRouter, Subscription
 
 if TYPE_CHECKING:
-    from aiwgd.daemon import Daemon
     from aiwgd.rpc.registry import Api
 
 TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$")
@@ -158,9 +158,8 @@ def select(history: list[Event], p: ListParams) -> list[Event]:
     return events[-p.limit :]
 
 
-def register(api: Api, daemon: Daemon) -> None:
+def register(api: Api, router: EventRouter) -> None:
     """events.list|emit|subscribe|unsubscribe and dlq.list|replay|purge."""
-    router = daemon.router
     subs = SocketSubscriptions(router)
     obj = {"type": "object"}
 
@@ -194,7 +193,7 @@ def register(api: Api, daemon: Daemon) -> None:
     @api.method("dlq.list", "Dead letters (events a subscriber failed on), oldest first.",
                 DlqListParams, result=obj)  # fmt: skip
     async def dlq_list(ctx: Any, p: DlqListParams) -> dict[str, Any]:
-        entries = router.dlq.list(p.subscriber, p.limit)
+        entries = router.dlq.select(p.subscriber, p.limit)
         return {**router.dlq.status(), "entries": entries}
 
     @api.method("dlq.replay", "Re-deliver dead letters to the subscriber that failed.",

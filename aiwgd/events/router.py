@@ -29,19 +29,16 @@ Public API (stable; other subsystems rely on it):
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import itertools
 import logging
-import os
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiwgd.config.events import EventsSection
 from aiwgd.events.dlq import DeadLetters
 from aiwgd.events.eventlog import EventLog
+from aiwgd.events.model import Event, matches
 from aiwgd.lifecycle import Subsystem
 
 if TYPE_CHECKING:
@@ -49,40 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aiwgd.events")
 
-_seq = itertools.count(1)
-_PREFIX = f"{int(time.time()):x}-{os.getpid():x}"
-
-
-def new_event_id() -> str:
-    # Unique across restarts (time + pid prefix) and ordered within one run.
-    return f"ev-{_PREFIX}-{next(_seq)}"
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    data: dict[str, Any]
-    source: str
-    id: str = field(default_factory=new_event_id)
-    time: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        # Shallow on purpose: callers serialise or read it, and asdict()'s deep copy of
-        # `data` was a measurable share of a short task's cost (3+ events per task).
-        return {"type": self.type, "data": self.data, "source": self.source,
-                "id": self.id, "time": self.time}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Event:
-        return cls(str(raw["type"]), dict(raw.get("data") or {}), str(raw.get("source", "")),
-                   str(raw["id"]), float(raw.get("time", 0.0)))  # fmt: skip
-
-
 EventHandler = Callable[[Event], Awaitable[None]]
-
-
-def matches(patterns: tuple[str, ...], event_type: str) -> bool:
-    return any(fnmatch.fnmatchcase(event_type, p) for p in patterns)
 
 
 @dataclass

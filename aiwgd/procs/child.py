@@ -3,7 +3,7 @@
 Reusable by anything that runs programs (tasks, services, the hung-process watchdog):
 
     child = await Child.spawn(["make", "test"], cwd=root, env=env, log_path=path)
-    code = await child.wait(timeout=60)          # None at the timeout
+    await child.exited()                         # a future: done when the leader exits
     await child.terminate(grace=10)              # SIGTERM group, wait, SIGKILL all
     result = await child.finish(grace=10)        # reap, clean leftovers, close the log
 
@@ -33,16 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiwgd.procs.output import DEFAULT_LOG_CAP, DEFAULT_TAIL_BYTES, OutputSink
-from aiwgd.procs.tree import (
-    GONE_POLL_S,
-    alive,
-    create_time,
-    group_members,
-    kill_leftovers,
-    tree_snapshot,
-)
+from aiwgd.procs.tree import GONE_POLL_S, alive, create_time, group_members, tree_snapshot
 
-__all__ = ["Child", "Exit", "OutputSink", "create_time", "kill_leftovers"]
+__all__ = ["Child", "Exit"]
 
 log = logging.getLogger("aiwgd.procs")
 
@@ -229,12 +222,6 @@ class Child:
     @property
     def returncode(self) -> int | None:
         return self.proc.returncode
-
-    async def wait(self, timeout: float | None = None) -> int | None:
-        """The leader's return code, or None if it still runs after `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.io.exited), timeout)
-        return self.returncode
 
     def exited(self) -> asyncio.Future[None]:
         """Done when the leader has exited (to use in asyncio.wait with other events)."""

@@ -86,15 +86,14 @@ def tree_snapshot(pid: int) -> dict[int, float]:
     return out
 
 
-def kill_leftovers(pgid: int, create_time: float | None,
-                   known: dict[int, float] | None = None) -> list[int]:  # fmt: skip
+def kill_leftovers(pgid: int, create_time: float | None) -> list[int]:
     """SIGKILL what is left of a child from an earlier daemon run (blocking).
 
     The group is only hit when its leader still runs with the recorded create time, or
     when the leader is gone and the member was created after it (a PID is never
     reused while its group exists). Returns the PIDs signalled.
     """
-    targets: dict[int, float] = dict(known or {})
+    targets: dict[int, float] = {}
     leader_ok = alive(pgid, create_time) if create_time is not None else False
     # The PID runs but is someone else now: its group id may be theirs too.
     reused = not leader_ok and alive(pgid)

@@ -2,23 +2,19 @@
 
 Methods are declared once with `Api.method(...)`; the same declaration validates
 incoming params (unknown keys, types, ranges) and generates `rpc.discover`'s OpenRPC
-document, so the two can never disagree. Subsystems add their own methods from their
-own modules (see `register` functions); this module holds the registry and the
-daemon-level methods.
+document, so the two can never disagree. Each subsystem adds its methods from its own
+`methods.py`; the daemon-level ones are in aiwgd.rpc.methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiwgd import __version__, errors
-from aiwgd.config.schema import ValidationError, json_schema, parse, spec
+from aiwgd.config.schema import ValidationError, json_schema, parse
 from aiwgd.rpc.protocol import Handler
-
-if TYPE_CHECKING:
-    from aiwgd.daemon import Daemon
 
 VERSION = __version__
 
@@ -104,36 +100,3 @@ class Api:
             "info": {"title": "aiwgd", "version": VERSION},
             "methods": methods,
         }
-
-
-@dataclass
-class StopParams:
-    fast: bool = spec(False, doc="skip the grace period: stop ladder at once")
-
-
-def register_core(api: Api, daemon: Daemon) -> None:
-    """ping, daemon.*, rpc.discover."""
-    obj = {"type": "object"}
-
-    @api.method("ping", 'Liveness check; answers "pong".', result={"const": "pong"})
-    async def ping(ctx: Any, p: NoParams) -> str:
-        return "pong"
-
-    @api.method("daemon.status", "Pid, uptime, config state and every subsystem.", result=obj)
-    async def status(ctx: Any, p: NoParams) -> dict[str, Any]:
-        return daemon.status()
-
-    @api.method("daemon.stop", "Stop gracefully (or fast); answers before stopping.",
-                StopParams, result=obj)  # fmt: skip
-    async def stop(ctx: Any, p: StopParams) -> dict[str, Any]:
-        daemon.request_stop(fast=p.fast, reason="rpc")
-        return {"stopping": True, "pid": daemon.pid}
-
-    @api.method("daemon.reload", "Re-read and apply the config file; a bad file changes nothing.",
-                result=obj, raises=(errors.ConfigInvalid,))  # fmt: skip
-    async def reload(ctx: Any, p: NoParams) -> dict[str, Any]:
-        return await daemon.reload()
-
-    @api.method("rpc.discover", "This API as an OpenRPC document.", result=obj)
-    async def discover(ctx: Any, p: NoParams) -> dict[str, Any]:
-        return api.discover()

@@ -136,8 +136,8 @@ def register(api: Api, sup: Supervisor) -> None:
     @api.method("task.list", "Task summaries (newest first) and the total matching.",
                 ListParams, result=obj)  # fmt: skip
     async def list_(ctx: Any, p: ListParams) -> dict[str, Any]:
-        page, total = sup.store.list(state=p.state, agent=p.agent, source=p.source,
-                                     limit=p.limit, offset=p.offset)  # fmt: skip
+        page, total = sup.list(state=p.state, agent=p.agent, source=p.source,
+                               limit=p.limit, offset=p.offset)  # fmt: skip
         return {"tasks": [t.summary() for t in page], "total": total,
                 "limit": p.limit, "offset": p.offset}  # fmt: skip
 
@@ -159,10 +159,7 @@ def register(api: Api, sup: Supervisor) -> None:
     @api.method("task.logs", "The task's output from a byte offset; follow streams it.",
                 LogsParams, result=obj, raises=(errors.NotFound,))  # fmt: skip
     async def logs(ctx: Any, p: LogsParams) -> dict[str, Any]:
-        task = sup.store.get(p.id)
-        if task is None:
-            raise errors.NotFound(f"no task with id {p.id!r}", {"id": p.id})
-        path = Path(task.log_path) if task.log_path else sup.store.log_path(p.id)
+        task, path = sup.log_file(p.id)
         if not p.follow:
             text, nxt, size = await asyncio.to_thread(read_log, path, p.offset, p.limit,
                                                       task.terminal)  # fmt: skip
@@ -171,8 +168,8 @@ def register(api: Api, sup: Supervisor) -> None:
                     "eof": task.terminal and nxt >= size}  # fmt: skip
         pos = p.offset
         while True:
-            task = sup.store.get(p.id)
-            done = task is None or task.terminal or ctx.conn.closed
+            found = sup.find(p.id)
+            done = found is None or found.terminal or ctx.conn.closed
             while not ctx.conn.closed:
                 text, nxt, _ = await asyncio.to_thread(read_log, path, pos, p.limit, done)
                 if nxt == pos:
@@ -183,6 +180,6 @@ def register(api: Api, sup: Supervisor) -> None:
                 break
             await sup.changed(p.id, FOLLOW_POLL_S)
         size = path.stat().st_size if path.exists() else 0
-        state = str(task.state) if task is not None else "pruned"
+        state = str(found.state) if found is not None else "pruned"
         return {"id": p.id, "state": state, "next_offset": pos, "size": size, "eof": True,
-                "exit_code": task.exit_code if task else None}  # fmt: skip
+                "exit_code": found.exit_code if found else None}  # fmt: skip

@@ -153,9 +153,9 @@ class Task:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
-    pid: int | None = None
-    pgid: int | None = None
-    proc_create_time: float | None = None  # psutil create_time: tells a reused PID apart
+    # Where the current attempt runs, in its executor's terms (local: pid, pgid and
+    # create_time, which tells a reused PID apart); None while it does not run.
+    runner: dict[str, Any] | None = None
     exit_code: int | None = None
     signal: int | None = None
     error: str | None = None
@@ -186,6 +186,7 @@ class Task:
         Start-up builds every stored task through here, so it avoids needless copies.
         """
         if not _FIELD_SET.issuperset(data):
+            data = upgrade_fields(data)
             data = {k: v for k, v in data.items() if k in _FIELD_SET}
         task = cls(**data)
         try:
@@ -198,6 +199,20 @@ class Task:
             if type(value) is str:
                 setattr(task, name, sys.intern(value))
         return task
+
+
+# Before the executor seam, a task kept its process facts in fields of its own.
+_LEGACY_RUNNER = {"pid": "pid", "pgid": "pgid", "proc_create_time": "create_time"}
+
+
+def upgrade_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Stored fields of an older version in today's names (a record or a journal change)."""
+    if not _LEGACY_RUNNER.keys() & data.keys():
+        return data
+    data = dict(data)
+    runner = {new: data.pop(old) for old, new in _LEGACY_RUNNER.items() if old in data}
+    data["runner"] = runner if any(v is not None for v in runner.values()) else None
+    return data
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Task))

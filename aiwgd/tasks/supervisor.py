@@ -16,54 +16,75 @@ change the cap at any time (a lower cap lets running tasks finish). Every state
 change goes through the store (which journals it and publishes the task.* event).
 Retries: a failed or timed-out attempt with retries left goes back to queued with
 `attempt + 1` after an exponential backoff (agent.retry_backoff_*). How one attempt
-runs (spawn, wait for exit / stop / timeout, the ladder, its outcome) is
-aiwgd.taskrun; this module decides when attempts start and what their ends mean.
+runs is an executor's business (aiwgd.tasks.executors: local child processes by
+default); this module decides when attempts start and what their ends mean.
 
 Shutdown: new submissions get ShuttingDown; running tasks may finish for up to
 `daemon.stop_grace_seconds` (not at all on a fast stop), then go down the ladder and
 are recorded interrupted, then requeued (or failed, per tasks.requeue_interrupted);
-queued tasks stay queued on disk and run after the next start. Start-up kills what
-is left of tasks that were running when the daemon died (PID + create time checked).
+queued tasks stay queued on disk and run after the next start. Start-up has the
+executor stop what is left of tasks that were running when the daemon died (local:
+PID + create time checked), then records them interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiwgd import errors
 from aiwgd.config import Config
-from aiwgd.lifecycle import Subsystem
-from aiwgd.procs.child import Exit, kill_leftovers
-from aiwgd.tasks.executors.local import Run, SpawnError, running_fields, spawn
+from aiwgd.lifecycle import Lifecycle, Subsystem
+from aiwgd.procs.child import Exit
+from aiwgd.tasks.executors.base import Attempt, Ending, EndReason, Executor, SpawnError, outcome
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.queue import TaskQueue
 from aiwgd.tasks.spec import SubmitParams, parse_spec, prepare
 from aiwgd.tasks.store.store import TaskStore
 
-if TYPE_CHECKING:
-    from aiwgd.daemon import Daemon
-
 log = logging.getLogger("aiwgd.supervisor")
 
 S = TaskState
+# When the store refuses to record that a broken task failed (a full disk), it is tried
+# again after this delay, doubling up to the maximum: the task must not stay running.
+FAIL_SAFE_RETRY_S = 1.0
+FAIL_SAFE_RETRY_MAX_S = 30.0
+
+
+@dataclass
+class Slot:
+    """A task holding a slot: from before its start until its processes are gone."""
+
+    task_id: str
+    attempt: Attempt | None = None
+    reason: EndReason | None = None  # a stop asked for before the attempt existed
+    job: asyncio.Task[None] | None = None
+
+    def stop(self, reason: EndReason) -> None:
+        self.reason = self.reason or reason
+        if self.attempt is not None:
+            self.attempt.stop(reason)
 
 
 class Supervisor(Subsystem):
     name = "supervisor"
 
-    def __init__(self, daemon: Daemon, store: TaskStore) -> None:
-        self.daemon = daemon
+    def __init__(self, config: Config, root: Path, store: TaskStore, lifecycle: Lifecycle,
+                 executor: Executor) -> None:  # fmt: skip
+        self.config = config
+        self.root = root
         self.store = store
-        self.config: Config = daemon.config
+        self.lifecycle = lifecycle
+        self.executor = executor
         self._queue = TaskQueue(self._pump)
-        self._runs: dict[str, Run] = {}  # holding a slot
-        self._closing: dict[str, Run] = {}  # slot freed, final state being recorded
+        self._slots: dict[str, Slot] = {}  # holding a slot
+        self._closing: dict[str, Slot] = {}  # slot freed, final state being recorded
         self._watchers: dict[str, set[asyncio.Future[None]]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._accepting = False
         self.max_active = 0
         self.totals: dict[str, int] = dict.fromkeys(
@@ -72,39 +93,25 @@ class Supervisor(Subsystem):
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        self.config = self.daemon.config
         for task in self.store.found_running():
-            await self._recover(task)
-        for task in self.store.list(state=S.INTERRUPTED, limit=1 << 30)[0]:
-            await self._requeue_interrupted(task)  # a crash between the two updates
+            hit = await self.executor.recover(task)
+            if hit:
+                log.warning("killed processes left by an interrupted task",
+                            extra={"task": task.id, "pids": hit})  # fmt: skip
+            self.totals["recovered"] += 1
+            await self.store.recover(task.id)
+        for task in self.store.interrupted():  # a crash between the two updates
+            await self.store.recover(task.id)
         for task in self.store.queued():  # creation order: FIFO within a priority
             self._queue.push(task.id, task.priority, task.retry_at)
         self._accepting = True
         self._pump()
 
-    async def _recover(self, task: Task) -> None:
-        pgid = task.pgid or task.pid
-        if pgid:
-            hit = await asyncio.to_thread(kill_leftovers, pgid, task.proc_create_time)
-            if hit:
-                log.warning("killed processes left by an interrupted task",
-                            extra={"task": task.id, "pids": hit})  # fmt: skip
-        self.totals["recovered"] += 1
-        await self.store.recover(task.id)
-
-    async def _requeue_interrupted(self, task: Task) -> None:
-        if self.store.cfg.requeue_interrupted:
-            await self.store.update(task.id, state=S.QUEUED, attempt=task.attempt + 1,
-                                    pid=None, pgid=None, proc_create_time=None,
-                                    started_at=None, retry_at=None)  # fmt: skip
-        else:
-            await self.store.update(task.id, state=S.FAILED)
-
     async def stop(self, fast: bool = False) -> None:
         self._accepting = False
         self._queue.cancel_timers()
-        jobs = {r.job for r in self._runs.values() if r.job is not None}
-        fast_ev = self.daemon.fast_stop
+        jobs = {s.job for s in self._slots.values() if s.job is not None}
+        fast_ev = self.lifecycle.fast_stop
         if jobs and not (fast or fast_ev.is_set()):
             log.info("waiting for running tasks", extra={"running": len(jobs),
                      "grace_s": self.config.daemon.stop_grace_seconds})  # fmt: skip
@@ -120,18 +127,21 @@ class Supervisor(Subsystem):
                     jobs = {j for j in jobs if not j.done()}
             finally:
                 fast_wait.cancel()
-        for run in list(self._runs.values()):
-            run.stop("shutdown")
-        remaining = [r.job for r in [*self._runs.values(), *self._closing.values()]
-                     if r.job is not None]  # fmt: skip
+        for slot in list(self._slots.values()):
+            slot.stop(EndReason.SHUTDOWN)
+        remaining = [s.job for s in [*self._slots.values(), *self._closing.values()]
+                     if s.job is not None]  # fmt: skip
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
+        for job in list(self._background):
+            job.cancel()
         for task_id in list(self._watchers):
             self._notify(task_id)
 
     async def apply_config(self, config: Config) -> None:
         old = self.config.daemon.max_parallel_actions
         self.config = config
+        self.executor.apply_config(config)
         if config.daemon.max_parallel_actions != old:
             log.info("concurrency cap changed",
                      extra={"old": old, "new": config.daemon.max_parallel_actions})  # fmt: skip
@@ -140,7 +150,7 @@ class Supervisor(Subsystem):
     def status(self) -> dict[str, Any]:
         return {
             "state": "running" if self._accepting else "stopped",
-            "running": len(self._runs),
+            "running": len(self._slots),
             "queued": len(self._queue),
             "waiting_retry": self._queue.waiting_retry,
             "cap": self.config.daemon.max_parallel_actions,
@@ -155,11 +165,9 @@ class Supervisor(Subsystem):
         return (await self.submit_params(parse_spec(spec), source)).to_dict()
 
     async def submit_params(self, p: SubmitParams, source: str) -> Task:
-        if not self._accepting or self.daemon.stop_requested.is_set():
+        if not self._accepting or self.lifecycle.stopping.is_set():
             raise errors.ShuttingDown("the daemon is shutting down; no new tasks are taken")
-        task_id = self.store.new_id()
-        task = prepare(p, source, self.config, self.daemon.paths.root, task_id)
-        task.log_path = str(self.store.log_path(task_id))
+        task = prepare(p, source, self.config, self.root, self.store.new_id())
         task = await self.store.add(task)  # durable from here: the client may rely on it
         self.totals["submitted"] += 1
         self._queue.push(task.id, task.priority)
@@ -171,72 +179,97 @@ class Supervisor(Subsystem):
         if not self._accepting:
             return
         cap = self.config.daemon.max_parallel_actions
-        while len(self._runs) < cap:
+        while len(self._slots) < cap:
             task_id = self._queue.pop()
             if task_id is None:
                 return
             task = self.store.get(task_id)
             if task is None or task.state != S.QUEUED:
                 continue
-            run = Run(task_id)
-            self._runs[task_id] = run
-            self.max_active = max(self.max_active, len(self._runs))
-            run.job = asyncio.create_task(self._run(run, task), name=f"task-{task_id}")
+            slot = Slot(task_id)
+            self._slots[task_id] = slot
+            self.max_active = max(self.max_active, len(self._slots))
+            slot.job = asyncio.create_task(self._run(slot, task), name=f"task-{task_id}")
 
     # ---- running one task ------------------------------------------------------------
-    async def _run(self, run: Run, task: Task) -> None:
+    async def _run(self, slot: Slot, task: Task) -> None:
         try:
-            await self._attempt(run, task)
+            await self._attempt(slot, task)
         except Exception:
             log.exception("task run failed", extra={"task": task.id})
-            if run.child is not None:
-                with contextlib.suppress(Exception):
-                    await run.child.kill()
-                    await run.child.finish(0)
-            with contextlib.suppress(Exception):
-                # Never leave the task queued but out of the queue, or running forever.
-                current = self.store.get(task.id)
-                if current is not None and current.state == S.QUEUED:
-                    current = await self.store.update(task.id, state=S.RUNNING)
-                if current is not None and current.state == S.RUNNING:
-                    await self.store.update(task.id, state=S.FAILED,
-                                            error="internal error while supervising")  # fmt: skip
-                    self.totals["failed"] += 1
+            if slot.attempt is not None:
+                try:
+                    await slot.attempt.abort()
+                except Exception:
+                    log.exception("could not stop the task's processes", extra={"task": task.id})
+            await self._fail_safe(task.id)
         finally:
             self._free_slot(task.id)
             self._closing.pop(task.id, None)
             self._notify(task.id)
 
+    async def _fail_safe(self, task_id: str) -> None:
+        """Record a task whose supervision broke as failed: never queued but out of the
+        queue, never running with nothing behind it. If the store refuses the record
+        too (a full disk), keep trying in the background until it takes it."""
+        if await self._record_failed(task_id):
+            return
+        job = asyncio.create_task(self._record_failed_until_taken(task_id))
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+
+    async def _record_failed(self, task_id: str) -> bool:
+        try:
+            current = self.store.get(task_id)
+            if current is not None and current.state == S.QUEUED:
+                current = await self.store.update(task_id, state=S.RUNNING)
+            if current is not None and current.state == S.RUNNING:
+                await self.store.update(task_id, state=S.FAILED, runner=None,
+                                        error="internal error while supervising")  # fmt: skip
+                self.totals["failed"] += 1
+            return True
+        except Exception:
+            log.exception("cannot record the failed task", extra={"task": task_id})
+            return False
+
+    async def _record_failed_until_taken(self, task_id: str) -> None:
+        delay = FAIL_SAFE_RETRY_S
+        while True:
+            await asyncio.sleep(delay)
+            if await self._record_failed(task_id):
+                self._notify(task_id)
+                return
+            delay = min(delay * 2, FAIL_SAFE_RETRY_MAX_S)
+
     def _free_slot(self, task_id: str) -> None:
         """Called only once the task's processes are gone; starts the next task."""
-        run = self._runs.pop(task_id, None)
-        if run is not None:
-            self._closing[task_id] = run  # its final state is still being recorded
+        slot = self._slots.pop(task_id, None)
+        if slot is not None:
+            self._closing[task_id] = slot  # its final state is still being recorded
         self._pump()
 
-    async def _attempt(self, run: Run, task: Task) -> None:
-        cfg = self.config
-        log_path = Path(task.log_path) if task.log_path else self.store.log_path(task.id)
+    async def _attempt(self, slot: Slot, task: Task) -> None:
+        log_path = self.store.log_file(task)
         try:
-            child = await spawn(cfg, self.daemon.paths.root, task, log_path,
-                                on_data=lambda: self._notify(task.id))  # fmt: skip
+            attempt = await self.executor.start(task, log_path, lambda: self._notify(task.id))
         except SpawnError as exc:
-            await self.store.update(task.id, state=S.RUNNING, log_path=str(log_path))
+            await self.store.update(task.id, state=S.RUNNING)
             await self._ended(task, S.FAILED, str(exc), Exit(None, None), "")
             return
-        run.child = child
+        slot.attempt = attempt
+        if slot.reason is not None:
+            attempt.stop(slot.reason)  # cancelled while it was starting
         self.totals["started"] += 1
-        # Recorded while the child already works, so the journal's fsync overlaps it; it
-        # is awaited before the final state, and the journal keeps call order.
+        # Recorded while the attempt already works, so the journal's fsync overlaps it;
+        # it is awaited before the final state, and the journal keeps call order.
         recorded = asyncio.ensure_future(self.store.update(
-            task.id, state=S.RUNNING, **running_fields(task, child, log_path)))  # fmt: skip
-        timeout = task.timeout_s or cfg.daemon.action_timeout_minutes * 60
-        ex = await run.wait_end(child, timeout, lambda: self.config.daemon.stop_grace_seconds,
-                                self.daemon.fast_stop)  # fmt: skip
+            task.id, state=S.RUNNING, **_running_fields(task, attempt)))  # fmt: skip
+        timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
+        ending: Ending = await attempt.wait(timeout)
         self._free_slot(task.id)  # really gone: the next task need not wait for the disk
         await recorded
-        state, error = run.outcome(ex, timeout)
-        await self._ended(task, state, error, ex, child.sink.tail())
+        state, error = outcome(ending, timeout)
+        await self._ended(task, state, error, ending.exit, attempt.output_tail())
 
     async def _ended(self, task: Task, state: TaskState, error: str | None, ex: Exit,
                      tail: str) -> None:  # fmt: skip
@@ -257,7 +290,7 @@ class Supervisor(Subsystem):
         await self.store.update(task.id, state=state, **fields)
         self.totals[str(state)] += 1
         if state == S.INTERRUPTED:
-            await self._requeue_interrupted(self.store.get(task.id) or task)
+            await self.store.recover(task.id)
 
     # ---- control and queries -----------------------------------------------------------
     def _get(self, task_id: str) -> Task:
@@ -266,13 +299,30 @@ class Supervisor(Subsystem):
             raise errors.NotFound(f"no task with id {task_id!r}", {"id": task_id})
         return task
 
+    def find(self, task_id: str) -> Task | None:
+        """The stored task, or None (e.g. pruned while a follower reads its log)."""
+        return self.store.get(task_id)
+
+    def list(
+        self, state: str | None = None, agent: str | None = None, source: str | None = None,
+        limit: int = 50, offset: int = 0,
+    ) -> tuple[list[Task], int]:  # fmt: skip
+        """A page of tasks, newest first, and how many match in all."""
+        return self.store.list(state=state, agent=agent, source=source, limit=limit,
+                               offset=offset)  # fmt: skip
+
+    def log_file(self, task_id: str) -> tuple[Task, Path]:
+        """The task and the file that holds its whole output."""
+        task = self._get(task_id)
+        return task, self.store.log_file(task)
+
     def get(self, task_id: str) -> dict[str, Any]:
         """The task as a dict; a running task shows its live output tail."""
         task = self._get(task_id)
         out = task.to_dict()
-        run = self._runs.get(task_id)
-        if run is not None and run.child is not None:
-            out["output_tail"] = run.child.sink.tail()
+        slot = self._slots.get(task_id)
+        if slot is not None and slot.attempt is not None:
+            out["output_tail"] = slot.attempt.output_tail()
         return out
 
     async def cancel(self, task_id: str, wait: bool = True) -> dict[str, Any]:
@@ -287,11 +337,11 @@ class Supervisor(Subsystem):
             # It just ended; once its outcome is recorded, cancel what that left.
             await asyncio.wait({closing.job})
             return await self.cancel(task_id, wait)
-        run = self._runs.get(task_id)
-        if run is not None:
-            run.stop("cancelled")
-            if wait and run.job is not None:
-                await asyncio.wait({run.job})
+        slot = self._slots.get(task_id)
+        if slot is not None:
+            slot.stop(EndReason.CANCELLED)
+            if wait and slot.job is not None:
+                await asyncio.wait({slot.job})
             return self.get(task_id)
         self._queue.discard(task_id)
         await self.store.update(task_id, state=S.CANCELLED, error="cancelled before it ran")
@@ -333,7 +383,7 @@ class Supervisor(Subsystem):
         counts = self.store.counts()
         return {
             "counts": counts,
-            "running": len(self._runs),
+            "running": len(self._slots),
             "queued": counts.get("queued", 0),
             "waiting_retry": self._queue.waiting_retry,
             "cap": self.config.daemon.max_parallel_actions,
@@ -342,3 +392,13 @@ class Supervisor(Subsystem):
             "totals": dict(self.totals),
             "accepting": self._accepting,
         }
+
+
+def _running_fields(task: Task, attempt: Attempt) -> dict[str, Any]:
+    """What the running-state journal line records: only what changed."""
+    fields: dict[str, Any] = {"runner": attempt.placement()}
+    # A retry clears what the previous attempt left (only then: smaller journal lines).
+    for name in ("exit_code", "signal", "error", "retry_at", "finished_at"):
+        if getattr(task, name) is not None:
+            fields[name] = None
+    return fields

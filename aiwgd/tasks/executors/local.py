@@ -1,124 +1,136 @@
-"""One attempt of a task as a process, from spawn to a named outcome (for aiwgd.supervisor).
+"""The local executor: each attempt is a child process of the daemon.
 
-`spawn()` starts the child with the argv, environment and log file the task and the
-config call for. `Run` is the attempt while it holds a supervisor slot: `wait_end()`
-waits for whichever comes first (the child's exit, a stop request, the timeout), takes
-the child down the stop ladder when it must, and `outcome()` names the final state.
-The supervisor decides what happens next (record, retry, requeue); nothing here
-touches the store or the queue.
+`start()` spawns the task's program in its own session (so it leads its own process
+group), never through a shell, with output to the task's log; the child is in the
+process registry while it lives. `LocalAttempt.wait()` waits for whichever comes
+first (exit, a stop request, the timeout), takes the child down the stop ladder when
+it must, and returns only once every process it started is gone. The PID, group and
+create time are this executor's state: the task records them as its `runner`, and
+`recover()` uses them to stop what an earlier daemon run left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiwgd.config import Config
-from aiwgd.procs.child import Child, Exit
-from aiwgd.tasks.model import Task, TaskState
+from aiwgd.lifecycle import Lifecycle
+from aiwgd.procs.child import Child
+from aiwgd.procs.registry import ChildRegistry
+from aiwgd.procs.tree import kill_leftovers
+from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
+from aiwgd.tasks.model import Task
 from aiwgd.tasks.spec import child_env, task_argv
 
-S = TaskState
+log = logging.getLogger("aiwgd.supervisor")
 
 
-class SpawnError(Exception):
-    """The task's program could not be started (the message says which and why)."""
+class LocalExecutor:
+    name = "local"
+
+    def __init__(
+        self, config: Config, root: Path, lifecycle: Lifecycle, children: ChildRegistry
+    ) -> None:
+        self.config = config
+        self.root = root
+        self.lifecycle = lifecycle
+        self.children = children
+
+    def apply_config(self, config: Config) -> None:
+        self.config = config
+
+    async def start(
+        self, task: Task, log_path: Path, on_output: Callable[[], None]
+    ) -> LocalAttempt:
+        cfg = self.config
+        argv = task_argv(cfg, task)
+        env = child_env(cfg, task.env)
+        env.update(AIWG_TASK_ID=task.id, AIWG_ROOT=str(self.root))
+        header = f"[aiwgd] attempt {task.attempt} of task {task.id}\n" if task.attempt > 1 else None
+        try:
+            child = await Child.spawn(
+                argv,
+                cwd=task.cwd or str(self.root),
+                env=env,
+                log_path=log_path,
+                log_cap=cfg.tasks.log_max_bytes,
+                tail_bytes=cfg.tasks.output_tail_bytes,
+                header=header,
+                on_data=on_output,
+            )
+        except (OSError, ValueError) as exc:
+            raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
+        self.children.add(child, f"task:{task.id}")
+        return LocalAttempt(child, self)
+
+    async def recover(self, task: Task) -> list[int]:
+        runner = task.runner or {}
+        pgid = runner.get("pgid") or runner.get("pid")
+        if not pgid:
+            return []
+        return await asyncio.to_thread(kill_leftovers, pgid, runner.get("create_time"))
+
+    def grace(self) -> float:
+        # Read at each stop, so a reload applies to the next one.
+        return self.config.daemon.stop_grace_seconds
 
 
-async def spawn(
-    cfg: Config, root: Path, task: Task, log_path: Path, on_data: Callable[[], None]
-) -> Child:
-    """Start the task's process in its own session, output going to `log_path`."""
-    argv = task_argv(cfg, task)
-    env = child_env(cfg, task.env)
-    env.update(AIWG_TASK_ID=task.id, AIWG_ROOT=str(root))
-    header = f"[aiwgd] attempt {task.attempt} of task {task.id}\n" if task.attempt > 1 else None
-    try:
-        return await Child.spawn(
-            argv, cwd=task.cwd or str(root), env=env, log_path=log_path,
-            log_cap=cfg.tasks.log_max_bytes, tail_bytes=cfg.tasks.output_tail_bytes,
-            header=header, on_data=on_data,
-        )  # fmt: skip
-    except (OSError, ValueError) as exc:
-        raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
+class LocalAttempt:
+    """A child process from spawn until it and everything it started are gone."""
 
+    def __init__(self, child: Child, executor: LocalExecutor) -> None:
+        self.child = child
+        self._executor = executor
+        self.reason: EndReason | None = None
+        self._wake: asyncio.Future[None] | None = None
 
-def running_fields(task: Task, child: Child, log_path: Path) -> dict[str, Any]:
-    """What the running-state journal line records: only what changed."""
-    fields: dict[str, Any] = {"pid": child.pid, "pgid": child.pgid,
-                              "proc_create_time": child.create_time}  # fmt: skip
-    if task.log_path is None:
-        fields["log_path"] = str(log_path)
-    # A retry clears what the previous attempt left (only then: smaller journal lines).
-    for name in ("exit_code", "signal", "error", "retry_at", "finished_at"):
-        if getattr(task, name) is not None:
-            fields[name] = None
-    return fields
+    def placement(self) -> dict[str, Any]:
+        c = self.child
+        return {"pid": c.pid, "pgid": c.pgid, "create_time": c.create_time}
 
+    def output_tail(self) -> str:
+        return self.child.sink.tail()
 
-@dataclass
-class Run:
-    """A task holding a slot: from spawn until its processes are really gone."""
-
-    task_id: str
-    child: Child | None = None
-    reason: str | None = None  # why we stop it: cancelled | timeout | shutdown
-    wake: asyncio.Future[None] | None = None  # resolved to end the wait on the child
-    job: asyncio.Task[None] | None = None
-
-    def stop(self, reason: str) -> None:
-        """Ask the run to go down the ladder (the first reason given wins)."""
+    def stop(self, reason: EndReason) -> None:
         self.reason = self.reason or reason
-        if self.wake is not None:
-            _settle(self.wake)
+        if self._wake is not None:
+            _settle(self._wake)
 
-    async def wait_end(
-        self, child: Child, timeout: float, grace: Callable[[], float], fast_stop: asyncio.Event
-    ) -> Exit:
-        """Wait for exit, a stop request or the timeout; then make sure the child is gone."""
+    async def wait(self, timeout: float) -> Ending:
+        child, ex = self.child, self._executor
+        fast = ex.lifecycle.fast_stop
         # One future woken by whichever comes first: exit, a stop request, the timeout.
         loop = asyncio.get_running_loop()
-        wake = self.wake = loop.create_future()
+        wake = self._wake = loop.create_future()
         child.exited().add_done_callback(lambda _f: _settle(wake))
         if self.reason is not None:
-            _settle(wake)  # cancelled while it was being spawned
+            _settle(wake)  # stopped while it was being spawned
         timer = loop.call_later(timeout, _settle, wake)
         try:
             await wake
         finally:
             timer.cancel()
-        if not child.exited().done() or self.reason is not None:
-            self.reason = self.reason or "timeout"
-            # The grace period is read now, so a reload applies to the next stop.
-            await child.terminate(grace(), fast_stop)
-        return await child.finish(grace(), fast_stop)
+        try:
+            if not child.exited().done() or self.reason is not None:
+                self.reason = self.reason or EndReason.TIMEOUT
+                await child.terminate(ex.grace(), fast)
+            result = await child.finish(ex.grace(), fast)
+        finally:
+            ex.children.discard(child)
+        return Ending(result, self.reason)
 
-    def outcome(self, ex: Exit, timeout: float) -> tuple[TaskState, str | None]:
-        """The final state of this attempt and its error text."""
-        if self.reason == "cancelled":
-            return S.CANCELLED, "cancelled while running"
-        if self.reason == "shutdown":
-            return S.INTERRUPTED, "interrupted: the daemon stopped while this task was running"
-        if self.reason == "timeout":
-            return S.TIMED_OUT, f"timed out after {timeout:g}s"
-        if ex.code == 0:
-            return S.COMPLETED, None
-        return S.FAILED, describe_exit(ex)
+    async def abort(self) -> None:
+        try:
+            await self.child.kill()
+            await self.child.finish(0)
+        finally:
+            self._executor.children.discard(self.child)
 
 
 def _settle(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def describe_exit(ex: Exit) -> str:
-    if ex.signal is not None:
-        with contextlib.suppress(ValueError):
-            return f"killed by signal {signal.Signals(ex.signal).name} ({ex.signal})"
-        return f"killed by signal {ex.signal}"
-    return f"exited with code {ex.code}"

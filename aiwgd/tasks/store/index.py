@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from aiwgd.tasks.model import FIELD_NAMES, TERMINAL, Task, TaskState
+from aiwgd.tasks.model import FIELD_NAMES, TERMINAL, Task, TaskState, upgrade_fields
 
 log = logging.getLogger("aiwgd.taskindex")
 
@@ -123,7 +123,7 @@ class TaskIndex:
             old = self.tasks.get(entry["id"])
             if old is None:
                 return None  # pruned later, or lost with a damaged snapshot
-            fields = {k: v for k, v in entry["fields"].items() if k in UPDATABLE}
+            fields = {k: v for k, v in upgrade_fields(entry["fields"]).items() if k in UPDATABLE}
             if "state" in fields:
                 fields["state"] = TaskState(fields["state"])
             self.put(replace(old, **fields))

@@ -21,12 +21,13 @@ API for the supervisor and RPC methods (all on the event loop thread):
     store.list(state=, agent=, source=, limit=50, offset=0) -> (tasks, total)  # newest first
     store.counts() -> {state: n}   # every state, O(1)
     store.queued() -> [Task]       # creation order: rebuild the queue at start
-    store.found_running() -> [Task]  # running when the daemon died: kill leftovers
-                                     # (procs.kill_leftovers), then store.recover(id)
+    store.found_running() -> [Task]  # running when the daemon died: the executor stops
+                                     # what is left, then store.recover(id)
     await store.recover(id) -> Task  # running -> interrupted -> queued (attempt + 1)
                                      # or failed, per tasks.requeue_interrupted
+    store.interrupted() -> [Task]    # left interrupted by a crash: store.recover(id)
     await store.prune() -> int     # retention; also at start, periodically, on excess
-    store.log_path(id) -> Path     # where the task's full output goes
+    store.log_file(task) -> Path   # where the task's full output goes
     await store.stop(fast)         # final compaction (skipped when fast), journal closed
 
 Task objects are copy-on-write: `update()` replaces the stored object, so a Task you
@@ -165,6 +166,9 @@ class TaskStore(Subsystem):
     def found_running(self) -> list[Task]:
         return self._index.in_state(TaskState.RUNNING)
 
+    def interrupted(self) -> list[Task]:
+        return self._index.in_state(TaskState.INTERRUPTED)
+
     def list(
         self, state: str | None = None, agent: str | None = None, source: str | None = None,
         limit: int = 50, offset: int = 0,
@@ -173,7 +177,12 @@ class TaskStore(Subsystem):
         return self._index.page(state, agent, source, limit, offset)
 
     def log_path(self, task_id: str) -> Path:
+        """Where a new task's full output goes (add() records it in the task)."""
         return self.paths.task_logs_dir / f"{task_id}.log"
+
+    def log_file(self, task: Task) -> Path:
+        """Where this task's output is: as recorded, else where it would be now."""
+        return Path(task.log_path) if task.log_path else self.log_path(task.id)
 
     # ---- writes ----------------------------------------------------------------------
     async def add(self, task: Task) -> Task:
@@ -186,6 +195,8 @@ class TaskStore(Subsystem):
             raise ValueError("a task needs exactly one of prompt or command")
         if task.id in self._index:
             raise errors.Conflict(f"task {task.id} already exists", {"id": task.id})
+        if task.log_path is None:
+            task = replace(task, log_path=str(self.log_path(task.id)))
         line = self.storelog.line({"op": "add", "task": task.to_dict()})
         self._ids.observe(task.id)
         self._index.put(task)
@@ -239,17 +250,18 @@ class TaskStore(Subsystem):
         return new
 
     async def recover(self, task_id: str) -> Task:
-        """A task found running at start: interrupted, then requeued or failed."""
+        """An attempt the daemon lost (it stopped or died while the task ran): recorded
+        interrupted, then requeued (attempt + 1) or failed per tasks.requeue_interrupted.
+        Also finishes the job for a task left interrupted by a crash between the two."""
         task = self._index.tasks[task_id]
-        if task.state != TaskState.RUNNING:
+        if task.state == TaskState.RUNNING:
+            why = "interrupted: the daemon stopped while this task was running"
+            task = await self.update(task_id, state=TaskState.INTERRUPTED, error=why)
+        if task.state != TaskState.INTERRUPTED:
             return task
-        why = "interrupted: the daemon stopped while this task was running"
-        await self.update(task_id, state=TaskState.INTERRUPTED, error=why)
         if self.cfg.requeue_interrupted:
-            return await self.update(
-                task_id, state=TaskState.QUEUED, attempt=task.attempt + 1, pid=None,
-                pgid=None, proc_create_time=None, started_at=None, retry_at=None,
-            )  # fmt: skip
+            return await self.update(task_id, state=TaskState.QUEUED, attempt=task.attempt + 1,
+                                     runner=None, started_at=None, retry_at=None)  # fmt: skip
         return await self.update(task_id, state=TaskState.FAILED)
 
     async def prune(self) -> int:
@@ -261,7 +273,7 @@ class TaskStore(Subsystem):
         if not doomed:
             return 0
         ids = [t.id for t in doomed]
-        logs = [Path(t.log_path) if t.log_path else self.log_path(t.id) for t in doomed]
+        logs = [self.log_file(t) for t in doomed]
         for task_id in ids:
             self._index.drop(task_id)
         await self.storelog.commit(self.storelog.line({"op": "del", "ids": ids}))

@@ -134,7 +134,7 @@ def test_add_update_survive_reopen_and_terminal_never_changes(project: Path) -> 
         await store.start()
         a = await store.add(new_task(store, prompt=None, command=["make", "test"], priority=10))
         b = await store.add(new_task(store, command=None, prompt="write docs", agent="doc"))
-        a = await store.update(a.id, state="running", pid=4242)
+        a = await store.update(a.id, state="running", runner={"pid": 4242})
         assert a.started_at is not None and a.state is TaskState.RUNNING
         a = await store.update(a.id, state="completed", exit_code=0, output_tail="ok\n")
         assert a.finished_at is not None
@@ -170,7 +170,7 @@ def test_retry_is_running_to_queued_with_the_next_attempt(project: Path) -> None
     async def main() -> None:
         store = await opened(project)
         t = await store.add(new_task(store, max_retries=2))
-        await store.update(t.id, state="running", pid=1)
+        await store.update(t.id, state="running", runner={"pid": 1})
         with pytest.raises(InvalidTransition, match="retry only; pass attempt=2"):
             await store.update(t.id, state="queued")
         t = await store.update(t.id, state="queued", attempt=2, exit_code=1, retry_at=1.0)
@@ -271,11 +271,13 @@ def test_recover_requeues_or_fails_running_tasks(project: Path) -> None:
         await store.start()
         a = await store.add(new_task(store))
         b = await store.add(new_task(store))
-        await store.update(a.id, state="running", pid=99999, pgid=99999, proc_create_time=1.0)
+        await store.update(
+            a.id, state="running", runner={"pid": 99999, "pgid": 99999, "create_time": 1.0}
+        )
         await store.update(b.id, state="running")
         assert [t.id for t in store.found_running()] == [a.id, b.id]
         a2 = await store.recover(a.id)
-        assert a2.state is TaskState.QUEUED and a2.attempt == 2 and a2.pid is None
+        assert a2.state is TaskState.QUEUED and a2.attempt == 2 and a2.runner is None
         assert "interrupted" in (a2.error or "")
         store.cfg = TasksSection(requeue_interrupted=False)
         b2 = await store.recover(b.id)
@@ -431,3 +433,32 @@ def test_any_json_string_round_trips_and_bad_values_store_nothing(project: Path)
         await store.stop()
 
     run(reopen())
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_state_files_of_version_0_1_still_load(project: Path) -> None:
+    """Before the executor seam, a task kept pid, pgid and proc_create_time as fields of
+    its own; a snapshot and journal written then (saved by the 0.1 code, kept as they
+    were) load with those facts as the task's `runner`."""
+    daemon_dir = Paths(project).daemon_dir
+    daemon_dir.mkdir(parents=True)
+    for name in ("tasks.json", "tasks.journal", "tasks.ids"):
+        (daemon_dir / name).write_bytes((FIXTURES / "v0.1" / name).read_bytes())
+
+    async def main() -> None:
+        store = TaskStore(Paths(project), TasksSection(), None)
+        await store.start()
+        done, queued, running = store.list(limit=10)[0][::-1]
+        assert (done.state, done.runner) == (
+            TaskState.COMPLETED,
+            {"pid": 4242, "pgid": 4242, "create_time": 1700000000.5},
+        )
+        assert (queued.state, queued.runner, queued.agent) == (TaskState.QUEUED, None, "claude")
+        assert (running.state, running.command) == (TaskState.RUNNING, ["sleep", "100"])
+        assert running.runner == {"pid": 999999, "pgid": 999999, "create_time": 1700000001.25}
+        assert "pid" not in done.to_dict() and done.to_dict()["runner"]["pid"] == 4242
+        await store.stop()
+
+    run(main())

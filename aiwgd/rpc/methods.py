@@ -1,0 +1,55 @@
+"""The daemon-level RPC methods: ping, daemon.status|stop|reload, rpc.discover."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiwgd import errors
+from aiwgd.config.schema import spec
+from aiwgd.rpc.registry import Api, NoParams
+
+
+class DaemonControl(Protocol):
+    """What these methods need of the daemon (and nothing more)."""
+
+    pid: int
+
+    def status(self) -> dict[str, Any]: ...
+
+    def request_stop(self, fast: bool = False, reason: str = "") -> None: ...
+
+    async def reload(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class StopParams:
+    fast: bool = spec(False, doc="skip the grace period: stop ladder at once")
+
+
+def register(api: Api, daemon: DaemonControl) -> None:
+    """ping, daemon.*, rpc.discover."""
+    obj = {"type": "object"}
+
+    @api.method("ping", 'Liveness check; answers "pong".', result={"const": "pong"})
+    async def ping(ctx: Any, p: NoParams) -> str:
+        return "pong"
+
+    @api.method("daemon.status", "Pid, uptime, config state and every subsystem.", result=obj)
+    async def status(ctx: Any, p: NoParams) -> dict[str, Any]:
+        return daemon.status()
+
+    @api.method("daemon.stop", "Stop gracefully (or fast); answers before stopping.",
+                StopParams, result=obj)  # fmt: skip
+    async def stop(ctx: Any, p: StopParams) -> dict[str, Any]:
+        daemon.request_stop(fast=p.fast, reason="rpc")
+        return {"stopping": True, "pid": daemon.pid}
+
+    @api.method("daemon.reload", "Re-read and apply the config file; a bad file changes nothing.",
+                result=obj, raises=(errors.ConfigInvalid,))  # fmt: skip
+    async def reload(ctx: Any, p: NoParams) -> dict[str, Any]:
+        return await daemon.reload()
+
+    @api.method("rpc.discover", "This API as an OpenRPC document.", result=obj)
+    async def discover(ctx: Any, p: NoParams) -> dict[str, Any]:
+        return api.discover()

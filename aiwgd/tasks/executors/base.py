@@ -1,0 +1,111 @@
+"""The executor seam: the supervisor decides when an attempt starts and what its end
+means; an executor runs it.
+
+An `Executor` starts one attempt of a task and returns an `Attempt`, recovers what an
+earlier daemon run left behind, and takes config changes. An `Attempt` says where it
+runs (`placement()`, journalled as the task's `runner` before the wait), can be asked
+to stop with a reason, waits for its end and makes sure nothing of it is left, and
+shows its output tail. `LocalExecutor` (child processes on this machine) is the
+default; a remote one plugs in here without touching the queue, cap or retry logic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiwgd.config import Config
+from aiwgd.procs.child import Exit
+from aiwgd.tasks.model import Task, TaskState
+
+S = TaskState
+
+
+class SpawnError(Exception):
+    """The attempt could not be started (the message says which program and why)."""
+
+
+class EndReason(StrEnum):
+    """Why the daemon ended an attempt itself (none: it ended on its own)."""
+
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended: its exit, and the reason if the daemon stopped it."""
+
+    exit: Exit
+    reason: EndReason | None
+
+
+class Attempt(Protocol):
+    """One running attempt of a task, from start until nothing of it is left."""
+
+    def placement(self) -> dict[str, Any]:
+        """Where it runs, in the executor's own terms (local: pid, pgid, create_time)."""
+        ...
+
+    def stop(self, reason: EndReason) -> None:
+        """Ask it to go down the stop ladder; the first reason given wins."""
+        ...
+
+    async def wait(self, timeout: float) -> Ending:
+        """Wait for its end (exit, a stop request, `timeout`); return once it is gone."""
+        ...
+
+    async def abort(self) -> None:
+        """Kill it at once and wait until it is gone (after an internal error)."""
+        ...
+
+    def output_tail(self) -> str:
+        """The last part of its output, safely decoded."""
+        ...
+
+
+class Executor(Protocol):
+    name: str
+
+    async def start(self, task: Task, log_path: Path, on_output: Callable[[], None]) -> Attempt:
+        """Start `task`'s current attempt, its output going to `log_path`.
+
+        Raises SpawnError when it cannot start; nothing is left behind then.
+        """
+        ...
+
+    async def recover(self, task: Task) -> list[int]:
+        """Stop whatever an earlier daemon run left of `task` (its `runner`); returns
+        what was stopped (local: PIDs)."""
+        ...
+
+    def apply_config(self, config: Config) -> None:
+        """Take a new, already validated config (the next stop uses its grace)."""
+        ...
+
+
+def outcome(ending: Ending, timeout: float) -> tuple[TaskState, str | None]:
+    """What an attempt's end means: the task's final state for it and the error text."""
+    if ending.reason == EndReason.CANCELLED:
+        return S.CANCELLED, "cancelled while running"
+    if ending.reason == EndReason.SHUTDOWN:
+        return S.INTERRUPTED, "interrupted: the daemon stopped while this task was running"
+    if ending.reason == EndReason.TIMEOUT:
+        return S.TIMED_OUT, f"timed out after {timeout:g}s"
+    if ending.exit.code == 0:
+        return S.COMPLETED, None
+    return S.FAILED, describe_exit(ending.exit)
+
+
+def describe_exit(ex: Exit) -> str:
+    if ex.signal is not None:
+        with contextlib.suppress(ValueError):
+            return f"killed by signal {signal.Signals(ex.signal).name} ({ex.signal})"
+        return f"killed by signal {ex.signal}"
+    return f"exited with code {ex.code}"
