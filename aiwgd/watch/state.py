@@ -3,7 +3,7 @@
 A change opens (or extends) its path's window; when the window closes the path is
 compared with the index: absent -> present is created, present -> present modified,
 present -> absent deleted, absent -> absent nothing (it came and went unseen). See
-aiwgd/watcher.py for the whole story.
+aiwgd/watch/watcher.py for the whole story.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@ How a change becomes an event:
 A missing entry is reported in status and logged; it is picked up when it appears,
 and a watched directory deleted and recreated is watched again. Reload restarts the
 awatch with the new paths; pending debounced changes are kept.
+
+The watcher's state (WatcherState, in status) says what it is doing, not where it may
+go next: every replan (start, reload, a structural change, the retry after a failed
+watch) re-derives it from the config and the disk, so any state can follow any other,
+and only `_set_state()` writes it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from aiwgd.lifecycle import Subsystem
@@ -51,6 +57,14 @@ logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 CHUNK = 250  # changes handled between yields to the event loop
 MAX_STEP_MS = 500  # the slowest watchfiles poll: bounds the latency a long debounce adds
+
+
+class WatcherState(StrEnum):
+    STOPPED = "stopped"  # not started yet, or stopped
+    DISABLED = "disabled"  # watch.enabled is false
+    WATCHING = "watching"  # at least one directory is watched
+    IDLE = "idle"  # enabled, but no configured path exists yet
+    ERROR = "error"  # a watch failed (`error` says why); a replan is due
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,7 @@ class FileWatcher(Subsystem):
         self.rules = Rules(paths.root, paths.daemon_dir, self.section.paths, paths.pid_file)
         self.plan = Plan((), (), ())
         self.windows = Windows(self.rules, self._emit)
-        self.state = "stopped"
+        self.state = WatcherState.STOPPED
         self.error: str | None = None
         self.counts = {"changes": 0, "created": 0, "modified": 0, "deleted": 0, "restarts": 0}
         self._watches: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
@@ -117,7 +131,7 @@ class FileWatcher(Subsystem):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self.state = "stopped"
+        self._set_state(WatcherState.STOPPED)
 
     async def apply_config(self, config: Config) -> None:
         self.section = config.watch
@@ -127,6 +141,11 @@ class FileWatcher(Subsystem):
         self.windows.rules = self.rules
         # Pending changes stay: they are judged against the new entries when due.
         await self._replan(index=True, force=True)
+
+    def _set_state(self, new: WatcherState) -> None:
+        if new is not self.state:
+            log.debug("watcher state changed", extra={"state": new, "previous": self.state})
+            self.state = new
 
     def status(self) -> dict[str, Any]:
         return {
@@ -153,7 +172,7 @@ class FileWatcher(Subsystem):
             if not self.section.enabled:
                 await self._stop_watches()
                 self.plan = Plan((), (), ())
-                self.state = "disabled"
+                self._set_state(WatcherState.DISABLED)
                 return
             old = self.plan
             plan = make_plan([e.abs for e in self.rules.entries])
@@ -173,9 +192,11 @@ class FileWatcher(Subsystem):
             await self._take_in(old, plan, index)
             # A watch that failed in its first step has set self.error already.
             if self.error:
-                self.state = "error"
+                self._set_state(WatcherState.ERROR)
+            elif plan.recursive or plan.flat:
+                self._set_state(WatcherState.WATCHING)
             else:
-                self.state = "watching" if plan.recursive or plan.flat else "idle"
+                self._set_state(WatcherState.IDLE)
 
     async def _take_in(self, old: Plan, plan: Plan, index: bool) -> None:
         """Scan what is newly watched: remember it (index) or report it as created."""
@@ -236,7 +257,7 @@ class FileWatcher(Subsystem):
             # A watched directory vanished between planning and watching, or the
             # inotify watch limit was hit: report it and plan again after a backoff.
             self.error = f"{type(exc).__name__}: {exc}"
-            self.state = "error"
+            self._set_state(WatcherState.ERROR)
             fields = {"error": self.error, "retry_in_s": self._retry_s}
             log.error("file watch failed; retrying", extra=fields)
             self._force_next = True
