@@ -19,20 +19,27 @@ ExecId = Annotated[str, typer.Argument(help="execution id (see `aiwg automation 
 
 
 def render_status(result: dict[str, Any]) -> str:
-    lines = [f"automation is {'enabled' if result.get('enabled') else 'DISABLED'}; "
-             f"{result.get('pending', 0)} pending approval"]  # fmt: skip
+    lines = [
+        f"automation is {'enabled' if result.get('enabled') else 'DISABLED'}; "
+        f"{result.get('pending', 0)} pending approval"
+    ]
     rules = result.get("rules", [])
     if not rules:
         lines.append("no rules (add them under rules in .aiwg/daemon.json)")
     for r in rules:
         c = r["counts"]
-        trig = r["trigger"]["type"] + (f" from {r['trigger']['source']}" if r["trigger"]["source"]
-                                       else "")  # fmt: skip
-        lines.append(f"{r['id']}  [{'on ' if r['enabled'] else 'off'}]  {trig} -> {r['action']}"
-                     + ("  (needs approval)" if r.get("requires_approval") else ""))  # fmt: skip
-        lines.append(f"    matched {c['matched']}, ran {c['executed']} ({c['succeeded']} ok, "
-                     f"{c['failed']} failed), held back {c['suppressed']}; last "
-                     f"{ago(r.get('last_fired_at'))}: {r.get('last_result') or '-'}")  # fmt: skip
+        trig = r["trigger"]["type"] + (
+            f" from {r['trigger']['source']}" if r["trigger"]["source"] else ""
+        )
+        lines.append(
+            f"{r['id']}  [{'on ' if r['enabled'] else 'off'}]  {trig} -> {r['action']}"
+            + ("  (needs approval)" if r.get("requires_approval") else "")
+        )
+        lines.append(
+            f"    matched {c['matched']}, ran {c['executed']} ({c['succeeded']} ok, "
+            f"{c['failed']} failed), held back {c['suppressed']}; last "
+            f"{ago(r.get('last_fired_at'))}: {r.get('last_result') or '-'}"
+        )
     return "\n".join(lines)
 
 

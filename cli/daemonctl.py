@@ -104,9 +104,14 @@ def start_detached(paths: Paths) -> int:
     cmd = [sys.executable, "-m", "aiwgd", "--root", str(paths.root), "--no-stderr-log"]
     with os.fdopen(fd, "wb") as out:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            start_new_session=True, cwd=paths.root, close_fds=True,
-        )  # fmt: skip
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            cwd=paths.root,
+            close_fds=True,
+        )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -165,5 +170,10 @@ def status(paths: Paths) -> tuple[int, dict[str, Any]]:
     pid = running_pid(paths)
     if pid is None:
         return 3, {"running": False, "last_state": snapshot or None}
-    return 1, {"running": True, "answering": False, "pid": pid, "error": reason,
-               "last_state": snapshot or None}  # fmt: skip
+    return 1, {
+        "running": True,
+        "answering": False,
+        "pid": pid,
+        "error": reason,
+        "last_state": snapshot or None,
+    }

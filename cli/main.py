@@ -28,9 +28,12 @@ from aiwgd.cli.options import (
 from aiwgd.client import ClientError, DaemonNotRunning, RpcError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-    rich_markup_mode=None, help="aiwg: control the aiwgd automation daemon.",
-)  # fmt: skip
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="aiwg: control the aiwgd automation daemon.",
+)
 config_app = typer.Typer(no_args_is_help=True, help="Validate, show or create the config.")
 app.add_typer(config_app, name="config")
 
@@ -66,8 +69,11 @@ def stop(
     pid, cleaned = daemonctl.stop(paths_for(root), fast=fast)
     if pid is None:
         note = f" (removed stale {', '.join(cleaned)})" if cleaned else ""
-        emit({"stopped": False, "running": False, "cleaned": cleaned}, want_json(json_out),
-             f"aiwgd is not running{note}")  # fmt: skip
+        emit(
+            {"stopped": False, "running": False, "cleaned": cleaned},
+            want_json(json_out),
+            f"aiwgd is not running{note}",
+        )
         return
     emit({"stopped": True, "pid": pid}, want_json(json_out), f"aiwgd stopped (PID {pid})")
 

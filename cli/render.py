@@ -44,8 +44,10 @@ def status(info: dict[str, Any]) -> str:
         last = info.get("last_state")
         tail = ""
         if last:
-            tail = f" (stale state from PID {last.get('pid')}, last heartbeat " \
-                   f"{ago(last.get('heartbeat_at'))})"  # fmt: skip
+            tail = (
+                f" (stale state from PID {last.get('pid')}, last heartbeat "
+                f"{ago(last.get('heartbeat_at'))})"
+            )
         return f"aiwgd is not running{tail}"
     if not info.get("answering"):
         head = f"aiwgd is running (PID {info.get('pid')}) but not answering: {info.get('error')}"
@@ -53,12 +55,15 @@ def status(info: dict[str, Any]) -> str:
         if not last:
             return f"{head}\nno state.json to fall back to"
         # The last heartbeat's snapshot is the best we know: say how old it is.
-        return "\n".join([head, f"last state.json (heartbeat {ago(last.get('heartbeat_at'))}):",
-                          *_details(last)])  # fmt: skip
+        return "\n".join(
+            [head, f"last state.json (heartbeat {ago(last.get('heartbeat_at'))}):", *_details(last)]
+        )
     return "\n".join(
-        [f"aiwgd is running (PID {info['pid']}), up {duration(info.get('uptime_s'))}",
-         *_details(info)]
-    )  # fmt: skip
+        [
+            f"aiwgd is running (PID {info['pid']}), up {duration(info.get('uptime_s'))}",
+            *_details(info),
+        ]
+    )
 
 
 def _details(info: dict[str, Any]) -> list[str]:
@@ -71,8 +76,10 @@ def _details(info: dict[str, Any]) -> list[str]:
         lines.append(f"  reload error: {err}")
     tasks = info.get("subsystems", {}).get("supervisor")
     if tasks:
-        lines.append(f"tasks:   {tasks.get('running', 0)} running, {tasks.get('queued', 0)} queued"
-                     f" (cap {tasks.get('cap', '?')})")  # fmt: skip
+        lines.append(
+            f"tasks:   {tasks.get('running', 0)} running, {tasks.get('queued', 0)} queued"
+            f" (cap {tasks.get('cap', '?')})"
+        )
     lines.append("subsystems:")
     lines += [_subsystem_line(k, v) for k, v in info.get("subsystems", {}).items()]
     return lines
@@ -91,8 +98,10 @@ def log_line(raw: str) -> str:
         return raw.rstrip("\n")
     known = ("time", "level", "logger", "msg", "exc")
     fields = " ".join(f"{k}={v}" for k, v in rec.items() if k not in known)
-    out = f"{rec.get('time', '')} {str(rec.get('level', '')).upper():<7} " \
-          f"{rec.get('logger', '')}: {rec.get('msg', '')}"  # fmt: skip
+    out = (
+        f"{rec.get('time', '')} {str(rec.get('level', '')).upper():<7} "
+        f"{rec.get('logger', '')}: {rec.get('msg', '')}"
+    )
     out = f"{out} {fields}" if fields else out
     return out + ("\n" + rec["exc"] if rec.get("exc") else "")
 

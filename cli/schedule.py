@@ -42,9 +42,11 @@ def render_jobs(result: dict[str, Any]) -> str:
     lines = [] if result.get("enabled", True) else ["the scheduler is disabled (schedule.enabled)"]
     for job in jobs:
         state = "on " if job["enabled"] else "off"
-        lines.append(f"{job['id']}  [{state}]  {job['cron']}  ({job['timezone']})  "
-                     f"{_action(job['action'])}  overlap={job['overlap']}"
-                     + ("  catch_up" if job.get("catch_up") else ""))  # fmt: skip
+        lines.append(
+            f"{job['id']}  [{state}]  {job['cron']}  ({job['timezone']})  "
+            f"{_action(job['action'])}  overlap={job['overlap']}"
+            + ("  catch_up" if job.get("catch_up") else "")
+        )
         lines.append(f"    next: {_when(job.get('next_fire'))}")
         last = ago(job.get("last_run_at"))
         result_text = job.get("last_result")
