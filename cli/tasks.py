@@ -56,8 +56,14 @@ def _env(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _spec(agent: str | None, priority: str | None, timeout: float | None, cwd: str | None,
-          env: list[str] | None, retries: int) -> dict[str, Any]:  # fmt: skip
+def _spec(
+    agent: str | None,
+    priority: str | None,
+    timeout: float | None,
+    cwd: str | None,
+    env: list[str] | None,
+    retries: int,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"source": "cli"}
     if agent:
         spec["agent"] = agent
@@ -109,8 +115,14 @@ def _wait(root: str | None, task_id: str) -> dict[str, Any]:
                 return task
 
 
-def _submit_and_report(root: str | None, spec: dict[str, Any], wait: bool, follow: bool,
-                       as_json: bool, method: str = "task.submit") -> None:  # fmt: skip
+def _submit_and_report(
+    root: str | None,
+    spec: dict[str, Any],
+    wait: bool,
+    follow: bool,
+    as_json: bool,
+    method: str = "task.submit",
+) -> None:
     with client(root) as c:
         task = c.call(method, **spec)
     if not (wait or follow):
@@ -132,10 +144,17 @@ def _submit_and_report(root: str | None, spec: dict[str, Any], wait: bool, follo
 @task_app.command("submit")
 def submit(
     prompt: Annotated[str, typer.Argument(help="the prompt for the agent")],
-    agent: Agent = None, priority: Priority = None, timeout: Timeout = None, cwd: Cwd = None,
-    env: Env = None, retries: Retries = 0, wait: Wait = False, follow: Follow = False,
-    root: Root = None, json_out: Json = False,
-) -> None:  # fmt: skip
+    agent: Agent = None,
+    priority: Priority = None,
+    timeout: Timeout = None,
+    cwd: Cwd = None,
+    env: Env = None,
+    retries: Retries = 0,
+    wait: Wait = False,
+    follow: Follow = False,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
     """Queue an agent prompt."""
     spec = _spec(agent, priority, timeout, cwd, env, retries)
     spec["prompt"] = prompt
@@ -145,10 +164,16 @@ def submit(
 @task_app.command("run", context_settings={"allow_interspersed_args": False})
 def run(
     command: Annotated[list[str], typer.Argument(help="-- CMD ARGS... (no shell)")],
-    priority: Priority = None, timeout: Timeout = None, cwd: Cwd = None, env: Env = None,
-    retries: Retries = 0, wait: Wait = False, follow: Follow = False,
-    root: Root = None, json_out: Json = False,
-) -> None:  # fmt: skip
+    priority: Priority = None,
+    timeout: Timeout = None,
+    cwd: Cwd = None,
+    env: Env = None,
+    retries: Retries = 0,
+    wait: Wait = False,
+    follow: Follow = False,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
     """Queue a command (an argv list, never run through a shell): aiwg task run -- make test"""
     spec = _spec(None, priority, timeout, cwd, env, retries)
     spec["command"] = command
@@ -161,8 +186,16 @@ def _table(tasks: list[dict[str, Any]], width: int) -> str:
     for t in tasks:
         started, finished = t.get("started_at"), t.get("finished_at")
         dur = (finished or now) - started if started else None
-        rows.append([t["id"], t["state"], render.duration(now - t["created_at"]),
-                     render.duration(dur), t.get("agent") or "-", _what(t)])  # fmt: skip
+        rows.append(
+            [
+                t["id"],
+                t["state"],
+                render.duration(now - t["created_at"]),
+                render.duration(dur),
+                t.get("agent") or "-",
+                _what(t),
+            ]
+        )
     head = ["ID", "STATE", "AGE", "DURATION", "AGENT", "PROMPT/COMMAND"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
     used = sum(widths) + 2 * 5
@@ -183,8 +216,9 @@ def list_(
     source: Annotated[str | None, typer.Option("--source", help="cli|rpc|rule|chat|...")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="rows")] = 50,
     offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
-    root: Root = None, json_out: Json = False,
-) -> None:  # fmt: skip
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
     """Tasks, newest first: id, state, age, duration, agent, prompt/command."""
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     for key, value in (("state", state), ("agent", agent), ("source", source)):
@@ -205,8 +239,22 @@ def list_(
 
 
 def _human_task(t: dict[str, Any]) -> str:
-    keys = ("id", "state", "source", "agent", "priority", "cwd", "attempt", "max_retries",
-            "timeout_s", "pid", "exit_code", "signal", "error", "log_path")  # fmt: skip
+    keys = (
+        "id",
+        "state",
+        "source",
+        "agent",
+        "priority",
+        "cwd",
+        "attempt",
+        "max_retries",
+        "timeout_s",
+        "pid",
+        "exit_code",
+        "signal",
+        "error",
+        "log_path",
+    )
     t = {**t, "pid": (t.get("runner") or {}).get("pid")}  # where a local attempt ran
     lines = [f"{k + ':':<12} {t[k]}" for k in keys if t.get(k) is not None]
     lines.insert(2, f"{'what:':<12} {_what(t)}")
@@ -222,8 +270,9 @@ def _human_task(t: dict[str, Any]) -> str:
 
 
 @task_app.command("get")
-def get(task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = None,
-        json_out: Json = False) -> None:  # fmt: skip
+def get(
+    task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = None, json_out: Json = False
+) -> None:
     """One task in full, with its output tail."""
     with client(root) as c:
         task = c.call("task.get", id=task_id)
@@ -231,8 +280,9 @@ def get(task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = None
 
 
 @task_app.command("cancel")
-def cancel(task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = None,
-           json_out: Json = False) -> None:  # fmt: skip
+def cancel(
+    task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = None, json_out: Json = False
+) -> None:
     """Cancel a queued task, or stop a running one (SIGTERM, grace, SIGKILL)."""
     with client(root, timeout=None) as c:
         task = c.call("task.cancel", id=task_id)
@@ -243,8 +293,9 @@ def cancel(task_id: Annotated[str, typer.Argument(metavar="ID")], root: Root = N
 def wait_cmd(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     timeout: Annotated[float, typer.Option("--timeout", min=0, help="seconds")] = 3600,
-    root: Root = None, json_out: Json = False,
-) -> None:  # fmt: skip
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
     """Wait until a task ends (exit 0 if completed, 1 otherwise or at the timeout)."""
     with client(root, timeout=None) as c:
         task = c.call("task.wait", id=task_id, timeout_s=timeout)
@@ -257,8 +308,9 @@ def wait_cmd(
 def logs(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     follow: Follow = False,
-    root: Root = None, json_out: Json = False,
-) -> None:  # fmt: skip
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
     """Print a task's output (its full log); -f keeps printing until the task ends."""
     as_json = want_json(json_out)
     if follow:
@@ -284,15 +336,19 @@ def stats(root: Root = None, json_out: Json = False) -> None:
     with client(root) as c:
         s = c.call("task.stats")
     counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items() if v)
-    human = (f"{s['running']} running, {s['queued']} queued (cap {s['cap']}); "
-             f"{s['stored']} stored" + (f": {counts}" if counts else ""))  # fmt: skip
+    human = (
+        f"{s['running']} running, {s['queued']} queued (cap {s['cap']}); "
+        f"{s['stored']} stored" + (f": {counts}" if counts else "")
+    )
     emit(s, want_json(json_out), human)
 
 
 def chat(
     message: Annotated[str, typer.Argument(help="what to ask the agent")],
-    agent: Agent = None, root: Root = None, json_out: Json = False,
-) -> None:  # fmt: skip
+    agent: Agent = None,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
     """Send a message to the agent and print its answer as it arrives."""
     spec: dict[str, Any] = {"message": message}
     if agent:
