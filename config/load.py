@@ -7,14 +7,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aiwgd.config.model import Config
+from aiwgd.config.model import RETIRED_KEYS, Config
 from aiwgd.config.schema import Issue, ValidationError, dump, parse
 
 
 def parse_config(data: Any) -> Config:
-    """Validate already-decoded JSON into a Config (missing keys take defaults)."""
+    """Validate already-decoded JSON into a Config (missing keys take defaults).
+
+    Retired top-level keys (model.RETIRED_KEYS) are dropped unread; any other key the
+    model does not know is an error.
+    """
     if not isinstance(data, dict):
         raise ValidationError([Issue("", "the config file must hold a JSON object")])
+    data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
     result: Config = parse(Config, data)
     return result
 

@@ -1,6 +1,7 @@
 """The configuration model: one dataclass per section of `.aiwg/daemon.json`.
 
-Defaults and key names match the original AIWG daemon so its files load unchanged.
+Defaults and key names match the original AIWG daemon so its files load unchanged
+(its `webhook` section, which nothing here ever read, is dropped unread: RETIRED_KEYS).
 Adding a section means adding one class here (or in a sibling module) and one field
 on `Config`.
 """
@@ -110,23 +111,6 @@ class WatchSection:
     enabled: bool = True
     debounce_ms: int = spec(2000, ge=0, le=3_600_000)
     paths: list[WatchPath] = spec(factory=_default_watch_paths)
-
-
-@dataclass
-class WebhookEndpoint:
-    path: str = spec(min_len=1)
-    method: str = spec("POST", choices=("GET", "POST", "PUT"))
-
-
-@dataclass
-class WebhookSection:
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = spec(9471, ge=1, le=65_535)
-    secret_env: str = spec("AIWG_WEBHOOK_SECRET", check=env_name)
-    endpoints: list[WebhookEndpoint] = spec(
-        factory=lambda: [WebhookEndpoint("/ci", "POST"), WebhookEndpoint("/health", "GET")]
-    )
 
 
 @dataclass
@@ -263,13 +247,19 @@ def _duplicate_ids(key: str, ids: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+# Top-level keys of earlier versions that nothing reads any more: load.parse_config
+# drops them before validation, so files that still hold them load unchanged, and they
+# are never written again. `webhook` configured an inbound webhook server that was
+# never built; every first start wrote its defaults into `.aiwg/daemon.json`.
+RETIRED_KEYS = frozenset({"webhook"})
+
+
 @dataclass
 class Config:
     """The whole validated configuration; one instance per (re)load."""
 
     daemon: DaemonSection = spec(factory=DaemonSection)
     watch: WatchSection = spec(factory=WatchSection)
-    webhook: WebhookSection = spec(factory=WebhookSection)
     schedule: ScheduleSection = spec(factory=ScheduleSection)
     rules: list[Rule] = spec(factory=list)
     events: EventsSection = spec(factory=EventsSection)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from aiwgd.config import ValidationError, defaults, load_file, load_or_create, parse_config, to_json
+from aiwgd.config.model import RETIRED_KEYS
 from aiwgd.config.schema import dump, json_schema
 
 # The file the original AIWG daemon writes on first start (tools/daemon/config.mjs,
@@ -133,10 +134,18 @@ def test_defaults_are_the_original_daemons() -> None:
     assert (d.daemon.log.max_size_mb, d.daemon.log.max_files, d.daemon.log.level) == (50, 5, "info")
     assert d.watch.enabled is True and d.watch.debounce_ms == 2000
     assert d.schedule.enabled is True
-    assert (d.webhook.enabled, d.webhook.host, d.webhook.port, d.webhook.secret_env) == (
-        False, "127.0.0.1", 9471, "AIWG_WEBHOOK_SECRET")  # fmt: skip
     assert d.rules == []
-    assert contains(dump(d), json.loads(ORIGINAL_DEFAULT_FILE))
+    original = json.loads(ORIGINAL_DEFAULT_FILE)
+    assert contains(dump(d), {k: v for k, v in original.items() if k not in RETIRED_KEYS})
+
+
+def test_retired_webhook_section_is_dropped_unread() -> None:
+    # Every first start wrote it (the inbound webhook server was never built): files
+    # that hold it, whatever it says, load as if it were not there; it is not written.
+    assert "webhook" in json.loads(ORIGINAL_DEFAULT_FILE)
+    cfg = parse_config({"webhook": {"port": 70000, "secret": "hunter2"}})
+    assert dump(cfg) == dump(defaults())
+    assert "webhook" not in json.loads(to_json(defaults()))
 
 
 def test_original_default_file_loads_unchanged(tmp_path: Path) -> None:
@@ -161,19 +170,19 @@ def test_defaults_round_trip_through_json() -> None:
 def test_json_schema_covers_every_section() -> None:
     schema = json_schema(type(defaults()))
     assert schema["additionalProperties"] is False
-    assert {"daemon", "watch", "webhook", "schedule", "rules"} <= set(schema["properties"])
-    port = schema["properties"]["webhook"]["properties"]["port"]
-    assert port == {"type": "integer", "minimum": 1, "maximum": 65535, "default": 9471}
+    assert {"daemon", "watch", "schedule", "rules"} <= set(schema["properties"])
+    debounce = schema["properties"]["watch"]["properties"]["debounce_ms"]
+    assert debounce == {"type": "integer", "minimum": 0, "maximum": 3600000, "default": 2000}
 
 
 # ---- merging ----------------------------------------------------------------------------
 
 
 def test_partial_file_merges_over_defaults() -> None:
-    cfg = parse_config({"daemon": {"log": {"level": "debug"}}, "webhook": {"port": 8000}})
+    cfg = parse_config({"daemon": {"log": {"level": "debug"}}, "watch": {"debounce_ms": 8000}})
     expected = dump(defaults())
     expected["daemon"]["log"]["level"] = "debug"
-    expected["webhook"]["port"] = 8000
+    expected["watch"]["debounce_ms"] = 8000
     assert dump(cfg) == expected
 
 
@@ -223,14 +232,14 @@ def test_unknown_keys_with_did_you_mean() -> None:
     assert 'deamon: unknown key; did you mean "daemon"?' in errs
     assert 'watch.debounce: unknown key; did you mean "debounce_ms"?' in errs
     zzz = next(e for e in errs if e.startswith("zzz:"))
-    assert zzz.startswith("zzz: unknown key (known: daemon, watch, webhook, schedule, rules")
+    assert zzz.startswith("zzz: unknown key (known: daemon, watch, schedule, rules")
 
 
 def test_every_error_is_listed_with_path_value_and_rule() -> None:
     errs = errors_of({
         "daemon": {"heartbeat_interval_seconds": 0, "max_parallel_actions": 1.5,
                    "log": {"max_files": True, "level": "verbose", "max_size_mb": -1}},
-        "webhook": {"port": 65536, "host": 127},
+        "watch": {"debounce_ms": 3_600_001, "enabled": "yes"},
     })  # fmt: skip
     assert sorted(errs) == sorted([
         "daemon.heartbeat_interval_seconds: 0.0 is out of range (must be > 0)",
@@ -239,8 +248,8 @@ def test_every_error_is_listed_with_path_value_and_rule() -> None:
         'daemon.log.level: "verbose" is not allowed (must be one of "debug", "info", '
         '"warning", "error")',
         "daemon.log.max_size_mb: -1.0 is out of range (must be > 0)",
-        "webhook.port: 65536 is out of range (must be <= 65535)",
-        "webhook.host: 127 is not a string",
+        "watch.debounce_ms: 3600001 is out of range (must be <= 3600000)",
+        'watch.enabled: "yes" is not true or false',
     ])  # fmt: skip
 
 
@@ -283,15 +292,23 @@ def test_duplicate_job_ids() -> None:
 
 @pytest.mark.parametrize("name", ["my secret!", "sk-live-abc123", "1ABC", ""])
 def test_secrets_only_as_env_var_names(name: str) -> None:
-    errs = errors_of({"webhook": {"secret_env": name}})
-    assert errs == [f"webhook.secret_env: {json.dumps(name)} is not an environment variable "
-                    "name (secrets never live in the config: put the secret in the "
-                    "environment and name the variable here)"]  # fmt: skip
+    errs = errors_of(webhook_rule(secret_env=name))
+    assert errs == [
+        f"rules[0].action.secret_env: {json.dumps(name)} is not an environment variable "
+        "name (secrets never live in the config: put the secret in the environment and "
+        "name the variable here)"
+    ]
 
 
 def test_secret_values_have_no_key_to_live_in() -> None:
-    errs = errors_of({"webhook": {"secret": "hunter2"}})
-    assert errs == ['webhook.secret: unknown key; did you mean "secret_env"?']
+    errs = errors_of(webhook_rule(secret="hunter2"))
+    assert errs == ['rules[0].action.secret: unknown key; did you mean "secret_env"?']
+
+
+def webhook_rule(**action: Any) -> dict[str, Any]:
+    """A config with one rule whose webhook action carries `action`'s extra fields."""
+    act = {"type": "webhook", "url": "http://127.0.0.1:9/hook", **action}
+    return {"rules": [{"id": "r", "trigger": {"type": "file.*"}, "action": act}]}
 
 
 def test_watch_path_errors() -> None:
