@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from jsonrpcserver import JsonRpcError, Success
 from jsonrpcserver.async_dispatcher import dispatch_request
@@ -202,5 +202,6 @@ class Dispatcher:
         _, outcome = await dispatch_request(self._methods, ctx, request)
         if is_notification:
             return None
-        result: dict[str, Any] = to_serializable(to_response(request, outcome))
-        return result
+        # One request in, so one response object out (never a list, and not None: the
+        # notification case returned above).
+        return cast(dict[str, Any], to_serializable(to_response(request, outcome)))

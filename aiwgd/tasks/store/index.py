@@ -29,7 +29,7 @@ class TaskIndex:
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def __contains__(self, task_id: str) -> bool:
+    def __contains__(self, task_id: object) -> bool:
         return task_id in self.tasks
 
     def get(self, task_id: str) -> Task | None:
