@@ -10,7 +10,9 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
+import operator
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiwgd.actions.templates import lookup
@@ -18,8 +20,12 @@ from aiwgd.config.model import Condition, Rule
 
 __all__ = ["check_condition", "explain", "trigger_matches"]
 
-_ORDER_OPS = {"gt": (">", lambda a, b: a > b), "gte": (">=", lambda a, b: a >= b),
-              "lt": ("<", lambda a, b: a < b), "lte": ("<=", lambda a, b: a <= b)}  # fmt: skip
+_ORDER_OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "gt": (">", operator.gt),
+    "gte": (">=", operator.ge),
+    "lt": ("<", operator.lt),
+    "lte": ("<=", operator.le),
+}
 
 
 @functools.lru_cache(maxsize=512)
