@@ -171,7 +171,8 @@ def config_init(
     json_out: Json = False,
 ) -> None:
     """Write the default config to .aiwg/daemon.json."""
-    from aiwgd.config import defaults, to_json, write_atomic
+    from aiwgd.config import defaults, to_json
+    from aiwgd.infra.durable import write_atomic
 
     path = paths_for(root).config_file
     if path.exists() and not force:

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
         load_or_create,
         parse_config,
         to_json,
-        write_atomic,
     )
     from aiwgd.config.model import Config
     from aiwgd.config.paths import Paths, resolve_root
@@ -34,7 +33,6 @@ _WHERE = {
     "parse_config": "aiwgd.config.load",
     "resolve_root": "aiwgd.config.paths",
     "to_json": "aiwgd.config.load",
-    "write_atomic": "aiwgd.config.load",
 }
 
 __all__ = [
@@ -48,7 +46,6 @@ __all__ = [
     "parse_config",
     "resolve_root",
     "to_json",
-    "write_atomic",
 ]
 
 

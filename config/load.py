@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from aiwgd.config.model import RETIRED_KEYS, Config
 from aiwgd.config.schema import Issue, ValidationError, dump, parse
+from aiwgd.infra.durable import write_atomic
 
 
 def parse_config(data: Any) -> Config:
@@ -54,27 +54,6 @@ def defaults() -> Config:
 
 def to_json(cfg: Config) -> str:
     return json.dumps(dump(cfg), indent=2) + "\n"
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write temp + fsync + rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_or_create(path: Path) -> Config:

@@ -1,25 +1,72 @@
-"""Crash-safe file primitives: atomic replace, fsynced append, private dirs."""
+"""Crash-safe file primitives, in one place: atomic replace (temp + fsync + rename +
+directory fsync), fsynced appends, private directories.
+
+Standard library only: the config package (shared with the CLI) writes through here.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from aiwgd.config.load import write_atomic
+__all__ = [
+    "append_line",
+    "atomic_file",
+    "ensure_private_dir",
+    "fsync_dir",
+    "write_atomic",
+    "write_json_atomic",
+]
 
-__all__ = ["append_line", "ensure_private_dir", "write_atomic", "write_json_atomic"]
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: Path, mode: int = 0o600) -> Iterator[TextIO]:
+    """A temp file beside `path` that replaces it only if the block ends cleanly.
+
+    A reader never sees half a file; an error (or a crash) leaves the old one. The temp
+    name is `.<name>.<pid>.tmp`, so start-up can sweep what a crash left.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    with atomic_file(path, mode) as fh:
+        fh.write(text)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def ensure_private_dir(path: Path) -> None:
     """Create `path` (and parents) and force it to mode 0700."""
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def append_line(fh: Any, line: str, sync: bool = True) -> None:

@@ -31,19 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiwgd.infra.durable import atomic_file, fsync_dir
+
 log = logging.getLogger("aiwgd.journal")
 
 SNAPSHOT_VERSION = 1
 YIELD_EVERY = 10  # snapshot records between voluntary GIL releases
 MAX_BATCH = 4096  # lines per write + fsync; bounds the latency of the first one waiting
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> int:
@@ -52,32 +46,22 @@ def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> i
     Each record is encoded on its own so a thread running this lets the event loop in
     between records (one json.dumps of everything would hold the GIL throughout).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     count = 0
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f'{{"version": {SNAPSHOT_VERSION}, "seq": {seq}, ')
-            fh.write(f'"written_at": {time.time():.3f}, "tasks": [')
-            sep = "\n"
-            for rec in records:
-                fh.write(sep)
-                try:
-                    fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
-                except UnicodeEncodeError:  # a lone surrogate: nothing was written, escape it
-                    fh.write(json.dumps(rec, separators=(",", ":")))
-                sep = ",\n"
-                count += 1
-                if count % YIELD_EVERY == 0:
-                    time.sleep(0)  # let the event loop and the writer thread have the GIL
-            fh.write("\n]}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_file(path) as fh:
+        fh.write(f'{{"version": {SNAPSHOT_VERSION}, "seq": {seq}, ')
+        fh.write(f'"written_at": {time.time():.3f}, "tasks": [')
+        sep = "\n"
+        for rec in records:
+            fh.write(sep)
+            try:
+                fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+            except UnicodeEncodeError:  # a lone surrogate: nothing was written, escape it
+                fh.write(json.dumps(rec, separators=(",", ":")))
+            sep = ",\n"
+            count += 1
+            if count % YIELD_EVERY == 0:
+                time.sleep(0)  # let the event loop and the writer thread have the GIL
+        fh.write("\n]}\n")
     return count
 
 

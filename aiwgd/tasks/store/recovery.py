@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from aiwgd.config.paths import Paths
+from aiwgd.infra.durable import fsync_dir
 from aiwgd.tasks.model import Task
 from aiwgd.tasks.store.ids import TaskIds
 from aiwgd.tasks.store.index import TaskIndex
-from aiwgd.tasks.store.journal import fsync_dir, read_journal
+from aiwgd.tasks.store.journal import read_journal
 
 log = logging.getLogger("aiwgd.snapshot")
 
