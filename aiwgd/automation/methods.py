@@ -59,49 +59,74 @@ class RejectParams:
 
 
 def register(api: Api, auto: Automation) -> None:
-    @api.method("automation.status", "Whether automation is on, and every rule with its "
-                "counts, last fire and last result.", result=OBJ)  # fmt: skip
+    @api.method(
+        "automation.status",
+        "Whether automation is on, and every rule with its counts, last fire and last result.",
+        result=OBJ,
+    )
     async def status(ctx: Any, p: NoParams) -> dict[str, Any]:
         return describe(auto)
 
-    @api.method("automation.enable", "Switch automation (or one rule) on; survives restarts.",
-                RuleRef, result=OBJ, raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "automation.enable",
+        "Switch automation (or one rule) on; survives restarts.",
+        RuleRef,
+        result=OBJ,
+        raises=(errors.NotFound,),
+    )
     async def enable(ctx: Any, p: RuleRef) -> dict[str, Any]:
         return auto.set_enabled(True, p.rule_id)
 
-    @api.method("automation.disable", "Switch automation (or one rule) off; survives restarts.",
-                RuleRef, result=OBJ, raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "automation.disable",
+        "Switch automation (or one rule) off; survives restarts.",
+        RuleRef,
+        result=OBJ,
+        raises=(errors.NotFound,),
+    )
     async def disable(ctx: Any, p: RuleRef) -> dict[str, Any]:
         return auto.set_enabled(False, p.rule_id)
 
-    @api.method("automation.test", "Dry run: which rules an event would trigger, why the "
-                "others would not, and what each action would do.", TestParams,
-                result=OBJ)  # fmt: skip
+    @api.method(
+        "automation.test",
+        "Dry run: which rules an event would trigger, why the "
+        "others would not, and what each action would do.",
+        TestParams,
+        result=OBJ,
+    )
     async def test(ctx: Any, p: TestParams) -> dict[str, Any]:
         ev = p.event
         when = ev.time if ev.time is not None else time.time()
         event = {"id": ev.id, "type": ev.type, "source": ev.source, "time": when, "data": ev.data}
         return dry_run(auto, event)
 
-    @api.method("automation.log", "Recent rule executions, newest first.", LogParams,
-                result=OBJ)  # fmt: skip
+    @api.method("automation.log", "Recent rule executions, newest first.", LogParams, result=OBJ)
     async def log(ctx: Any, p: LogParams) -> dict[str, Any]:
         items = [e.to_dict() for e in auto.log.newest(p.rule_id, p.limit)]
         return {"executions": items, "count": len(items)}
 
-    @api.method("automation.pending", "Executions waiting for approval, oldest first.",
-                result=OBJ)  # fmt: skip
+    @api.method("automation.pending", "Executions waiting for approval, oldest first.", result=OBJ)
     async def pending(ctx: Any, p: NoParams) -> dict[str, Any]:
         items = [e.to_dict(with_event=True) for e in auto.pending.values()]
         return {"pending": items, "count": len(items)}
 
-    @api.method("automation.approve", "Run a pending execution's action now.", ExecutionRef,
-                result=OBJ, raises=(errors.NotFound, errors.Conflict))  # fmt: skip
+    @api.method(
+        "automation.approve",
+        "Run a pending execution's action now.",
+        ExecutionRef,
+        result=OBJ,
+        raises=(errors.NotFound, errors.Conflict),
+    )
     async def approve(ctx: Any, p: ExecutionRef) -> dict[str, Any]:
         return auto.approve(p.execution_id)
 
-    @api.method("automation.reject", "Drop a pending execution without running it.",
-                RejectParams, result=OBJ, raises=(errors.NotFound, errors.Conflict))  # fmt: skip
+    @api.method(
+        "automation.reject",
+        "Drop a pending execution without running it.",
+        RejectParams,
+        result=OBJ,
+        raises=(errors.NotFound, errors.Conflict),
+    )
     async def reject(ctx: Any, p: RejectParams) -> dict[str, Any]:
         return auto.reject(p.execution_id, p.reason)
 
@@ -111,20 +136,36 @@ def describe(auto: Automation) -> dict[str, Any]:
     rules = []
     for rs in auto.rules.values():
         r = rs.rule
-        rules.append({
-            "id": r.id, "description": r.description, "enabled": auto.rule_enabled(rs),
-            "configured_enabled": r.enabled, "override": auto.overrides.get(r.id),
-            "trigger": {"type": r.trigger.type, "source": r.trigger.source},
-            "conditions": len(r.conditions), "action": r.action.type,
-            "requires_approval": r.requires_approval, "cooldown_s": r.cooldown_s,
-            "max_per_minute": r.max_per_minute,
-            "counts": {"matched": rs.matched, "executed": rs.executed,
-                       "succeeded": rs.succeeded, "failed": rs.failed,
-                       "suppressed": rs.suppressed},
-            "last_fired_at": rs.last_fired_at, "last_result": rs.last_result,
-        })  # fmt: skip
-    return {"enabled": auto.enabled, "rules": rules, "pending": len(auto.pending),
-            "refused_pending": auto.refused_pending}  # fmt: skip
+        rules.append(
+            {
+                "id": r.id,
+                "description": r.description,
+                "enabled": auto.rule_enabled(rs),
+                "configured_enabled": r.enabled,
+                "override": auto.overrides.get(r.id),
+                "trigger": {"type": r.trigger.type, "source": r.trigger.source},
+                "conditions": len(r.conditions),
+                "action": r.action.type,
+                "requires_approval": r.requires_approval,
+                "cooldown_s": r.cooldown_s,
+                "max_per_minute": r.max_per_minute,
+                "counts": {
+                    "matched": rs.matched,
+                    "executed": rs.executed,
+                    "succeeded": rs.succeeded,
+                    "failed": rs.failed,
+                    "suppressed": rs.suppressed,
+                },
+                "last_fired_at": rs.last_fired_at,
+                "last_result": rs.last_result,
+            }
+        )
+    return {
+        "enabled": auto.enabled,
+        "rules": rules,
+        "pending": len(auto.pending),
+        "refused_pending": auto.refused_pending,
+    }
 
 
 def dry_run(auto: Automation, ev: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +174,12 @@ def dry_run(auto: Automation, ev: dict[str, Any]) -> dict[str, Any]:
     now = time.monotonic()
     for rs in auto.rules.values():
         matched, reasons = explain(rs.rule, ev)
-        item: dict[str, Any] = {"rule_id": rs.rule.id, "matched": matched,
-                                "enabled": auto.rule_enabled(rs),
-                                "reasons": reasons}  # fmt: skip
+        item: dict[str, Any] = {
+            "rule_id": rs.rule.id,
+            "matched": matched,
+            "enabled": auto.rule_enabled(rs),
+            "reasons": reasons,
+        }
         if matched:
             item["would_run"] = auto.enabled and item["enabled"]
             if not auto.enabled:

@@ -23,23 +23,39 @@ class JobRef:
 
 
 def register(api: Api, sched: Scheduler) -> None:
-    @api.method("schedule.list", "Every job with its next fire time, last run and result.",
-                result=OBJ)  # fmt: skip
+    @api.method(
+        "schedule.list", "Every job with its next fire time, last run and result.", result=OBJ
+    )
     async def list_jobs(ctx: Any, p: NoParams) -> dict[str, Any]:
         jobs = [sched.describe(js) for js in sched.jobs.values()]
         return {"enabled": sched.section.enabled, "jobs": jobs}
 
-    @api.method("schedule.run", "Fire a job now (its overlap policy applies).", JobRef,
-                result=OBJ, raises=(errors.NotFound, errors.Conflict))  # fmt: skip
+    @api.method(
+        "schedule.run",
+        "Fire a job now (its overlap policy applies).",
+        JobRef,
+        result=OBJ,
+        raises=(errors.NotFound, errors.Conflict),
+    )
     async def run(ctx: Any, p: JobRef) -> dict[str, Any]:
         return sched.run_now(p.id)
 
-    @api.method("schedule.enable", "Switch a job on; survives restarts.", JobRef, result=OBJ,
-                raises=(errors.NotFound, errors.Unavailable))  # fmt: skip
+    @api.method(
+        "schedule.enable",
+        "Switch a job on; survives restarts.",
+        JobRef,
+        result=OBJ,
+        raises=(errors.NotFound, errors.Unavailable),
+    )
     async def enable(ctx: Any, p: JobRef) -> dict[str, Any]:
         return sched.set_enabled(p.id, True)
 
-    @api.method("schedule.disable", "Switch a job off; survives restarts.", JobRef, result=OBJ,
-                raises=(errors.NotFound, errors.Unavailable))  # fmt: skip
+    @api.method(
+        "schedule.disable",
+        "Switch a job off; survives restarts.",
+        JobRef,
+        result=OBJ,
+        raises=(errors.NotFound, errors.Unavailable),
+    )
     async def disable(ctx: Any, p: JobRef) -> dict[str, Any]:
         return sched.set_enabled(p.id, False)

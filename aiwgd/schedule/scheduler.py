@@ -160,8 +160,10 @@ class Scheduler(Subsystem):
         baseline = since if js.last_fire is None else max(since, js.last_fire, key=instant)
         missed = missed_run(js.job.cron, js.tz, baseline, now)
         if missed is not None:
-            log.info("catching up a missed run", extra={"job_id": js.job.id,
-                     "scheduled_for": missed.isoformat()})  # fmt: skip
+            log.info(
+                "catching up a missed run",
+                extra={"job_id": js.job.id, "scheduled_for": missed.isoformat()},
+            )
             js.last_fire = missed
             self._trigger(js, missed, catch_up=True)
 
@@ -214,8 +216,9 @@ class Scheduler(Subsystem):
             self._save()
 
     # ---- firing ----------------------------------------------------------------------
-    def _trigger(self, js: JobState, scheduled: datetime, manual: bool = False,
-                 catch_up: bool = False) -> dict[str, Any]:  # fmt: skip
+    def _trigger(
+        self, js: JobState, scheduled: datetime, manual: bool = False, catch_up: bool = False
+    ) -> dict[str, Any]:
         """Fire one run of a job now, subject to its overlap policy."""
         info = {"scheduled_for": scheduled.isoformat(), "manual": manual, "catch_up": catch_up}
         if js.runs_action and js.running:
@@ -223,10 +226,13 @@ class Scheduler(Subsystem):
             if js.job.overlap == "skip":
                 js.skipped += 1
                 js.last_result = f"skipped: previous run still running ({', '.join(running)})"
-                self.router.publish("cron.skipped", {"job_id": js.job.id, **info,
-                                    "running": running}, "scheduler")  # fmt: skip
-                log.info("job skipped; previous run still running",
-                         extra={"job_id": js.job.id, "running": running})  # fmt: skip
+                self.router.publish(
+                    "cron.skipped", {"job_id": js.job.id, **info, "running": running}, "scheduler"
+                )
+                log.info(
+                    "job skipped; previous run still running",
+                    extra={"job_id": js.job.id, "running": running},
+                )
                 return {"fired": False, "skipped": True, "running": running, **info}
             if js.job.overlap == "queue":
                 if len(js.queued) >= MAX_QUEUED:
@@ -240,8 +246,9 @@ class Scheduler(Subsystem):
 
     def _start_run(self, js: JobState, info: dict[str, Any]) -> dict[str, Any]:
         action = action_json(js.job.action)
-        event = self.router.publish("cron.fired", {"job_id": js.job.id, "action": action, **info},
-                                    "scheduler")  # fmt: skip
+        event = self.router.publish(
+            "cron.fired", {"job_id": js.job.id, "action": action, **info}, "scheduler"
+        )
         js.fired += 1
         js.last_run_at = time.time()
         if not js.runs_action:
@@ -340,28 +347,46 @@ class Scheduler(Subsystem):
     def describe(self, js: JobState) -> dict[str, Any]:
         job = js.job
         return {
-            "id": job.id, "cron": job.cron, "timezone": getattr(js.tz, "key", str(js.tz)),
+            "id": job.id,
+            "cron": job.cron,
+            "timezone": getattr(js.tz, "key", str(js.tz)),
             "action": action_json(job.action),
-            "enabled": js.enabled, "configured_enabled": job.enabled, "override": js.override,
-            "overlap": job.overlap, "catch_up": job.catch_up, "next_fire": self._next(js),
-            "last_fire": iso(js.last_fire), "last_run_at": js.last_run_at,
-            "last_result": js.last_result, "running": [t or r for r, t in js.running.items()],
-            "queued": len(js.queued), "fired": js.fired, "skipped": js.skipped,
-        }  # fmt: skip
+            "enabled": js.enabled,
+            "configured_enabled": job.enabled,
+            "override": js.override,
+            "overlap": job.overlap,
+            "catch_up": job.catch_up,
+            "next_fire": self._next(js),
+            "last_fire": iso(js.last_fire),
+            "last_run_at": js.last_run_at,
+            "last_result": js.last_result,
+            "running": [t or r for r, t in js.running.items()],
+            "queued": len(js.queued),
+            "fired": js.fired,
+            "skipped": js.skipped,
+        }
 
     def status(self) -> dict[str, Any]:
-        return {"state": "running" if self.section.enabled else "disabled",
-                "jobs": len(self.jobs), "next_fire": iso(self.soonest())}  # fmt: skip
+        return {
+            "state": "running" if self.section.enabled else "disabled",
+            "jobs": len(self.jobs),
+            "next_fire": iso(self.soonest()),
+        }
 
     def _save(self) -> bool:
         """Persist last fires and switches; False (and a log line) if the disk refuses."""
         if self.state_file is None:
             return True
         jobs = {
-            jid: {"since": js.since, "last_fire": ts(js.last_fire), "last_run_at": js.last_run_at,
-                  "last_result": js.last_result, "enabled": js.override}
+            jid: {
+                "since": js.since,
+                "last_fire": ts(js.last_fire),
+                "last_run_at": js.last_run_at,
+                "last_result": js.last_result,
+                "enabled": js.override,
+            }
             for jid, js in self.jobs.items()
-        }  # fmt: skip
+        }
         try:
             write_section(self.state_file, RUNTIME_KEY, {"jobs": jobs})
         except OSError as exc:

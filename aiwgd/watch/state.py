@@ -103,8 +103,10 @@ class Windows:
                 self.known.add(path)
         if not complete:
             self.index_complete = False
-            log.warning("too many files to index; new files may be reported as modified",
-                        extra={"limit": MAX_INDEX})  # fmt: skip
+            log.warning(
+                "too many files to index; new files may be reported as modified",
+                extra={"limit": MAX_INDEX},
+            )
 
     # ---- closing windows -------------------------------------------------------------
     async def run(self) -> None:

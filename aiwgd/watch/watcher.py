@@ -177,8 +177,10 @@ class FileWatcher(Subsystem):
             old = self.plan
             plan = make_plan([e.abs for e in self.rules.entries])
             for path in set(plan.missing) - set(old.missing):
-                log.warning("watched path does not exist yet; waiting for it to appear",
-                            extra={"path": self.rules.relative(path)})  # fmt: skip
+                log.warning(
+                    "watched path does not exist yet; waiting for it to appear",
+                    extra={"path": self.rules.relative(path)},
+                )
             self.plan = plan
             same = (plan.recursive, plan.flat) == (old.recursive, old.flat)
             if not same or force or not self._watches:
@@ -201,8 +203,11 @@ class FileWatcher(Subsystem):
     async def _take_in(self, old: Plan, plan: Plan, index: bool) -> None:
         """Scan what is newly watched: remember it (index) or report it as created."""
         new_dirs = [d for d in plan.recursive if d not in old.recursive]
-        new_files = [e.abs for e in self.rules.entries
-                     if e.abs not in old.recursive and os.path.isfile(e.abs)]  # fmt: skip
+        new_files = [
+            e.abs
+            for e in self.rules.entries
+            if e.abs not in old.recursive and os.path.isfile(e.abs)
+        ]
         if not new_dirs and not new_files:
             return
         found = await asyncio.to_thread(scan_files, new_dirs, self.rules, MAX_INDEX)
@@ -225,9 +230,15 @@ class FileWatcher(Subsystem):
             if not dirs:
                 continue
             stop = asyncio.Event()
-            changes = awatch(*dirs, watch_filter=None, debounce=max(200, 2 * step), step=step,
-                             stop_event=stop, recursive=recursive,
-                             ignore_permission_denied=True)  # fmt: skip
+            changes = awatch(
+                *dirs,
+                watch_filter=None,
+                debounce=max(200, 2 * step),
+                step=step,
+                stop_event=stop,
+                recursive=recursive,
+                ignore_permission_denied=True,
+            )
             task = asyncio.create_task(self._consume(changes), name="watcher-awatch")
             self._watches.append((stop, task))
         self.counts["restarts"] += 1
@@ -285,8 +296,9 @@ class FileWatcher(Subsystem):
         which looks at the disk itself.
         """
         plan = self.plan
-        return any(w == path or w.startswith(path + "/")
-                   for w in plan.recursive + plan.flat + plan.missing)  # fmt: skip
+        return any(
+            w == path or w.startswith(path + "/") for w in plan.recursive + plan.flat + plan.missing
+        )
 
     async def _intake(self, batch: set[tuple[int, str]]) -> None:
         now = time.monotonic()
@@ -308,5 +320,6 @@ class FileWatcher(Subsystem):
         if entry is None:
             return
         self.counts[kind] += 1
-        self.router.publish(f"file.{kind}", {"path": self.rules.relative(path),
-                                             "watch": entry.path}, "watcher")  # fmt: skip
+        self.router.publish(
+            f"file.{kind}", {"path": self.rules.relative(path), "watch": entry.path}, "watcher"
+        )
