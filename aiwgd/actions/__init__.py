@@ -1,1 +1,1 @@
-"""Running an action (task, emit, webhook, log) with templates."""
+"""Running an action (task, emit, webhook, log) with templates, and what an attempt means."""

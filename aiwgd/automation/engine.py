@@ -49,7 +49,7 @@ log = logging.getLogger("aiwgd.automation")
 __all__ = ["Automation"]
 
 MAX_PENDING = 100  # approvals waiting; beyond this, new ones are refused (and counted)
-MAX_INFLIGHT = 10_000  # executions handed to executors and not yet finished
+MAX_INFLIGHT = 10_000  # executions handed to executors and not yet finished; tasks followed
 RUNTIME_KEY = "automation"
 
 S = ExecutionState

@@ -1,12 +1,12 @@
 """The cron scheduler: one timer for the soonest job, `cron.fired` events, job actions.
 
-The loop sleeps until the soonest next fire time (aiwgd.schedule.cronmath, pure functions of
-`now`), fires what is due, recomputes, and sleeps again; reload, enable/disable and
-stop wake it early. Sleeps are capped at MAX_SLEEP_S only so a wall-clock jump (a
-suspended laptop, an NTP step) is noticed: waking re-reads the clock, it never polls
-jobs. After a long sleep only the latest due run fires (missed ones are not replayed);
-`catch_up` jobs also fire one missed run at start. Last fire times live in
-`.aiwg/daemon/runtime.json` ("schedule" section), so restarts keep them.
+The loop sleeps until the soonest next fire time (aiwgd.schedule.cronmath, pure
+functions of `now`), fires what is due, recomputes, and sleeps again; reload and
+enable/disable wake it early, stop cancels it. Sleeps are capped at MAX_SLEEP_S only so
+a wall-clock jump (a suspended laptop, an NTP step) is noticed: waking re-reads the
+clock, it never polls jobs. After a long sleep only the latest due run fires (missed
+ones are not replayed); `catch_up` jobs also fire one missed run at start. Last fire
+times live in `.aiwg/daemon/runtime.json` ("schedule" section), so restarts keep them.
 
 A job's `action` is a label (only carried in `cron.fired`) or an action object, run by
 the job's executor subscription "schedule:<job id>" on the router (retries with

@@ -5,10 +5,10 @@ How a change becomes an event:
    (only when needed) one non-recursive awatch over the parent directories of file
    entries and the nearest existing ancestors of entries that do not exist yet.
 2. Each change is checked against the built-in ignores (.git/, node_modules/,
-   __pycache__/, editor swap files, the daemon's own .aiwg/daemon/) and the entries'
-   `ignore` globs; what survives waits in a per-path debounce window: every further
-   change to the path restarts the window (`watch.debounce_ms`), capped at ten windows
-   (at least 1 s) so a file written non-stop still gets reported.
+   __pycache__/, editor swap files, the daemon's own .aiwg/daemon/ and PID file) and
+   the entries' `ignore` globs; what survives waits in a per-path debounce window:
+   every further change to the path restarts the window (`watch.debounce_ms`), capped
+   at ten windows (at least 1 s) so a file written non-stop still gets reported.
 3. When the window closes, the path's state then is compared with what the watcher
    knew before the window (an index of the files under the watched entries, built at
    start): absent -> present is `file.created`, present -> present `file.modified`,
