@@ -93,8 +93,13 @@ class Daemon:
         self.lock.acquire()  # raises AlreadyRunning
         self.config = self._load_config()
         max_bytes, backups = _log_size(self.config)
-        daemonlog.setup(self.paths.log_file, self.config.daemon.log.level, max_bytes, backups,
-                   self.log_to_stderr)  # fmt: skip
+        daemonlog.setup(
+            self.paths.log_file,
+            self.config.daemon.log.level,
+            max_bytes,
+            backups,
+            self.log_to_stderr,
+        )
         log.info("starting", extra={"pid": self.pid, "root": str(self.paths.root)})
         self._build()
         started: list[Subsystem] = []
@@ -189,8 +194,9 @@ class Daemon:
             issues = [str(i) for i in exc.issues]
             self.reload_state = {"status": "reload_failed", "errors": issues, "at": time.time()}
             for issue in issues:
-                log.error("reload rejected; still running on the previous config",
-                          extra={"error": issue})  # fmt: skip
+                log.error(
+                    "reload rejected; still running on the previous config", extra={"error": issue}
+                )
             self.write_state()
             sd_notify("READY=1")
             raise errors.ConfigInvalid(
@@ -205,8 +211,9 @@ class Daemon:
                 await sub.apply_config(new)
             except Exception:
                 # One subsystem's failure must not leave the others on the old config.
-                log.exception("subsystem failed to apply the new config",
-                              extra={"subsystem": sub.name})  # fmt: skip
+                log.exception(
+                    "subsystem failed to apply the new config", extra={"subsystem": sub.name}
+                )
         self._heartbeat_changed.set()
         self.reload_state = {"status": "ok", "errors": [], "at": time.time()}
         self.write_state()

@@ -46,8 +46,15 @@ class Subsystems:
     children: ChildRegistry  # every live child process, for status and the monitor
 
     def in_start_order(self) -> list[Subsystem]:
-        return [self.router, self.store, self.supervisor, self.automation, self.rpc,
-                self.watcher, self.scheduler]  # fmt: skip
+        return [
+            self.router,
+            self.store,
+            self.supervisor,
+            self.automation,
+            self.rpc,
+            self.watcher,
+            self.scheduler,
+        ]
 
 
 def build(
@@ -68,14 +75,16 @@ def build(
     tasks_methods.register(api, supervisor)
 
     actions = ActionRunner(router, supervisor.submit)
-    automation = Automation(router, actions, config, paths.runtime_state_file,
-                            paths.daemon_dir / "automation.jsonl")  # fmt: skip
+    automation = Automation(
+        router, actions, config, paths.runtime_state_file, paths.daemon_dir / "automation.jsonl"
+    )
     automation_methods.register(api, automation)
 
     scheduler = Scheduler(router, actions, config, paths.runtime_state_file)
     schedule_methods.register(api, scheduler)
 
-    rpc = RpcServer(paths.socket_address(), Dispatcher(api.handlers()),
-                    config.daemon.max_request_bytes)  # fmt: skip
+    rpc = RpcServer(
+        paths.socket_address(), Dispatcher(api.handlers()), config.daemon.max_request_bytes
+    )
     watcher = FileWatcher(router, paths, config)
     return Subsystems(router, store, supervisor, automation, rpc, watcher, scheduler, children)

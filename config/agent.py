@@ -17,9 +17,10 @@ ENV_KEY_ERROR = "is not a valid environment variable name (non-empty, no = or NU
 @dataclass
 class AgentSection:
     command: list[str] = spec(
-        factory=lambda: ["claude", "-p", "{prompt}"], min_len=1,
+        factory=lambda: ["claude", "-p", "{prompt}"],
+        min_len=1,
         doc="argv of the agent; {prompt} and {agent} are replaced per element",
-    )  # fmt: skip
+    )
     agent_args: list[str] = spec(
         factory=lambda: ["--agent", "{agent}"], doc="appended when a task names an agent"
     )
@@ -40,8 +41,12 @@ class AgentSection:
         if self.command and not self.command[0]:
             out.append(("command[0]", "must name the agent program"))
         if not any("{prompt}" in a for a in self.command):
-            out.append(("command", 'must contain "{prompt}" in one element (e.g. '
-                                   '["claude", "-p", "{prompt}"])'))  # fmt: skip
+            out.append(
+                (
+                    "command",
+                    'must contain "{prompt}" in one element (e.g. ["claude", "-p", "{prompt}"])',
+                )
+            )
         for key in self.env:
             if not key or "=" in key or "\0" in key:
                 out.append((f"env.{key}", ENV_KEY_ERROR))

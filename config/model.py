@@ -159,8 +159,18 @@ class Action:
 
 
 # Which optional Action fields each action type reads (the rest must stay unset).
-_ACTION_FIELDS = ("prompt", "command", "agent", "priority", "timeout_s", "event_type",
-                  "data", "url", "secret_env", "message")  # fmt: skip
+_ACTION_FIELDS = (
+    "prompt",
+    "command",
+    "agent",
+    "priority",
+    "timeout_s",
+    "event_type",
+    "data",
+    "url",
+    "secret_env",
+    "message",
+)
 _FIELDS_FOR = {
     "task": ("prompt", "command", "agent", "priority", "timeout_s"),
     "emit": ("event_type", "data"),
@@ -197,9 +207,19 @@ class ScheduleSection:
 
 
 CONDITION_OPS = (
-    "eq", "ne", "in", "contains", "matches", "glob",
-    "gt", "gte", "lt", "lte", "exists", "not_exists",
-)  # fmt: skip
+    "eq",
+    "ne",
+    "in",
+    "contains",
+    "matches",
+    "glob",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "exists",
+    "not_exists",
+)
 
 
 @dataclass

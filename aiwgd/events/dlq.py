@@ -64,8 +64,10 @@ class DeadLetters:
                     continue
                 self.entries.append(entry)
         if bad:
-            log.warning("skipped damaged lines in the dead-letter file",
-                        extra={"file": str(self.path), "lines": bad})  # fmt: skip
+            log.warning(
+                "skipped damaged lines in the dead-letter file",
+                extra={"file": str(self.path), "lines": bad},
+            )
         if len(self.entries) > self.max_entries:
             del self.entries[: len(self.entries) - self.max_entries]
         if bad or self._file_lines > len(self.entries):
@@ -94,9 +96,13 @@ class DeadLetters:
 
     # ---- entries -------------------------------------------------------------------
     def add(
-        self, event: dict[str, Any], subscriber: str, error: str, attempts: int,
+        self,
+        event: dict[str, Any],
+        subscriber: str,
+        error: str,
+        attempts: int,
         replay_of: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "id": f"dl-{int(time.time()):x}-{secrets.token_hex(4)}",
             "event": event,
@@ -118,8 +124,10 @@ class DeadLetters:
         if over > 0:
             del self.entries[:over]
             self.evicted += over
-            log.warning("dead-letter queue full; oldest entries dropped",
-                        extra={"dropped": over, "max": self.max_entries})  # fmt: skip
+            log.warning(
+                "dead-letter queue full; oldest entries dropped",
+                extra={"dropped": over, "max": self.max_entries},
+            )
 
     def get(self, entry_id: str) -> dict[str, Any] | None:
         for entry in self.entries:
@@ -151,8 +159,12 @@ class DeadLetters:
         return await self.remove(ids)
 
     def status(self) -> dict[str, Any]:
-        return {"count": len(self.entries), "max": self.max_entries,
-                "evicted": self.evicted, "write_errors": self.write_errors}  # fmt: skip
+        return {
+            "count": len(self.entries),
+            "max": self.max_entries,
+            "evicted": self.evicted,
+            "write_errors": self.write_errors,
+        }
 
     # ---- persistence ---------------------------------------------------------------
     def _kick(self) -> None:
@@ -191,8 +203,10 @@ class DeadLetters:
                     # Keep running on memory; the next write rewrites the whole file.
                     self.write_errors += 1
                     self._rewrite = True
-                    log.error("cannot write the dead-letter file",
-                              extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
+                    log.error(
+                        "cannot write the dead-letter file",
+                        extra={"file": str(self.path), "error": str(exc)},
+                    )
                     break
             if not self._wake.is_set():
                 self._idle.set()

@@ -54,8 +54,9 @@ class EventLog:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), 10)
             except TimeoutError:
-                log.error("event log writer did not finish in time",
-                          extra={"backlog": len(self._backlog)})  # fmt: skip
+                log.error(
+                    "event log writer did not finish in time", extra={"backlog": len(self._backlog)}
+                )
                 self._task.cancel()
             self._task = None
 
@@ -64,16 +65,22 @@ class EventLog:
             self._backlog.popleft()
             self.shed += 1
             if self.shed == 1 or self.shed % 10_000 == 0:
-                log.warning("event log backlog full; oldest lines not written",
-                            extra={"shed": self.shed})  # fmt: skip
+                log.warning(
+                    "event log backlog full; oldest lines not written", extra={"shed": self.shed}
+                )
         # Serialised by the writer, off the publish path.
         self._backlog.append(event)
         self._wake.set()
 
     def status(self) -> dict[str, Any]:
-        return {"file": str(self.path), "written": self.written, "backlog": len(self._backlog),
-                "shed": self.shed, "rotations": self.rotations,
-                "write_errors": self.write_errors}  # fmt: skip
+        return {
+            "file": str(self.path),
+            "written": self.written,
+            "backlog": len(self._backlog),
+            "shed": self.shed,
+            "rotations": self.rotations,
+            "write_errors": self.write_errors,
+        }
 
     def _drain_backlog(self) -> list[Event]:
         lines = list(self._backlog)
@@ -92,8 +99,10 @@ class EventLog:
                     await asyncio.to_thread(self._write, events)
                 except OSError as exc:
                     self.write_errors += 1
-                    log.error("cannot write the event log",
-                              extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
+                    log.error(
+                        "cannot write the event log",
+                        extra={"file": str(self.path), "error": str(exc)},
+                    )
             if self._closing and not self._backlog:
                 return
 

@@ -114,10 +114,14 @@ class SocketSubscriptions:
             nonlocal told
             if sub.dropped and not told:
                 told = True
-                await conn.notify("events.dropped", {
-                    "subscription_id": sid, "dropped": sub.dropped,
-                    "message": "events were dropped: this connection read too slowly",
-                })  # fmt: skip
+                await conn.notify(
+                    "events.dropped",
+                    {
+                        "subscription_id": sid,
+                        "dropped": sub.dropped,
+                        "message": "events were dropped: this connection read too slowly",
+                    },
+                )
             await conn.notify("event", event.to_dict())
 
         # Bounded by events.queue_size like every subscriber: a file burst publishes
@@ -163,26 +167,40 @@ def register(api: Api, router: EventRouter) -> None:
     subs = SocketSubscriptions(router)
     obj = {"type": "object"}
 
-    @api.method("events.list", "Recent events, oldest first; filter by type glob, source, "
-                "since (event id or Unix time).", ListParams, result=obj,
-                raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "events.list",
+        "Recent events, oldest first; filter by type glob, source, since (event id or Unix time).",
+        ListParams,
+        result=obj,
+        raises=(errors.NotFound,),
+    )
     async def list_events(ctx: Any, p: ListParams) -> dict[str, Any]:
         found = select(list(router.history), p)
         return {"events": [e.to_dict() for e in found], "count": len(found)}
 
-    @api.method("events.emit", 'Publish an event (source "rpc"); returns it.', EmitParams,
-                result=obj)  # fmt: skip
+    @api.method(
+        "events.emit", 'Publish an event (source "rpc"); returns it.', EmitParams, result=obj
+    )
     async def emit(ctx: Any, p: EmitParams) -> dict[str, Any]:
         return router.publish(p.type, p.data, "rpc").to_dict()
 
-    @api.method("events.subscribe", 'Receive matching events on this connection as "event" '
-                "notifications until it closes.", SubscribeParams, result=obj,
-                raises=(errors.LimitExceeded,))  # fmt: skip
+    @api.method(
+        "events.subscribe",
+        'Receive matching events on this connection as "event" notifications until it closes.',
+        SubscribeParams,
+        result=obj,
+        raises=(errors.LimitExceeded,),
+    )
     async def subscribe(ctx: Any, p: SubscribeParams) -> dict[str, Any]:
         return {"subscription_id": subs.add(ctx.conn, p.types), "types": p.types}
 
-    @api.method("events.unsubscribe", "End one of this connection's subscriptions.",
-                UnsubscribeParams, result=obj, raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "events.unsubscribe",
+        "End one of this connection's subscriptions.",
+        UnsubscribeParams,
+        result=obj,
+        raises=(errors.NotFound,),
+    )
     async def unsubscribe(ctx: Any, p: UnsubscribeParams) -> dict[str, Any]:
         if not subs.remove(p.subscription_id, ctx.conn):
             raise errors.NotFound(
@@ -190,21 +208,35 @@ def register(api: Api, router: EventRouter) -> None:
             )
         return {"unsubscribed": p.subscription_id}
 
-    @api.method("dlq.list", "Dead letters (events a subscriber failed on), oldest first.",
-                DlqListParams, result=obj)  # fmt: skip
+    @api.method(
+        "dlq.list",
+        "Dead letters (events a subscriber failed on), oldest first.",
+        DlqListParams,
+        result=obj,
+    )
     async def dlq_list(ctx: Any, p: DlqListParams) -> dict[str, Any]:
         entries = router.dlq.select(p.subscriber, p.limit)
         return {**router.dlq.status(), "entries": entries}
 
-    @api.method("dlq.replay", "Re-deliver dead letters to the subscriber that failed.",
-                ReplayParams, result=obj, raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "dlq.replay",
+        "Re-deliver dead letters to the subscriber that failed.",
+        ReplayParams,
+        result=obj,
+        raises=(errors.NotFound,),
+    )
     async def dlq_replay(ctx: Any, p: ReplayParams) -> dict[str, Any]:
         if p.id is not None and router.dlq.get(p.id) is None:
             raise errors.NotFound(f"Not found: no dead letter {p.id!r} (see dlq.list)")
         return await router.replay(None if p.all else [p.id] if p.id else [])
 
-    @api.method("dlq.purge", "Drop dead letters: one by id, or all.", PurgeParams, result=obj,
-                raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "dlq.purge",
+        "Drop dead letters: one by id, or all.",
+        PurgeParams,
+        result=obj,
+        raises=(errors.NotFound,),
+    )
     async def dlq_purge(ctx: Any, p: PurgeParams) -> dict[str, Any]:
         if p.id is not None and router.dlq.get(p.id) is None:
             raise errors.NotFound(f"Not found: no dead letter {p.id!r} (see dlq.list)")

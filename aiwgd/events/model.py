@@ -29,13 +29,23 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: callers serialise or read it, and asdict()'s deep copy of
         # `data` was a measurable share of a short task's cost (3+ events per task).
-        return {"type": self.type, "data": self.data, "source": self.source,
-                "id": self.id, "time": self.time}  # fmt: skip
+        return {
+            "type": self.type,
+            "data": self.data,
+            "source": self.source,
+            "id": self.id,
+            "time": self.time,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Event:
-        return cls(str(raw["type"]), dict(raw.get("data") or {}), str(raw.get("source", "")),
-                   str(raw["id"]), float(raw.get("time", 0.0)))  # fmt: skip
+        return cls(
+            str(raw["type"]),
+            dict(raw.get("data") or {}),
+            str(raw.get("source", "")),
+            str(raw["id"]),
+            float(raw.get("time", 0.0)),
+        )
 
 
 def matches(patterns: tuple[str, ...], event_type: str) -> bool:

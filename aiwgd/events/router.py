@@ -60,9 +60,13 @@ class Delivery:
 
 class Subscription:
     def __init__(
-        self, name: str, patterns: tuple[str, ...], handler: EventHandler, maxsize: int,
+        self,
+        name: str,
+        patterns: tuple[str, ...],
+        handler: EventHandler,
+        maxsize: int,
         retries: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.name = name
         self.patterns = patterns
         self.handler = handler
@@ -202,9 +206,13 @@ class EventRouter(Subsystem):
 
     # ---- subscribers ---------------------------------------------------------------
     def subscribe(
-        self, patterns: list[str] | tuple[str, ...], handler: EventHandler, name: str,
-        maxsize: int | None = None, retries: bool = True,
-    ) -> Subscription:  # fmt: skip
+        self,
+        patterns: list[str] | tuple[str, ...],
+        handler: EventHandler,
+        name: str,
+        maxsize: int | None = None,
+        retries: bool = True,
+    ) -> Subscription:
         sub = Subscription(name, tuple(patterns), handler, maxsize or self.queue_size, retries)
         self.subscriptions.append(sub)
         sub.task = asyncio.create_task(self._drain(sub), name=f"sub:{name}")
@@ -255,8 +263,12 @@ class EventRouter(Subsystem):
     def _failed(self, sub: Subscription, delivery: Delivery, exc: Exception) -> None:
         sub.failed += 1
         error = f"{type(exc).__name__}: {exc}"
-        fields = {"subscriber": sub.name, "event_id": delivery.event.id,
-                  "attempt": delivery.attempt, "error": error}  # fmt: skip
+        fields = {
+            "subscriber": sub.name,
+            "event_id": delivery.event.id,
+            "attempt": delivery.attempt,
+            "error": error,
+        }
         if not sub.retries:
             log.warning("event handler failed", extra=fields)
             return
@@ -265,8 +277,7 @@ class EventRouter(Subsystem):
             self._dead_letter(sub, delivery, error)
             return
         delay = self.settings.retry_base_ms * 2 ** (delivery.attempt - 1) / 1000
-        log.warning("event handler failed; will retry",
-                    extra={**fields, "retry_in_s": delay})  # fmt: skip
+        log.warning("event handler failed; will retry", extra={**fields, "retry_in_s": delay})
         nxt = Delivery(delivery.event, delivery.attempt + 1, delivery.replay_of)
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle
@@ -282,8 +293,9 @@ class EventRouter(Subsystem):
 
     def _dead_letter(self, sub: Subscription, delivery: Delivery, error: str) -> None:
         sub.dead_lettered += 1
-        self.dlq.add(delivery.event.to_dict(), sub.name, error, delivery.attempt,
-                     delivery.replay_of)  # fmt: skip
+        self.dlq.add(
+            delivery.event.to_dict(), sub.name, error, delivery.attempt, delivery.replay_of
+        )
 
     # ---- dead letters --------------------------------------------------------------
     async def replay(self, ids: list[str] | None) -> dict[str, Any]:
@@ -296,8 +308,13 @@ class EventRouter(Subsystem):
                 continue
             sub = self.find(entry["subscriber"])
             if sub is None:
-                skipped.append({"id": entry["id"], "subscriber": entry["subscriber"],
-                                "reason": "no subscriber with this name is running"})  # fmt: skip
+                skipped.append(
+                    {
+                        "id": entry["id"],
+                        "subscriber": entry["subscriber"],
+                        "reason": "no subscriber with this name is running",
+                    }
+                )
                 continue
             # Replays bypass the queue bound: the event was accepted once already.
             sub.queue.put_nowait(Delivery(Event.from_dict(entry["event"]), 1, entry["id"]))

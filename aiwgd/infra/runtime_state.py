@@ -35,8 +35,10 @@ def _read_all(path: Path) -> dict[str, Any]:
             os.replace(path, aside)
         except OSError:
             aside = path
-        log.error("runtime state unreadable; starting without it",
-                  extra={"file": str(path), "kept_as": str(aside), "error": str(exc)})  # fmt: skip
+        log.error(
+            "runtime state unreadable; starting without it",
+            extra={"file": str(path), "kept_as": str(aside), "error": str(exc)},
+        )
         return {}
     return data if isinstance(data, dict) else {}
 

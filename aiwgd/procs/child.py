@@ -88,8 +88,9 @@ class _Io:
         try:
             self._pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
-            threading.Thread(target=self._wait_in_thread, daemon=True,
-                             name=f"aiwgd-wait-{proc.pid}").start()  # fmt: skip
+            threading.Thread(
+                target=self._wait_in_thread, daemon=True, name=f"aiwgd-wait-{proc.pid}"
+            ).start()
         else:
             self.loop.add_reader(self._pidfd, self._pid_readable)
 
@@ -171,9 +172,15 @@ class Child:
         try:
             # Blocking only until exec (vfork): the same as asyncio's own spawn path.
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=cwd,
-                env=env, start_new_session=True, close_fds=True,
-            )  # fmt: skip
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
         except BaseException:
             os.close(read_fd)
             sink.close()
@@ -252,8 +259,9 @@ class Child:
         await self.snapshot()
         members, escaped = await asyncio.to_thread(self._leftovers)
         if self.returncode is None or members or escaped:
-            log.warning("killing child", extra={"pid": self.pid, "signal": "SIGKILL",
-                                                "escaped": escaped})  # fmt: skip
+            log.warning(
+                "killing child", extra={"pid": self.pid, "signal": "SIGKILL", "escaped": escaped}
+            )
         self._signal_group(signal.SIGKILL)
         for pid in escaped:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -281,8 +289,10 @@ class Child:
             try:
                 await asyncio.wait_for(asyncio.shield(self.io.drained), DRAIN_TIMEOUT_S)
             except TimeoutError:
-                log.warning("output pipe held open by an unknown process; closing it",
-                            extra={"pid": self.pid})  # fmt: skip
+                log.warning(
+                    "output pipe held open by an unknown process; closing it",
+                    extra={"pid": self.pid},
+                )
         self._watch_timer.cancel()
         if self._watch is not None:
             self._watch.cancel()

@@ -25,9 +25,13 @@ class OutputSink:
     UTF-8 become U+FFFD.
     """
 
-    def __init__(self, path: Path | None, cap: int = DEFAULT_LOG_CAP,
-                 tail_bytes: int = DEFAULT_TAIL_BYTES,
-                 on_data: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path | None,
+        cap: int = DEFAULT_LOG_CAP,
+        tail_bytes: int = DEFAULT_TAIL_BYTES,
+        on_data: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self.on_data = on_data  # told after each chunk is written (log followers)
         self.cap = cap
@@ -56,8 +60,7 @@ class OutputSink:
                 # A retry appends to the same file: the cap is for the whole file.
                 self.written = os.fstat(self._fd).st_size
             except OSError as exc:
-                log.error("cannot open task log", extra={"path": str(self.path),
-                                                         "error": str(exc)})  # fmt: skip
+                log.error("cannot open task log", extra={"path": str(self.path), "error": str(exc)})
         return self._fd is not None
 
     def write_note(self, text: str) -> None:

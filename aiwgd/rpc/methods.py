@@ -39,14 +39,19 @@ def register(api: Api, daemon: DaemonControl) -> None:
     async def status(ctx: Any, p: NoParams) -> dict[str, Any]:
         return daemon.status()
 
-    @api.method("daemon.stop", "Stop gracefully (or fast); answers before stopping.",
-                StopParams, result=obj)  # fmt: skip
+    @api.method(
+        "daemon.stop", "Stop gracefully (or fast); answers before stopping.", StopParams, result=obj
+    )
     async def stop(ctx: Any, p: StopParams) -> dict[str, Any]:
         daemon.request_stop(fast=p.fast, reason="rpc")
         return {"stopping": True, "pid": daemon.pid}
 
-    @api.method("daemon.reload", "Re-read and apply the config file; a bad file changes nothing.",
-                result=obj, raises=(errors.ConfigInvalid,))  # fmt: skip
+    @api.method(
+        "daemon.reload",
+        "Re-read and apply the config file; a bad file changes nothing.",
+        result=obj,
+        raises=(errors.ConfigInvalid,),
+    )
     async def reload(ctx: Any, p: NoParams) -> dict[str, Any]:
         return await daemon.reload()
 

@@ -137,8 +137,11 @@ class RpcServer(Subsystem):
         self.max_line = config.daemon.max_request_bytes
 
     def status(self) -> dict[str, Any]:
-        return {"state": "running" if self._server else "stopped",
-                "socket": self.path, "connections": len(self.connections)}  # fmt: skip
+        return {
+            "state": "running" if self._server else "stopped",
+            "socket": self.path,
+            "connections": len(self.connections),
+        }
 
     async def _reject(self, writer: asyncio.StreamWriter, code: int, message: str) -> None:
         with contextlib.suppress(Exception):

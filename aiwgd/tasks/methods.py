@@ -117,55 +117,99 @@ def register(api: Api, sup: Supervisor) -> None:
     obj = {"type": "object"}
     app_errors = (errors.NotFound, errors.Forbidden, errors.ShuttingDown, errors.Unavailable)
 
-    @api.method("task.submit", "Queue an agent prompt or a command; returns the task.",
-                SubmitParams, result=obj, raises=app_errors)  # fmt: skip
+    @api.method(
+        "task.submit",
+        "Queue an agent prompt or a command; returns the task.",
+        SubmitParams,
+        result=obj,
+        raises=app_errors,
+    )
     async def submit(ctx: Any, p: SubmitParams) -> dict[str, Any]:
         return (await sup.submit_params(p, "rpc")).to_dict()
 
-    @api.method("chat.send", "Send a message to the agent (a chat task, priority normal).",
-                ChatParams, result=obj, raises=app_errors)  # fmt: skip
+    @api.method(
+        "chat.send",
+        "Send a message to the agent (a chat task, priority normal).",
+        ChatParams,
+        result=obj,
+        raises=app_errors,
+    )
     async def chat(ctx: Any, p: ChatParams) -> dict[str, Any]:
         params = SubmitParams(prompt=p.message, agent=p.agent, priority="normal")
         return (await sup.submit_params(params, "chat")).to_dict()
 
-    @api.method("task.get", "One task with its output tail.", IdParams, result=obj,
-                raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "task.get",
+        "One task with its output tail.",
+        IdParams,
+        result=obj,
+        raises=(errors.NotFound,),
+    )
     async def get(ctx: Any, p: IdParams) -> dict[str, Any]:
         return sup.get(p.id)
 
-    @api.method("task.list", "Task summaries (newest first) and the total matching.",
-                ListParams, result=obj)  # fmt: skip
+    @api.method(
+        "task.list", "Task summaries (newest first) and the total matching.", ListParams, result=obj
+    )
     async def list_(ctx: Any, p: ListParams) -> dict[str, Any]:
-        page, total = sup.list(state=p.state, agent=p.agent, source=p.source,
-                               limit=p.limit, offset=p.offset)  # fmt: skip
-        return {"tasks": [t.summary() for t in page], "total": total,
-                "limit": p.limit, "offset": p.offset}  # fmt: skip
+        page, total = sup.list(
+            state=p.state, agent=p.agent, source=p.source, limit=p.limit, offset=p.offset
+        )
+        return {
+            "tasks": [t.summary() for t in page],
+            "total": total,
+            "limit": p.limit,
+            "offset": p.offset,
+        }
 
-    @api.method("task.cancel", "Cancel a queued task, or stop a running one (stop ladder).",
-                CancelParams, result=obj, raises=(errors.NotFound, errors.Conflict))  # fmt: skip
+    @api.method(
+        "task.cancel",
+        "Cancel a queued task, or stop a running one (stop ladder).",
+        CancelParams,
+        result=obj,
+        raises=(errors.NotFound, errors.Conflict),
+    )
     async def cancel(ctx: Any, p: CancelParams) -> dict[str, Any]:
         return await sup.cancel(p.id, wait=p.wait)
 
-    @api.method("task.stats", "Counts per state, running, queued, cap and totals.",
-                NoParams, result=obj)  # fmt: skip
+    @api.method(
+        "task.stats", "Counts per state, running, queued, cap and totals.", NoParams, result=obj
+    )
     async def stats(ctx: Any, p: NoParams) -> dict[str, Any]:
         return sup.stats()
 
-    @api.method("task.wait", "Answer when the task is terminal, or at timeout_s.",
-                WaitParams, result=obj, raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "task.wait",
+        "Answer when the task is terminal, or at timeout_s.",
+        WaitParams,
+        result=obj,
+        raises=(errors.NotFound,),
+    )
     async def wait(ctx: Any, p: WaitParams) -> dict[str, Any]:
         return await sup.wait(p.id, p.timeout_s)
 
-    @api.method("task.logs", "The task's output from a byte offset; follow streams it.",
-                LogsParams, result=obj, raises=(errors.NotFound,))  # fmt: skip
+    @api.method(
+        "task.logs",
+        "The task's output from a byte offset; follow streams it.",
+        LogsParams,
+        result=obj,
+        raises=(errors.NotFound,),
+    )
     async def logs(ctx: Any, p: LogsParams) -> dict[str, Any]:
         task, path = sup.log_file(p.id)
         if not p.follow:
-            text, nxt, size = await asyncio.to_thread(read_log, path, p.offset, p.limit,
-                                                      task.terminal)  # fmt: skip
-            return {"id": p.id, "state": str(task.state), "offset": p.offset, "data": text,
-                    "next_offset": nxt, "size": size,
-                    "eof": task.terminal and nxt >= size}  # fmt: skip
+            text, nxt, size = await asyncio.to_thread(
+                read_log, path, p.offset, p.limit, task.terminal
+            )
+            return {
+                "id": p.id,
+                "state": str(task.state),
+                "offset": p.offset,
+                "data": text,
+                "next_offset": nxt,
+                "size": size,
+                "eof": task.terminal and nxt >= size,
+            }
         pos = p.offset
         while True:
             found = sup.find(p.id)
@@ -181,5 +225,11 @@ def register(api: Api, sup: Supervisor) -> None:
             await sup.changed(p.id, FOLLOW_POLL_S)
         size = path.stat().st_size if path.exists() else 0
         state = str(found.state) if found is not None else "pruned"
-        return {"id": p.id, "state": state, "next_offset": pos, "size": size, "eof": True,
-                "exit_code": found.exit_code if found else None}  # fmt: skip
+        return {
+            "id": p.id,
+            "state": state,
+            "next_offset": pos,
+            "size": size,
+            "eof": True,
+            "exit_code": found.exit_code if found else None,
+        }

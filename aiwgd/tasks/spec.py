@@ -59,8 +59,10 @@ def _metadata(value: dict[str, Any]) -> str | None:
 def _prompt(value: str) -> str | None:
     size = len(value.encode("utf-8", errors="surrogatepass"))
     if size > MAX_PROMPT_BYTES:
-        return (f"is too long ({size} bytes, at most {MAX_PROMPT_BYTES}: it is passed to "
-                "the agent as one command-line argument)")  # fmt: skip
+        return (
+            f"is too long ({size} bytes, at most {MAX_PROMPT_BYTES}: it is passed to "
+            "the agent as one command-line argument)"
+        )
     if "\0" in value:
         return "contains a NUL character"
     return None
@@ -188,15 +190,16 @@ def _check_allowed(name: str, resolved: str, patterns: list[str]) -> None:
     )
 
 
-def prepare(p: SubmitParams, source: str, config: Config, root: Path,
-            new_id: str) -> Task:  # fmt: skip
+def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: str) -> Task:
     """Check what the schema cannot and build the queued Task (nothing stored yet)."""
     if (p.prompt is None) == (p.command is None):
         which = "both" if p.prompt is not None else "neither"
-        raise invalid([
-            f'a task needs exactly one of "prompt" (an agent prompt) or "command" '
-            f"(an argv list), not {which}"
-        ])  # fmt: skip
+        raise invalid(
+            [
+                f'a task needs exactly one of "prompt" (an agent prompt) or "command" '
+                f"(an argv list), not {which}"
+            ]
+        )
     if p.command is not None:
         bad = [i for i, a in enumerate(p.command) if "\0" in a]
         if bad:
@@ -208,8 +211,12 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path,
     if p.command is not None:
         exe = resolve_executable(p.command[0], cwd, env)
         if exe is None:
-            raise invalid([f"command[0]: {show(p.command[0])} is not an executable found "
-                           f"on PATH or relative to cwd {cwd}"])  # fmt: skip
+            raise invalid(
+                [
+                    f"command[0]: {show(p.command[0])} is not an executable found "
+                    f"on PATH or relative to cwd {cwd}"
+                ]
+            )
         _check_allowed(p.command[0], exe, config.agent.allowed_commands)
     else:
         argv = agent_argv(config, p.prompt or "", p.agent)
@@ -221,8 +228,15 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path,
             )
     timeout = p.timeout_s or config.daemon.action_timeout_minutes * 60
     return Task(
-        id=new_id, prompt=p.prompt, command=list(p.command) if p.command else None,
-        agent=p.agent, priority=parse_priority(p.priority), cwd=cwd, env=dict(p.env),
-        timeout_s=float(timeout), max_retries=p.max_retries, source=p.source or source,
+        id=new_id,
+        prompt=p.prompt,
+        command=list(p.command) if p.command else None,
+        agent=p.agent,
+        priority=parse_priority(p.priority),
+        cwd=cwd,
+        env=dict(p.env),
+        timeout_s=float(timeout),
+        max_retries=p.max_retries,
+        source=p.source or source,
         metadata=dict(p.metadata),
-    )  # fmt: skip
+    )

@@ -45,6 +45,7 @@ from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.queue import TaskQueue
 from aiwgd.tasks.spec import SubmitParams, parse_spec, prepare
 from aiwgd.tasks.store.store import TaskStore
+from aiwgd.tasks.waiters import Waiters
 
 log = logging.getLogger("aiwgd.supervisor")
 
@@ -53,6 +54,8 @@ S = TaskState
 # again after this delay, doubling up to the maximum: the task must not stay running.
 FAIL_SAFE_RETRY_S = 1.0
 FAIL_SAFE_RETRY_MAX_S = 30.0
+# Counters since start, shown by task.stats and daemon.status.
+TOTALS = "submitted started completed failed timed_out cancelled retried interrupted recovered"
 
 
 @dataclass
@@ -73,8 +76,9 @@ class Slot:
 class Supervisor(Subsystem):
     name = "supervisor"
 
-    def __init__(self, config: Config, root: Path, store: TaskStore, lifecycle: Lifecycle,
-                 executor: Executor) -> None:  # fmt: skip
+    def __init__(
+        self, config: Config, root: Path, store: TaskStore, lifecycle: Lifecycle, executor: Executor
+    ) -> None:
         self.config = config
         self.root = root
         self.store = store
@@ -83,21 +87,21 @@ class Supervisor(Subsystem):
         self._queue = TaskQueue(self._pump)
         self._slots: dict[str, Slot] = {}  # holding a slot
         self._closing: dict[str, Slot] = {}  # slot freed, final state being recorded
-        self._watchers: dict[str, set[asyncio.Future[None]]] = {}
+        self._waiters = Waiters()
         self._background: set[asyncio.Task[None]] = set()
         self._accepting = False
         self.max_active = 0
-        self.totals: dict[str, int] = dict.fromkeys(
-            ("submitted", "started", "completed", "failed", "timed_out", "cancelled",
-             "retried", "interrupted", "recovered"), 0)  # fmt: skip
+        self.totals: dict[str, int] = dict.fromkeys(TOTALS.split(), 0)
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         for task in self.store.found_running():
             hit = await self.executor.recover(task)
             if hit:
-                log.warning("killed processes left by an interrupted task",
-                            extra={"task": task.id, "pids": hit})  # fmt: skip
+                log.warning(
+                    "killed processes left by an interrupted task",
+                    extra={"task": task.id, "pids": hit},
+                )
             self.totals["recovered"] += 1
             await self.store.recover(task.id)
         for task in self.store.interrupted():  # a crash between the two updates
@@ -111,40 +115,30 @@ class Supervisor(Subsystem):
         self._accepting = False
         self._queue.cancel_timers()
         jobs = {s.job for s in self._slots.values() if s.job is not None}
-        fast_ev = self.lifecycle.fast_stop
-        if jobs and not (fast or fast_ev.is_set()):
-            log.info("waiting for running tasks", extra={"running": len(jobs),
-                     "grace_s": self.config.daemon.stop_grace_seconds})  # fmt: skip
-            deadline = time.monotonic() + self.config.daemon.stop_grace_seconds
-            fast_wait = asyncio.ensure_future(fast_ev.wait())
-            try:
-                while jobs and not fast_ev.is_set():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    await asyncio.wait({*jobs, fast_wait}, timeout=left,
-                                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                    jobs = {j for j in jobs if not j.done()}
-            finally:
-                fast_wait.cancel()
+        if jobs and not fast:
+            grace = self.config.daemon.stop_grace_seconds
+            log.info("waiting for running tasks", extra={"running": len(jobs), "grace_s": grace})
+            await self.lifecycle.drain(jobs, grace)
         for slot in list(self._slots.values()):
             slot.stop(EndReason.SHUTDOWN)
-        remaining = [s.job for s in [*self._slots.values(), *self._closing.values()]
-                     if s.job is not None]  # fmt: skip
+        remaining = [
+            s.job for s in [*self._slots.values(), *self._closing.values()] if s.job is not None
+        ]
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
         for job in list(self._background):
             job.cancel()
-        for task_id in list(self._watchers):
-            self._notify(task_id)
+        self._waiters.notify_all()
 
     async def apply_config(self, config: Config) -> None:
         old = self.config.daemon.max_parallel_actions
         self.config = config
         self.executor.apply_config(config)
         if config.daemon.max_parallel_actions != old:
-            log.info("concurrency cap changed",
-                     extra={"old": old, "new": config.daemon.max_parallel_actions})  # fmt: skip
+            log.info(
+                "concurrency cap changed",
+                extra={"old": old, "new": config.daemon.max_parallel_actions},
+            )
         self._pump()
 
     def status(self) -> dict[str, Any]:
@@ -206,7 +200,7 @@ class Supervisor(Subsystem):
         finally:
             self._free_slot(task.id)
             self._closing.pop(task.id, None)
-            self._notify(task.id)
+            self._waiters.notify(task.id)
 
     async def _fail_safe(self, task_id: str) -> None:
         """Record a task whose supervision broke as failed: never queued but out of the
@@ -224,8 +218,9 @@ class Supervisor(Subsystem):
             if current is not None and current.state == S.QUEUED:
                 current = await self.store.update(task_id, state=S.RUNNING)
             if current is not None and current.state == S.RUNNING:
-                await self.store.update(task_id, state=S.FAILED, runner=None,
-                                        error="internal error while supervising")  # fmt: skip
+                await self.store.update(
+                    task_id, state=S.FAILED, runner=None, error="internal error while supervising"
+                )
                 self.totals["failed"] += 1
             return True
         except Exception:
@@ -237,7 +232,7 @@ class Supervisor(Subsystem):
         while True:
             await asyncio.sleep(delay)
             if await self._record_failed(task_id):
-                self._notify(task_id)
+                self._waiters.notify(task_id)
                 return
             delay = min(delay * 2, FAIL_SAFE_RETRY_MAX_S)
 
@@ -251,7 +246,9 @@ class Supervisor(Subsystem):
     async def _attempt(self, slot: Slot, task: Task) -> None:
         log_path = self.store.log_file(task)
         try:
-            attempt = await self.executor.start(task, log_path, lambda: self._notify(task.id))
+            attempt = await self.executor.start(
+                task, log_path, lambda: self._waiters.notify(task.id)
+            )
         except SpawnError as exc:
             await self.store.update(task.id, state=S.RUNNING)
             await self._ended(task, S.FAILED, str(exc), Exit(None, None), "")
@@ -262,8 +259,9 @@ class Supervisor(Subsystem):
         self.totals["started"] += 1
         # Recorded while the attempt already works, so the journal's fsync overlaps it;
         # it is awaited before the final state, and the journal keeps call order.
-        recorded = asyncio.ensure_future(self.store.update(
-            task.id, state=S.RUNNING, **_running_fields(task, attempt)))  # fmt: skip
+        recorded = asyncio.ensure_future(
+            self.store.update(task.id, state=S.RUNNING, **_running_fields(task, attempt))
+        )
         timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
         ending: Ending = await attempt.wait(timeout)
         self._free_slot(task.id)  # really gone: the next task need not wait for the disk
@@ -271,20 +269,33 @@ class Supervisor(Subsystem):
         state, error = outcome(ending, timeout)
         await self._ended(task, state, error, ending.exit, attempt.output_tail())
 
-    async def _ended(self, task: Task, state: TaskState, error: str | None, ex: Exit,
-                     tail: str) -> None:  # fmt: skip
-        fields: dict[str, Any] = {"exit_code": ex.code, "signal": ex.signal, "error": error,
-                                  "output_tail": tail}  # fmt: skip
+    async def _ended(
+        self, task: Task, state: TaskState, error: str | None, ex: Exit, tail: str
+    ) -> None:
+        fields: dict[str, Any] = {
+            "exit_code": ex.code,
+            "signal": ex.signal,
+            "error": error,
+            "output_tail": tail,
+        }
         retries_left = task.max_retries - (task.attempt - 1)
         if state in (S.FAILED, S.TIMED_OUT) and retries_left > 0:
             a = self.config.agent
-            delay = min(a.retry_backoff_seconds * 2 ** (task.attempt - 1),
-                        a.retry_backoff_max_seconds)  # fmt: skip
-            new = await self.store.update(task.id, state=S.QUEUED, attempt=task.attempt + 1,
-                                          retry_at=time.time() + delay, **fields)  # fmt: skip
+            delay = min(
+                a.retry_backoff_seconds * 2 ** (task.attempt - 1), a.retry_backoff_max_seconds
+            )
+            new = await self.store.update(
+                task.id,
+                state=S.QUEUED,
+                attempt=task.attempt + 1,
+                retry_at=time.time() + delay,
+                **fields,
+            )
             self.totals["retried"] += 1
-            log.info("task will be retried", extra={"task": task.id, "attempt": new.attempt,
-                                                    "delay_s": delay, "error": error})  # fmt: skip
+            log.info(
+                "task will be retried",
+                extra={"task": task.id, "attempt": new.attempt, "delay_s": delay, "error": error},
+            )
             self._queue.push(new.id, new.priority, new.retry_at)
             return
         await self.store.update(task.id, state=state, **fields)
@@ -304,12 +315,15 @@ class Supervisor(Subsystem):
         return self.store.get(task_id)
 
     def list(
-        self, state: str | None = None, agent: str | None = None, source: str | None = None,
-        limit: int = 50, offset: int = 0,
-    ) -> tuple[list[Task], int]:  # fmt: skip
+        self,
+        state: str | None = None,
+        agent: str | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Task], int]:
         """A page of tasks, newest first, and how many match in all."""
-        return self.store.list(state=state, agent=agent, source=source, limit=limit,
-                               offset=offset)  # fmt: skip
+        return self.store.list(state=state, agent=agent, source=source, limit=limit, offset=offset)
 
     def log_file(self, task_id: str) -> tuple[Task, Path]:
         """The task and the file that holds its whole output."""
@@ -330,8 +344,9 @@ class Supervisor(Subsystem):
         if task.terminal:
             raise errors.Conflict(
                 f"task {task_id} is already {task.state}; only queued or running tasks "
-                "can be cancelled", {"id": task_id, "state": str(task.state)},
-            )  # fmt: skip
+                "can be cancelled",
+                {"id": task_id, "state": str(task.state)},
+            )
         closing = self._closing.get(task_id)
         if closing is not None and closing.job is not None:
             # It just ended; once its outcome is recorded, cancel what that left.
@@ -346,7 +361,7 @@ class Supervisor(Subsystem):
         self._queue.discard(task_id)
         await self.store.update(task_id, state=S.CANCELLED, error="cancelled before it ran")
         self.totals["cancelled"] += 1
-        self._notify(task_id)
+        self._waiters.notify(task_id)
         return self.get(task_id)
 
     async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
@@ -361,23 +376,7 @@ class Supervisor(Subsystem):
 
     async def changed(self, task_id: str, timeout: float) -> None:
         """Sleep until the task changes state or writes output (or `timeout`)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._watchers.setdefault(task_id, set()).add(fut)
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            pass
-        finally:
-            waiters = self._watchers.get(task_id)
-            if waiters is not None:
-                waiters.discard(fut)
-                if not waiters:
-                    del self._watchers[task_id]
-
-    def _notify(self, task_id: str) -> None:
-        for fut in self._watchers.pop(task_id, ()):
-            if not fut.done():
-                fut.set_result(None)
+        await self._waiters.changed(task_id, timeout)
 
     def stats(self) -> dict[str, Any]:
         counts = self.store.counts()

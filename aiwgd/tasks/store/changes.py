@@ -70,8 +70,7 @@ class StoreLog:
         self.journal.open(truncate_to=loaded.truncate_to)
 
     def status(self) -> dict[str, Any]:
-        return {"entries": self.entries, "bytes": self.journal.size,
-                "fsyncs": self.journal.fsyncs}  # fmt: skip
+        return {"entries": self.entries, "bytes": self.journal.size, "fsyncs": self.journal.fsyncs}
 
     # ---- writes ----------------------------------------------------------------------
     def line(self, entry: dict[str, Any]) -> bytes:
@@ -114,8 +113,12 @@ class StoreLog:
             await self.journal.swap(offset)
             self.entries -= entries
             self.compactions += 1
-            self.last_compaction = {"at": time.time(), "tasks": count, "seq": seq,
-                                    "duration_s": round(time.monotonic() - t0, 3)}  # fmt: skip
+            self.last_compaction = {
+                "at": time.time(),
+                "tasks": count,
+                "seq": seq,
+                "duration_s": round(time.monotonic() - t0, 3),
+            }
             log.debug("task store compacted", extra=self.last_compaction)
 
     def schedule_compaction(self) -> None:

@@ -39,8 +39,10 @@ class TaskIds:
             return "missing"
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # The ids seen in tasks.json, the journal and the clock still apply.
-            log.warning("task id file unreadable; ignored",
-                        extra={"file": str(self.path), "error": str(exc)})  # fmt: skip
+            log.warning(
+                "task id file unreadable; ignored",
+                extra={"file": str(self.path), "error": str(exc)},
+            )
             return f"unreadable: {exc}"
         self.gen.last = max(self.gen.last, floor)
         return "ok"

@@ -59,9 +59,13 @@ class TaskIndex:
         return [t for t in self.tasks.values() if t.state == state]
 
     def page(
-        self, state: str | None = None, agent: str | None = None, source: str | None = None,
-        limit: int = 50, offset: int = 0,
-    ) -> tuple[list[Task], int]:  # fmt: skip
+        self,
+        state: str | None = None,
+        agent: str | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Task], int]:
         """A page of tasks, newest first, and how many match in all."""
         it: Iterator[Task] = reversed(self.tasks.values())
         if state is not None:
@@ -89,8 +93,9 @@ class TaskIndex:
             ):
                 yield t
 
-    def replay(self, entries: list[dict[str, Any]], after_seq: int,
-               on_add: Callable[[str], None]) -> tuple[int, int]:  # fmt: skip
+    def replay(
+        self, entries: list[dict[str, Any]], after_seq: int, on_add: Callable[[str], None]
+    ) -> tuple[int, int]:
         """Apply entries newer than the snapshot; returns (applied, skipped as bad)."""
         applied = skipped = 0
         for entry in entries:
@@ -100,8 +105,7 @@ class TaskIndex:
                 added = self.apply(entry)
             except (KeyError, TypeError, ValueError) as exc:
                 skipped += 1
-                log.warning("journal entry skipped",
-                            extra={"seq": entry["seq"], "error": str(exc)})  # fmt: skip
+                log.warning("journal entry skipped", extra={"seq": entry["seq"], "error": str(exc)})
                 continue
             if added is not None:
                 on_add(added.id)
@@ -142,7 +146,9 @@ class TaskIndex:
         excess = len(finished) - len(doomed) - max_finished
         if excess > 0:
             gone = {t.id for t in doomed}
-            keep = sorted((t for t in finished if t.id not in gone),
-                          key=lambda t: (t.finished_at or t.created_at, t.id))  # fmt: skip
+            keep = sorted(
+                (t for t in finished if t.id not in gone),
+                key=lambda t: (t.finished_at or t.created_at, t.id),
+            )
             doomed.extend(keep[:excess])
         return doomed

@@ -213,8 +213,9 @@ class Journal:
             self._fh = None
 
     # ---- writer thread ---------------------------------------------------------------
-    def _resolve(self, futs: list[asyncio.Future[Any]], result: Any = None,
-                 exc: BaseException | None = None) -> None:  # fmt: skip
+    def _resolve(
+        self, futs: list[asyncio.Future[Any]], result: Any = None, exc: BaseException | None = None
+    ) -> None:
         def settle() -> None:
             for f in futs:
                 if f.done():  # the waiter was cancelled; the write happened anyway

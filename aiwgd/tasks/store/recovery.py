@@ -145,8 +145,10 @@ def load_snapshot(path: Path) -> Snapshot:
         tasks, seq = _salvage(raw)
     ids = [m.decode() for m in _ID.findall(raw)]
     dest = move_aside(path)
-    log.error("damaged task snapshot moved aside; salvaged what was readable",
-              extra={"file": str(dest), "problem": problem, "salvaged": len(tasks)})  # fmt: skip
+    log.error(
+        "damaged task snapshot moved aside; salvaged what was readable",
+        extra={"file": str(dest), "problem": problem, "salvaged": len(tasks)},
+    )
     report = {
         "snapshot": "damaged",
         "damaged_file": str(dest),
@@ -204,12 +206,15 @@ def load_store(paths: Paths, index: TaskIndex, ids: TaskIds) -> Loaded:
     if jr.bad_lines or jr.damaged_tail:
         # Lines we could not read are kept in a copy; compaction would drop them.
         damaged_journal = str(move_aside(paths.tasks_journal, copy=True))
-        log.warning("damaged journal lines skipped; a copy is kept",
-                    extra={"copy": damaged_journal})  # fmt: skip
+        log.warning(
+            "damaged journal lines skipped; a copy is kept", extra={"copy": damaged_journal}
+        )
     if jr.torn_bytes:
-        log.warning("torn last journal line skipped (a write cut short by a crash; "
-                    "it was never acknowledged)",
-                    extra={"bytes": jr.torn_bytes, "file": str(paths.tasks_journal)})  # fmt: skip
+        log.warning(
+            "torn last journal line skipped (a write cut short by a crash; "
+            "it was never acknowledged)",
+            extra={"bytes": jr.torn_bytes, "file": str(paths.tasks_journal)},
+        )
     report = {
         **snap.report,
         "journal_entries": len(jr.entries),

@@ -170,9 +170,13 @@ class TaskStore(Subsystem):
         return self._index.in_state(TaskState.INTERRUPTED)
 
     def list(
-        self, state: str | None = None, agent: str | None = None, source: str | None = None,
-        limit: int = 50, offset: int = 0,
-    ) -> tuple[list[Task], int]:  # fmt: skip
+        self,
+        state: str | None = None,
+        agent: str | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Task], int]:
         """A page of tasks, newest first, and how many match in all."""
         return self._index.page(state, agent, source, limit, offset)
 
@@ -221,8 +225,12 @@ class TaskStore(Subsystem):
         if bad:
             raise ValueError(f"cannot update task field(s): {', '.join(sorted(bad))}")
         if old.state in TERMINAL:
-            raise InvalidTransition(task_id, old.state, fields.get("state", old.state),
-                                    f"task {task_id} is {old.state}, which is final")  # fmt: skip
+            raise InvalidTransition(
+                task_id,
+                old.state,
+                fields.get("state", old.state),
+                f"task {task_id} is {old.state}, which is final",
+            )
         new_state = TaskState(fields.get("state", old.state))
         if "state" in fields:
             fields["state"] = new_state
@@ -230,9 +238,13 @@ class TaskStore(Subsystem):
             check_transition(task_id, old.state, new_state)
             retry = old.state == TaskState.RUNNING and new_state == TaskState.QUEUED
             if retry and fields.get("attempt") != old.attempt + 1:
-                raise InvalidTransition(task_id, old.state, new_state,
+                raise InvalidTransition(
+                    task_id,
+                    old.state,
+                    new_state,
                     f"task {task_id}: running -> queued is a retry only; "
-                    f"pass attempt={old.attempt + 1}")  # fmt: skip
+                    f"pass attempt={old.attempt + 1}",
+                )
             now = time.time()
             if new_state == TaskState.RUNNING:
                 fields.setdefault("started_at", now)
@@ -260,8 +272,14 @@ class TaskStore(Subsystem):
         if task.state != TaskState.INTERRUPTED:
             return task
         if self.cfg.requeue_interrupted:
-            return await self.update(task_id, state=TaskState.QUEUED, attempt=task.attempt + 1,
-                                     runner=None, started_at=None, retry_at=None)  # fmt: skip
+            return await self.update(
+                task_id,
+                state=TaskState.QUEUED,
+                attempt=task.attempt + 1,
+                runner=None,
+                started_at=None,
+                retry_at=None,
+            )
         return await self.update(task_id, state=TaskState.FAILED)
 
     async def prune(self) -> int:
