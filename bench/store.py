@@ -56,7 +56,7 @@ def synthetic(n: int) -> list[dict[str, Any]]:
             t.agent = "coder"
         t.state = TaskState.COMPLETED
         t.started_at, t.finished_at = now - 3000, now - 2990
-        t.exit_code, t.pid, t.output_tail = 0, 10_000 + i, "ok\n"
+        t.exit_code, t.output_tail = 0, "ok\n"  # a finished task keeps no runner
         out.append(t.to_dict())
     return out
 

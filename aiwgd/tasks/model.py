@@ -154,7 +154,7 @@ class Task:
     started_at: float | None = None
     finished_at: float | None = None
     # Where the current attempt runs, in its executor's terms (local: pid, pgid and
-    # create_time, which tells a reused PID apart); None while it does not run.
+    # create_time, which tells a reused PID apart); None once it ended.
     runner: dict[str, Any] | None = None
     exit_code: int | None = None
     signal: int | None = None

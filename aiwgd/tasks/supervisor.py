@@ -272,7 +272,10 @@ class Supervisor(Subsystem):
     async def _ended(
         self, task: Task, state: TaskState, error: str | None, ex: Exit, tail: str
     ) -> None:
+        # The runner goes with the attempt: it is what recovery needs while one runs, and
+        # a dict per finished task is a large share of a big store's memory.
         fields: dict[str, Any] = {
+            "runner": None,
             "exit_code": ex.code,
             "signal": ex.signal,
             "error": error,

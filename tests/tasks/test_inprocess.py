@@ -55,7 +55,7 @@ def test_a_task_runs_to_completion_in_process(project: Path) -> None:
             done = await r.supervisor.wait(task["id"], 20)
             assert (done["state"], done["exit_code"]) == ("completed", 0)
             assert "hello" in done["output_tail"]
-            assert done["runner"]["pid"] > 0 and len(r.children) == 0
+            assert done["runner"] is None and len(r.children) == 0  # it went with the attempt
             _, log = r.supervisor.log_file(task["id"])
             assert "hello" in log.read_text()
 
@@ -74,6 +74,7 @@ def test_cancel_and_the_child_registry_in_process(project: Path) -> None:
             usage = Sampler(r.children).sample()
             assert [(u.owner, u.processes) for u in usage] == [(f"task:{task['id']}", 1)]
             assert usage[0].rss_bytes > 0
+            assert r.supervisor.get(task["id"])["runner"]["pid"] == usage[0].pid
             cancelled = await r.supervisor.cancel(task["id"])
             assert cancelled["state"] == "cancelled" and len(r.children) == 0
 

@@ -280,7 +280,7 @@ class TaskStore(Subsystem):
                 started_at=None,
                 retry_at=None,
             )
-        return await self.update(task_id, state=TaskState.FAILED)
+        return await self.update(task_id, state=TaskState.FAILED, runner=None)
 
     async def prune(self) -> int:
         """Remove finished tasks past retention (age or count) and their log files."""
