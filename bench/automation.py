@@ -35,19 +35,29 @@ from bench._common import pct, wait  # noqa: E402
 
 def start(root: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "aiwgd", "--root", str(root),
-                             "--no-stderr-log"], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiwgd", "--root", str(root), "--no-stderr-log"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait(lambda: Client(root, timeout=2).connect().call("ping") == "pong", 20, "the daemon")
     return proc
 
 
 def config(debounce_ms: int) -> dict[str, Any]:
-    rule = {"id": "on-write", "trigger": {"type": "file.modified"},
-            "action": {"type": "task", "command": ["true", "{{data.path}}"]},
-            "max_per_minute": 10_000}  # fmt: skip
-    return {"watch": {"enabled": True, "debounce_ms": debounce_ms, "paths": [{"path": "src/"}]},
-            "schedule": {"enabled": False, "jobs": []}, "rules": [rule]}  # fmt: skip
+    rule = {
+        "id": "on-write",
+        "trigger": {"type": "file.modified"},
+        "action": {"type": "task", "command": ["true", "{{data.path}}"]},
+        "max_per_minute": 10_000,
+    }
+    return {
+        "watch": {"enabled": True, "debounce_ms": debounce_ms, "paths": [{"path": "src/"}]},
+        "schedule": {"enabled": False, "jobs": []},
+        "rules": [rule],
+    }
 
 
 def run(writes: int, debounce_ms: int) -> None:
@@ -77,8 +87,11 @@ def run(writes: int, debounce_ms: int) -> None:
             wrote[rel] = time.time()
             (root / rel).write_text(f"{i}\n")
             while rel not in started:
-                msg = next(sub.notifications()) if sub.pending_notifications else \
-                    sub.read_message(timeout=10)  # fmt: skip
+                msg = (
+                    next(sub.notifications())
+                    if sub.pending_notifications
+                    else sub.read_message(timeout=10)
+                )
                 ev = msg.get("params", {}) if isinstance(msg, dict) else {}
                 cmd = ev.get("data", {}).get("command") or []
                 if ev.get("type") == "task.started" and len(cmd) == 2:
@@ -91,8 +104,10 @@ def run(writes: int, debounce_ms: int) -> None:
         auto = next(r for r in ctl.call("automation.status")["rules"] if r["id"] == "on-write")
         p50 = statistics.median(total)
         print(f"file write -> rule's task started ({writes} writes, debounce_ms {debounce_ms})")
-        print(f"  total:       p50 {p50:7.1f} ms   p99 {pct(total, 99):7.1f} ms   "
-              f"max {max(total):7.1f} ms")  # fmt: skip
+        print(
+            f"  total:       p50 {p50:7.1f} ms   p99 {pct(total, 99):7.1f} ms   "
+            f"max {max(total):7.1f} ms"
+        )
         print(
             f"  watcher:     p50 {statistics.median(watch_part):7.1f} ms   "
             f"p99 {pct(watch_part, 99):7.1f} ms   (write -> file.modified, incl. debounce)"
@@ -104,8 +119,9 @@ def run(writes: int, debounce_ms: int) -> None:
         print(f"  rule counts: {auto['counts']}")
         target = debounce_ms + 50
         verdict = "OK" if p50 < target else "MISSED"
-        print(f"  target p50 < debounce + 50 ms = {target} ms: {verdict} "
-              f"(ratio {p50 / target:.2f})")  # fmt: skip
+        print(
+            f"  target p50 < debounce + 50 ms = {target} ms: {verdict} (ratio {p50 / target:.2f})"
+        )
         ctl.close()
         sub.close()
     finally:

@@ -99,8 +99,10 @@ def bench_throughput(n: int) -> None:
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-        print(f"   {label:<18} publish {pub:>10,.0f} events/s   end-to-end {e2e:>9,.0f} "
-              f"events/s ({e2e * SUBSCRIBERS:,.0f} deliveries/s){note}")  # fmt: skip
+        print(
+            f"   {label:<18} publish {pub:>10,.0f} events/s   end-to-end {e2e:>9,.0f} "
+            f"events/s ({e2e * SUBSCRIBERS:,.0f} deliveries/s){note}"
+        )
 
 
 # ---- a real daemon --------------------------------------------------------------------
@@ -115,9 +117,12 @@ class Daemon:
         paths.config_file.write_text(json.dumps({**base, **config}))
         self.err = (root / "aiwgd.stderr").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aiwgd", "--root", str(root)], cwd=REPO,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err,
-        )  # fmt: skip
+            [sys.executable, "-m", "aiwgd", "--root", str(root)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.err,
+        )
         self.ps = psutil.Process(self.proc.pid)
         wait(lambda: self.watcher()["state"] == "watching", 60, "the watcher to start", 0.05)
 
@@ -184,10 +189,14 @@ def bench_burst(kind: str) -> None:
     burst.mkdir()
     # A rule on every file event: the burst must start a bounded number of tasks (the
     # rule's loop guard, default max_per_minute 30), not one per write.
-    rule = {"id": "on-burst", "trigger": {"type": "file.*"},
-            "action": {"type": "task", "command": ["true"]}}  # fmt: skip
-    d = Daemon(root, {"watch": {"debounce_ms": 200, "paths": [{"path": "burst/"}]},
-                      "rules": [rule]})  # fmt: skip
+    rule = {
+        "id": "on-burst",
+        "trigger": {"type": "file.*"},
+        "action": {"type": "task", "command": ["true"]},
+    }
+    d = Daemon(
+        root, {"watch": {"debounce_ms": 200, "paths": [{"path": "burst/"}]}, "rules": [rule]}
+    )
     try:
         sub = Client(root, timeout=30).connect()
         sub.call("events.subscribe", types=["file.*"])
@@ -213,17 +222,21 @@ def bench_burst(kind: str) -> None:
         cpu = d.cpu() - cpu0
         sub.close()
         files = 500 if kind == "append" else 10_000
-        print(f"   {kind:<6} 10,000 writes to {files:,} files in {writes_s:.2f}s: "
-              f"{events:,} file events, all out after {settled_s:.2f}s; "
-              f"daemon CPU {cpu:.2f}s")  # fmt: skip
+        print(
+            f"   {kind:<6} 10,000 writes to {files:,} files in {writes_s:.2f}s: "
+            f"{events:,} file events, all out after {settled_s:.2f}s; "
+            f"daemon CPU {cpu:.2f}s"
+        )
         counts = d.call("automation.status")["rules"][0]["counts"]
         started = d.call("task.stats")["totals"]["started"]
         print(
             f"          rule on file.*: matched {counts['matched']:,}, tasks started "
             f"{started:,}, held back by the loop guard {counts['suppressed']:,}"
         )
-        print(f"          ping during the burst: n={len(lat)} p50 {pct(lat, 50) * 1000:.1f} ms, "
-              f"p99 {pct(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")  # fmt: skip
+        print(
+            f"          ping during the burst: n={len(lat)} p50 {pct(lat, 50) * 1000:.1f} ms, "
+            f"p99 {pct(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms"
+        )
     finally:
         d.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -247,9 +260,11 @@ def bench_idle(seconds: float) -> None:
         time.sleep(seconds)
         cpu, wall = d.cpu() - cpu0, time.monotonic() - t0
         rss = d.ps.memory_info().rss / 2**20
-        print(f"3. idle, watching {status['indexed_files']:,} files for {wall:.0f}s: "
-              f"CPU {cpu:.3f}s = {cpu / wall * 100:.3f}% of one core (target < 0.5%); "
-              f"RSS {rss:.1f} MiB")  # fmt: skip
+        print(
+            f"3. idle, watching {status['indexed_files']:,} files for {wall:.0f}s: "
+            f"CPU {cpu:.3f}s = {cpu / wall * 100:.3f}% of one core (target < 0.5%); "
+            f"RSS {rss:.1f} MiB"
+        )
     finally:
         d.stop()
         shutil.rmtree(root, ignore_errors=True)

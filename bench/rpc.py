@@ -96,8 +96,12 @@ def _sequential(path: str, n: int) -> dict[str, Any]:
     total = time.perf_counter() - t0
     sock.close()
     lat.sort()
-    return {"n": n, "p50_us": lat[n // 2] * 1e6, "p99_us": lat[int(n * 0.99)] * 1e6,
-            "req_s": n / total}  # fmt: skip
+    return {
+        "n": n,
+        "p50_us": lat[n // 2] * 1e6,
+        "p99_us": lat[int(n * 0.99)] * 1e6,
+        "req_s": n / total,
+    }
 
 
 async def _one_conn(path: str, stop_at: float, counts: list[int], idx: int) -> None:
@@ -135,8 +139,13 @@ def client_main(mode: str, path: str, amount: float) -> None:
 
 def run_client(mode: str, path: str, amount: float) -> dict[str, Any]:
     """The load comes from a separate process, as a real client's would."""
-    out = subprocess.run([sys.executable, __file__, "--client", mode, path, str(amount)],
-                         capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", mode, path, str(amount)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
@@ -157,18 +166,24 @@ def start_daemon(root: Path, quiet: bool = True) -> subprocess.Popen[bytes]:
     """quiet: defaults but no file watching or cron jobs; else the defaults as created."""
     if quiet:
         (root / ".aiwg").mkdir()
-        (root / ".aiwg" / "daemon.json").write_text(json.dumps(
-            {"watch": {"enabled": False}, "schedule": {"enabled": False}}))  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "aiwgd", "--root", str(root),
-                             "--no-stderr-log"], cwd=REPO, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        (root / ".aiwg" / "daemon.json").write_text(
+            json.dumps({"watch": {"enabled": False}, "schedule": {"enabled": False}})
+        )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiwgd", "--root", str(root), "--no-stderr-log"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_socket(str(root / ".aiwg/daemon/daemon.sock"))
     return proc
 
 
 def start_echo(path: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, __file__, "--echo", path], stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--echo", path], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -205,13 +220,16 @@ def supervisorctl_median(tmp: Path, runs: int) -> float | None:
         return None
     conf = tmp / "supervisord.conf"
     conf.write_text(SUPERVISOR_CONF.format(d=tmp))
-    proc = subprocess.Popen([str(supervisord), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(supervisord), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_socket(str(tmp / "supervisor.sock"))
         deadline = time.monotonic() + 15
-        while b"RUNNING" not in subprocess.run([str(ctl), "-c", str(conf), "status"],
-                                              capture_output=True).stdout:  # fmt: skip
+        while (
+            b"RUNNING"
+            not in subprocess.run([str(ctl), "-c", str(conf), "status"], capture_output=True).stdout
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError("supervisord's program never reached RUNNING")
             time.sleep(0.1)
@@ -260,25 +278,33 @@ def main() -> int:
             results[name] = (run_client("seq", path, seq_n), run_client("conc", path, conc_s))
         (bs, bc), (ds, dc) = results["baseline"], results["aiwgd"]
         for name, (s, c) in results.items():
-            print(f"  {name:<9} sequential: p50 {s['p50_us']:7.1f} us  "
-                  f"p99 {s['p99_us']:7.1f} us  {s['req_s']:8.0f} req/s   "
-                  f"{CONCURRENCY} conns: {c['req_s']:8.0f} req/s")  # fmt: skip
+            print(
+                f"  {name:<9} sequential: p50 {s['p50_us']:7.1f} us  "
+                f"p99 {s['p99_us']:7.1f} us  {s['req_s']:8.0f} req/s   "
+                f"{CONCURRENCY} conns: {c['req_s']:8.0f} req/s"
+            )
         seq_ratio, conc_ratio = ds["req_s"] / bs["req_s"], dc["req_s"] / bc["req_s"]
-        print(f"  ratio     sequential {seq_ratio:6.1%} "
-              f"(target >= 40%: {verdict(seq_ratio >= 0.4)})   concurrent {conc_ratio:6.1%} "
-              f"(target >= 30%: {verdict(conc_ratio >= 0.3)})")  # fmt: skip
+        print(
+            f"  ratio     sequential {seq_ratio:6.1%} "
+            f"(target >= 40%: {verdict(seq_ratio >= 0.4)})   concurrent {conc_ratio:6.1%} "
+            f"(target >= 30%: {verdict(conc_ratio >= 0.3)})"
+        )
 
         print(f"CLI wall time, median of {runs}")
         aiwg = median_wall([str(BIN / "aiwg"), "--root", str(root), "status"], runs)
         sv = supervisorctl_median(tmp, runs)
         line = f"  aiwg status {aiwg * 1000:6.1f} ms"
         if sv is not None:
-            line += (f"   supervisorctl status {sv * 1000:6.1f} ms   "
-                     f"(target aiwg <= supervisorctl: {verdict(aiwg <= sv)})")  # fmt: skip
+            line += (
+                f"   supervisorctl status {sv * 1000:6.1f} ms   "
+                f"(target aiwg <= supervisorctl: {verdict(aiwg <= sv)})"
+            )
         print(line)
 
-        print(f"Daemon footprint (idle {idle_s:.0f} s): the loaded daemon above, and one on "
-              "the defaults\n  (file watcher on .aiwg/, src/, test/; two cron jobs)")  # fmt: skip
+        print(
+            f"Daemon footprint (idle {idle_s:.0f} s): the loaded daemon above, and one on "
+            "the defaults\n  (file watcher on .aiwg/, src/, test/; two cron jobs)"
+        )
         time.sleep(1.0)  # let the last connections close
         procs = {"loaded": dproc, "defaults": psutil.Process(plain.pid)}
         rss_before = {k: p.memory_info().rss / 2**20 for k, p in procs.items()}
@@ -287,11 +313,16 @@ def main() -> int:
         for name, p in procs.items():
             cpu = cpu_s(p) - c0[name]
             rss = p.memory_info().rss / 2**20
-            first = f"start {rss_start:5.1f}, after load {rss_before[name]:5.1f}, " if (
-                name == "loaded") else ""  # fmt: skip
-            print(f"  {name:<9} RSS {first}idle {rss:5.1f} MiB "
-                  f"(target < 40: {verdict(rss < 40)});  CPU over {idle_s:.0f} s idle "
-                  f"{cpu:.3f} s (target < 0.01: {verdict(cpu < 0.01)})")  # fmt: skip
+            first = (
+                f"start {rss_start:5.1f}, after load {rss_before[name]:5.1f}, "
+                if (name == "loaded")
+                else ""
+            )
+            print(
+                f"  {name:<9} RSS {first}idle {rss:5.1f} MiB "
+                f"(target < 40: {verdict(rss < 40)});  CPU over {idle_s:.0f} s idle "
+                f"{cpu:.3f} s (target < 0.01: {verdict(cpu < 0.01)})"
+            )
         print("  (psutil reads CPU time in 10 ms clock ticks: 0.000 means under one tick)")
     finally:
         echo.terminate()

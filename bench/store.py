@@ -78,10 +78,16 @@ def make_root(n: int, journal_entries: int = 0) -> Path:
                 t = Task(id=gen.new(), command=["/bin/true"])
                 entry = {"seq": seq, "op": "add", "task": t.to_dict()}
                 fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
-    paths.config_file.write_text(json.dumps({
-        "watch": {"enabled": False, "paths": []}, "schedule": {"enabled": False, "jobs": []},
-        "tasks": CFG, "daemon": {"max_parallel_actions": 1, "stop_grace_seconds": 1},
-    }))  # fmt: skip
+    paths.config_file.write_text(
+        json.dumps(
+            {
+                "watch": {"enabled": False, "paths": []},
+                "schedule": {"enabled": False, "jobs": []},
+                "tasks": CFG,
+                "daemon": {"max_parallel_actions": 1, "stop_grace_seconds": 1},
+            }
+        )
+    )
     return root
 
 
@@ -138,8 +144,13 @@ def child_load(root: str) -> None:
         await store.start()
         took = time.perf_counter() - t0
         rss = psutil.Process().memory_info().rss
-        out = {"start_s": took, "rss_mb": rss / 2**20, "store_mb": (rss - base) / 2**20,
-               "tasks": len(store), "replayed": store.recovery["replayed"]}  # fmt: skip
+        out = {
+            "start_s": took,
+            "rss_mb": rss / 2**20,
+            "store_mb": (rss - base) / 2**20,
+            "tasks": len(store),
+            "replayed": store.recovery["replayed"],
+        }
         await store.storelog.journal.close()  # no final compaction: not what is measured
         return out
 
@@ -147,8 +158,12 @@ def child_load(root: str) -> None:
 
 
 def measure_child(root: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child-load", str(root)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, __file__, "--child-load", str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -158,9 +173,14 @@ def daemon_figures(root: Path, submits: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("AIWG_ROOT", None)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "aiwgd", "--root", str(root)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, cwd=root)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiwgd", "--root", str(root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=root,
+    )
     try:
         while True:
             if proc.poll() is not None:
@@ -197,8 +217,10 @@ def main() -> None:
     count = 300 if quick else 1000
     roots = {n: make_root(n) for n in SIZES}
     try:
-        print(f"1. store.add latency ({count} awaited adds per size, one at a time, "
-              "round-robin over the sizes; each fsynced)")  # fmt: skip
+        print(
+            f"1. store.add latency ({count} awaited adds per size, one at a time, "
+            "round-robin over the sizes; each fsynced)"
+        )
         lats = asyncio.run(add_latencies(list(roots.values()), count))
         p50 = {}
         for n, lat in zip(roots, lats, strict=True):
@@ -218,19 +240,25 @@ def main() -> None:
         print("2. store start-up (load + replay) and RSS, fresh process each")
         for n in SIZES:
             r = measure_child(make_root(n))
-            print(f"   {n:>7} tasks: start {r['start_s'] * 1000:7.0f} ms   process RSS "
-                  f"{r['rss_mb']:6.1f} MiB (store {r['store_mb']:6.1f} MiB)")  # fmt: skip
+            print(
+                f"   {n:>7} tasks: start {r['start_s'] * 1000:7.0f} ms   process RSS "
+                f"{r['rss_mb']:6.1f} MiB (store {r['store_mb']:6.1f} MiB)"
+            )
         jroot = make_root(SIZES[-1], journal_entries=10_000)
         r = measure_child(jroot)
-        print(f"   100,000 tasks + 10,000 journal entries to replay: start "
-              f"{r['start_s'] * 1000:.0f} ms ({r['replayed']:.0f} replayed)")  # fmt: skip
+        print(
+            f"   100,000 tasks + 10,000 journal entries to replay: start "
+            f"{r['start_s'] * 1000:.0f} ms ({r['replayed']:.0f} replayed)"
+        )
 
         print("3. the real daemon (task.submit: 300 calls, one at a time, over one connection)")
         figures = {}
         for n in (SIZES[0], SIZES[-1]):
             d = figures[n] = daemon_figures(make_root(n), submits=0 if quick else 300)
-            line = (f"   {n:>7} stored tasks: ready in {d['ready_s'] * 1000:6.0f} ms, "
-                    f"RSS {d['rss_mb']:6.1f} MiB")  # fmt: skip
+            line = (
+                f"   {n:>7} stored tasks: ready in {d['ready_s'] * 1000:6.0f} ms, "
+                f"RSS {d['rss_mb']:6.1f} MiB"
+            )
             if "submit_p50_ms" in d:
                 line += f", task.submit p50 {d['submit_p50_ms']:.2f} ms"
             print(line)

@@ -65,9 +65,12 @@ class Daemon:
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiwgd", "--root", str(self.root), "--no-stderr-log"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=env, cwd=self.root,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=self.root,
+        )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -131,9 +134,12 @@ async def _bare(cap: int, n: int) -> float:
     async def one() -> None:
         async with sem:
             proc = await asyncio.create_subprocess_exec(
-                TRUE, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                TRUE,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
             assert proc.stdout is not None
             while await proc.stdout.read(65536):
                 pass
@@ -160,10 +166,17 @@ def prefill(d: Daemon, count: int) -> None:
     def records() -> Any:
         for i in range(count):
             yield Task(
-                id=gen.new(), state=TaskState.COMPLETED, command=[TRUE, str(i)], cwd=root,
-                timeout_s=7200.0, created_at=now - 60, started_at=now - 59,
-                finished_at=now - 58, exit_code=0, output_tail="",
-            ).to_dict()  # fmt: skip
+                id=gen.new(),
+                state=TaskState.COMPLETED,
+                command=[TRUE, str(i)],
+                cwd=root,
+                timeout_s=7200.0,
+                created_at=now - 60,
+                started_at=now - 59,
+                finished_at=now - 58,
+                exit_code=0,
+                output_tail="",
+            ).to_dict()
 
     d.paths.daemon_dir.mkdir(parents=True, exist_ok=True)
     write_snapshot(d.paths.tasks_file, 0, records())
@@ -204,15 +217,20 @@ def main() -> None:
         bare = bare_throughput(cap, n)
         ours = daemon_throughput(cap, n)
         mark = "  (target >= 60%)" if cap == 4 else ""
-        print(f"   cap {cap:>2}: aiwgd {ours:7.1f} tasks/s   bare asyncio {bare:7.1f} /s   "
-              f"ratio {ours / bare:6.1%}{mark}", flush=True)  # fmt: skip
+        print(
+            f"   cap {cap:>2}: aiwgd {ours:7.1f} tasks/s   bare asyncio {bare:7.1f} /s   "
+            f"ratio {ours / bare:6.1%}{mark}",
+            flush=True,
+        )
 
     print(f"2. task.submit latency over RPC ({samples} sequential submits)")
     results = {}
     for stored in (100, 10_000, big):
         r = results[stored] = submit_latency(stored, samples)
-        line = (f"   {stored:>7} stored: p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                f"start-up {r['startup_s']:5.2f} s  RSS {r['rss_mib']:6.1f} MiB")  # fmt: skip
+        line = (
+            f"   {stored:>7} stored: p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+            f"start-up {r['startup_s']:5.2f} s  RSS {r['rss_mib']:6.1f} MiB"
+        )
         print(line, flush=True)
     ratio = results[big]["p50_ms"] / results[100]["p50_ms"]
     print(f"   p50 at {big} / p50 at 100: {ratio:.2f}x (target <= 2x)")

@@ -35,8 +35,12 @@ def start_daemon(project: Path) -> Iterator[DaemonFactory]:
     """
     started: list[DaemonProc] = []
 
-    def factory(config: dict[str, Any] | None = None, root: Path | None = None,
-                wait: bool = True, write: bool = True) -> DaemonProc:  # fmt: skip
+    def factory(
+        config: dict[str, Any] | None = None,
+        root: Path | None = None,
+        wait: bool = True,
+        write: bool = True,
+    ) -> DaemonProc:
         where = root or project
         if write:
             write_config(where, deep_merge(BASE_CONFIG, config or {}))

@@ -36,8 +36,11 @@ def still_serving(request: pytest.FixtureRequest) -> Iterator[None]:
     if "shared" in request.fixturenames:
         d: DaemonProc = request.getfixturevalue("shared")
         assert d.proc is not None and d.proc.poll() is None, d.stderr()
-        assert one(d.root, req("ping", "after")) == {"jsonrpc": "2.0", "result": "pong",
-                                                     "id": "after"}  # fmt: skip
+        assert one(d.root, req("ping", "after")) == {
+            "jsonrpc": "2.0",
+            "result": "pong",
+            "id": "after",
+        }
 
 
 def error_of(reply: Any, code: int, id_: Any = None) -> dict[str, Any]:

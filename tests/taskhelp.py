@@ -70,5 +70,4 @@ def pids_in(path: Path) -> list[int]:
 
 
 def assert_all_gone(pids: list[int], timeout: float = 5.0) -> None:
-    wait_for(lambda: not [p for p in pids if alive(p)], timeout,
-             f"processes {pids} to be gone")  # fmt: skip
+    wait_for(lambda: not [p for p in pids if alive(p)], timeout, f"processes {pids} to be gone")

@@ -36,9 +36,11 @@ BASE_CONFIG: dict[str, Any] = {
 
 
 def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
     interval: float = 0.02,
-) -> Any:  # fmt: skip
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout`."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -92,9 +94,12 @@ class DaemonProc:
         self.stderr_file = self.stderr_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiwgd", "--root", str(self.root), *self.extra_args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr_file,
-            env=env_for_tests(), cwd=self.root,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr_file,
+            env=env_for_tests(),
+            cwd=self.root,
+        )
         if wait:
             self.wait_ready(timeout)
         return self
@@ -178,16 +183,21 @@ def daemon_in_tmp(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_cli(root: Path | None, *args: str, timeout: float = 30.0,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run_cli(
+    root: Path | None, *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `aiwg ARGS` as a subprocess (the way a user does)."""
     cmd = [sys.executable, "-m", "aiwgd.cli"]
     if root is not None:
         cmd += ["--root", str(root)]
     return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=timeout,
-        env=env or env_for_tests(), stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or env_for_tests(),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def descendants_of(pid: int) -> list[psutil.Process]:

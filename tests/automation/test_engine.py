@@ -69,10 +69,24 @@ def closed_port() -> int:
 
 def test_event_to_rule_to_task_with_argv_templates(start_daemon: Any, project: Path) -> None:
     out = project / "argv.json"
-    action = {"type": "task", "command": [sys.executable, "-c", ARGV_DUMP, str(out),
-                                          "{{data.path}}", "{{type}}", "--id={{id}}"]}  # fmt: skip
-    r = rule("lint", "file.modified", action,
-             conditions=[{"field": "data.path", "op": "glob", "value": "*.py"}])  # fmt: skip
+    action = {
+        "type": "task",
+        "command": [
+            sys.executable,
+            "-c",
+            ARGV_DUMP,
+            str(out),
+            "{{data.path}}",
+            "{{type}}",
+            "--id={{id}}",
+        ],
+    }
+    r = rule(
+        "lint",
+        "file.modified",
+        action,
+        conditions=[{"field": "data.path", "op": "glob", "value": "*.py"}],
+    )
     d = start_daemon(rules_config(r))
     nasty = "src/my file; $(touch pwned) \"q\" 'x'.py"
     d.call("events.emit", type="file.modified", data={"path": "README.md"})  # no match
@@ -106,8 +120,12 @@ def test_file_edit_to_watcher_to_rule_to_task(start_daemon: Any, project: Path) 
     # The README's safe pattern: the value is its own argv element, never shell text.
     script = f'printf "%s" "$1" > "{out}"'
     action = {"type": "task", "command": ["sh", "-c", script, "sh", "{{data.path}}"]}
-    r = rule("on-edit", "file.modified", action,
-             conditions=[{"field": "data.path", "op": "glob", "value": "src/*.py"}])  # fmt: skip
+    r = rule(
+        "on-edit",
+        "file.modified",
+        action,
+        conditions=[{"field": "data.path", "op": "glob", "value": "src/*.py"}],
+    )
     watch = {"enabled": True, "debounce_ms": 50, "paths": [{"path": "src/"}]}
     d = start_daemon(rules_config(r, watch=watch))
 
@@ -123,11 +141,16 @@ def test_file_edit_to_watcher_to_rule_to_task(start_daemon: Any, project: Path) 
 
 
 def test_template_missing_field_fails_that_execution_only(start_daemon: Any) -> None:
-    d = start_daemon(rules_config(
-        rule("bad", "x.*", {"type": "log", "message": "path {{data.path}}"}),
-        rule("good", "x.*", {"type": "emit", "event_type": "x_done.ok",
-                             "data": {"n": "{{data.n}}"}}),
-    ))  # fmt: skip
+    d = start_daemon(
+        rules_config(
+            rule("bad", "x.*", {"type": "log", "message": "path {{data.path}}"}),
+            rule(
+                "good",
+                "x.*",
+                {"type": "emit", "event_type": "x_done.ok", "data": {"n": "{{data.n}}"}},
+            ),
+        )
+    )
     d.call("events.emit", type="x.happened", data={"n": 7})
     bad = wait_for(lambda: executions(d, "bad"), 5, "the failed execution")[0]
     assert bad["state"] == "failed" and bad["attempts"] == 1  # never retried
@@ -141,8 +164,9 @@ def test_template_missing_field_fails_that_execution_only(start_daemon: Any) -> 
 
 
 def test_a_self_triggering_rule_cannot_run_away(start_daemon: Any) -> None:
-    loop = rule("loop", "loop.*", {"type": "emit", "event_type": "loop.again", "data": {}},
-                max_per_minute=5)  # fmt: skip
+    loop = rule(
+        "loop", "loop.*", {"type": "emit", "event_type": "loop.again", "data": {}}, max_per_minute=5
+    )
     cool = rule("cool", "cool.*", {"type": "log", "message": "cool"}, cooldown_s=60)
     d = start_daemon(rules_config(loop, cool))
     d.call("events.emit", type="loop.start", data={})
@@ -168,8 +192,10 @@ def test_a_rule_writing_into_its_own_watched_path_is_held_back(
     src.mkdir()
     (src / "log.txt").write_text("")
     # Every run appends to the very file whose change triggers the rule.
-    action = {"type": "task", "command": ["sh", "-c", 'echo tick >> "$1"', "sh",
-                                          str(src / "log.txt")]}  # fmt: skip
+    action = {
+        "type": "task",
+        "command": ["sh", "-c", 'echo tick >> "$1"', "sh", str(src / "log.txt")],
+    }
     r = rule("echo", "file.modified", action, max_per_minute=3)
     watch = {"enabled": True, "debounce_ms": 50, "paths": [{"path": "src/"}]}
     d = start_daemon(rules_config(r, watch=watch))
@@ -187,9 +213,12 @@ def test_a_rule_writing_into_its_own_watched_path_is_held_back(
 
 
 def test_approval_flow(start_daemon: Any) -> None:
-    gated = rule("gated", "deploy.*", {"type": "emit", "event_type": "deploy_ok.done",
-                                       "data": {"what": "{{data.what}}"}},
-                 requires_approval=True)  # fmt: skip
+    gated = rule(
+        "gated",
+        "deploy.*",
+        {"type": "emit", "event_type": "deploy_ok.done", "data": {"what": "{{data.what}}"}},
+        requires_approval=True,
+    )
     d = start_daemon(rules_config(gated))
     d.call("events.emit", type="deploy.requested", data={"what": "v1"})
     d.call("events.emit", type="deploy.requested", data={"what": "v2"})
@@ -228,11 +257,16 @@ def test_webhook_posts_the_event_with_an_hmac_signature(
 ) -> None:
     monkeypatch.setenv("AIWG_TEST_HOOK_SECRET", "s3cret")
     url = hooks.url("/hook/{{data.name}}")
-    d = start_daemon(rules_config(
-        rule("hook", "ci.*", {"type": "webhook", "url": url,
-                              "secret_env": "AIWG_TEST_HOOK_SECRET"}),
-        rule("plain", "ci.*", {"type": "webhook", "url": hooks.url("/p")}),
-    ))  # fmt: skip
+    d = start_daemon(
+        rules_config(
+            rule(
+                "hook",
+                "ci.*",
+                {"type": "webhook", "url": url, "secret_env": "AIWG_TEST_HOOK_SECRET"},
+            ),
+            rule("plain", "ci.*", {"type": "webhook", "url": hooks.url("/p")}),
+        )
+    )
     ev = d.call("events.emit", type="ci.finished", data={"name": "build", "ok": True})
     wait_for(lambda: len(hooks.requests) == 2, 10, "two webhook requests")
     by_path = {r["path"]: r for r in hooks.requests}
@@ -252,11 +286,16 @@ def test_failing_webhook_is_retried_then_dead_lettered_then_replayed(
     start_daemon: Any,
 ) -> None:
     port = closed_port()
-    d = start_daemon(rules_config(
-        rule("hook", "ci.*", {"type": "webhook", "url": f"http://127.0.0.1:{port}/h",
-                              "timeout_s": 2}),
-        events={"max_retries": 2, "retry_base_ms": 20},
-    ))  # fmt: skip
+    d = start_daemon(
+        rules_config(
+            rule(
+                "hook",
+                "ci.*",
+                {"type": "webhook", "url": f"http://127.0.0.1:{port}/h", "timeout_s": 2},
+            ),
+            events={"max_retries": 2, "retry_base_ms": 20},
+        )
+    )
     ev = d.call("events.emit", type="ci.failed", data={})
     entries = wait_for(lambda: d.call("dlq.list")["entries"], 10, "a dead letter")
     assert len(entries) == 1
@@ -281,10 +320,12 @@ def test_failing_webhook_is_retried_then_dead_lettered_then_replayed(
 
 def test_webhook_error_status_counts_as_failure(start_daemon: Any) -> None:
     with HookServer(status=500) as server:
-        d = start_daemon(rules_config(
-            rule("hook", "ci.*", {"type": "webhook", "url": server.url("/")}),
-            events={"max_retries": 1, "retry_base_ms": 10},
-        ))  # fmt: skip
+        d = start_daemon(
+            rules_config(
+                rule("hook", "ci.*", {"type": "webhook", "url": server.url("/")}),
+                events={"max_retries": 1, "retry_base_ms": 10},
+            )
+        )
         d.call("events.emit", type="ci.x", data={})
         entry = wait_for(lambda: d.call("dlq.list")["entries"], 10, "a dead letter")[0]
         assert "answered HTTP 500" in entry["error"]
@@ -323,12 +364,18 @@ def test_enable_disable_persist_across_restart(start_daemon: Any) -> None:
 
 
 def test_dry_run_explains_and_runs_nothing(start_daemon: Any) -> None:
-    d = start_daemon(rules_config(
-        rule("py", "file.*", {"type": "task", "command": ["ruff", "check", "{{data.path}}"]},
-             conditions=[{"field": "data.path", "op": "matches", "value": r"\.py$"}]),
-        rule("other", "task.*", {"type": "log", "message": "x"}),
-        rule("needs", "file.*", {"type": "log", "message": "{{data.owner}}"}),
-    ))  # fmt: skip
+    d = start_daemon(
+        rules_config(
+            rule(
+                "py",
+                "file.*",
+                {"type": "task", "command": ["ruff", "check", "{{data.path}}"]},
+                conditions=[{"field": "data.path", "op": "matches", "value": r"\.py$"}],
+            ),
+            rule("other", "task.*", {"type": "log", "message": "x"}),
+            rule("needs", "file.*", {"type": "log", "message": "{{data.owner}}"}),
+        )
+    )
     res = d.call("automation.test", event={"type": "file.modified", "data": {"path": "a b.py"}})
     by = {r["rule_id"]: r for r in res["rules"]}
     assert by["py"]["would_run"] is True
@@ -337,8 +384,9 @@ def test_dry_run_explains_and_runs_nothing(start_daemon: Any) -> None:
     assert by["other"]["reasons"] == ["type 'file.modified' does not match trigger 'task.*'"]
     assert by["needs"]["would_run"] is False and "data.owner" in by["needs"]["error"]
     res = d.call("automation.test", event={"type": "file.modified", "data": {"path": "a.ts"}})
-    assert res["rules"][0]["reasons"] == ["conditions[0]: data.path = \"a.ts\" does not "
-                                          "match /\\.py$/"]  # fmt: skip
+    assert res["rules"][0]["reasons"] == [
+        'conditions[0]: data.path = "a.ts" does not match /\\.py$/'
+    ]
     assert d.call("automation.log")["executions"] == []  # a dry run runs nothing
     cli = run_cli(d.root, "automation", "test", "file.created", '{"path": "x.py"}')
     assert cli.returncode == 0
@@ -373,8 +421,12 @@ def test_reload_swaps_rules_live_and_keeps_pending(start_daemon: Any) -> None:
     assert d.call("automation.pending")["pending"][0]["id"] == pend["id"]  # not lost
     assert d.call("automation.approve", execution_id=pend["id"])["rule_id"] == "gated"
 
-    bad = rule("bad", "t.*", {"type": "log", "message": "m"},
-               conditions=[{"field": "data.x", "op": "matches", "value": "(["}])  # fmt: skip
+    bad = rule(
+        "bad",
+        "t.*",
+        {"type": "log", "message": "m"},
+        conditions=[{"field": "data.x", "op": "matches", "value": "(["}],
+    )
     write_config(d.root, {"watch": {"enabled": False, "paths": []}, **rules_config(bad)})
     with pytest.raises(RpcError) as info:
         d.call("daemon.reload")
@@ -386,8 +438,12 @@ def test_reload_swaps_rules_live_and_keeps_pending(start_daemon: Any) -> None:
 
 
 def test_pending_approval_survives_a_restart(start_daemon: Any) -> None:
-    gated = rule("gated", "g.*", {"type": "emit", "event_type": "g_ok.done",
-                                  "data": {"n": "{{data.n}}"}}, requires_approval=True)  # fmt: skip
+    gated = rule(
+        "gated",
+        "g.*",
+        {"type": "emit", "event_type": "g_ok.done", "data": {"n": "{{data.n}}"}},
+        requires_approval=True,
+    )
     d = start_daemon(rules_config(gated))
     ev = d.call("events.emit", type="g.x", data={"n": 1})
     pend = wait_for(lambda: d.call("automation.pending")["pending"], 5, "a pending")[0]

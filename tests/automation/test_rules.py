@@ -97,9 +97,11 @@ def test_explain_trigger_source_and_every_failed_condition() -> None:
     ok, why = explain(rule(trigger={"type": "file.*", "source": "rpc"}), EVENT)
     assert not ok and "source 'watcher'" in why[0]
     assert explain(rule(trigger={"type": "*", "source": "watch*"}), EVENT)[0]
-    conds = [{"field": "data.size", "op": "lt", "value": 5},
-             {"field": "data.path", "op": "glob", "value": "*.py"},
-             {"field": "data.x", "op": "exists"}]  # fmt: skip
+    conds = [
+        {"field": "data.size", "op": "lt", "value": 5},
+        {"field": "data.path", "op": "glob", "value": "*.py"},
+        {"field": "data.x", "op": "exists"},
+    ]
     ok, why = explain(rule(conditions=conds), EVENT)
     assert not ok
     assert why == ["conditions[0]: data.size = 120, not < 5", "conditions[2]: data.x is missing"]
@@ -134,34 +136,57 @@ def test_argv_values_stay_inside_their_own_element() -> None:
 
 
 def test_render_data_keeps_types_of_whole_placeholders() -> None:
-    data = {"n": "{{data.size}}", "label": "size {{data.size}}", "tags": ["{{data.tags}}"],
-            "nested": {"who": "{{data.meta.owner}}"}, "lit": 3}  # fmt: skip
+    data = {
+        "n": "{{data.size}}",
+        "label": "size {{data.size}}",
+        "tags": ["{{data.tags}}"],
+        "nested": {"who": "{{data.meta.owner}}"},
+        "lit": 3,
+    }
     assert render_data(data, EVENT) == {
-        "n": 120, "label": "size 120", "tags": [["py", "app"]],
-        "nested": {"who": "ana"}, "lit": 3,
-    }  # fmt: skip
+        "n": 120,
+        "label": "size 120",
+        "tags": [["py", "app"]],
+        "nested": {"who": "ana"},
+        "lit": 3,
+    }
 
 
 @pytest.mark.parametrize(
     ("action", "path", "fragment"),
     [
         ({"type": "log", "message": "{{ data.path"}, "rules[0].action.message", "unclosed"),
-        ({"type": "log", "message": "{{os.system}}"}, "rules[0].action.message",
-         "naming no event field"),
+        (
+            {"type": "log", "message": "{{os.system}}"},
+            "rules[0].action.message",
+            "naming no event field",
+        ),
         ({"type": "log", "message": "{{data.a b}}"}, "rules[0].action.message", "malformed"),
-        ({"type": "task", "command": ["echo", "{{x}}"]}, "rules[0].action.command[1]",
-         "naming no event field"),
-        ({"type": "emit", "event_type": "a.b", "data": {"k": ["{{bad"]}},
-         "rules[0].action.data.k[0]", "unclosed"),
+        (
+            {"type": "task", "command": ["echo", "{{x}}"]},
+            "rules[0].action.command[1]",
+            "naming no event field",
+        ),
+        (
+            {"type": "emit", "event_type": "a.b", "data": {"k": ["{{bad"]}},
+            "rules[0].action.data.k[0]",
+            "unclosed",
+        ),
         ({"type": "task"}, "rules[0].action", 'exactly one of "prompt" or "command"'),
-        ({"type": "task", "prompt": "p", "url": "http://x"}, "rules[0].action.url",
-         'is not used by a "task" action'),
+        (
+            {"type": "task", "prompt": "p", "url": "http://x"},
+            "rules[0].action.url",
+            'is not used by a "task" action',
+        ),
         ({"type": "webhook", "url": "ftp://x"}, "rules[0].action.url", "not an http://"),
-        ({"type": "webhook", "url": "http://x", "secret_env": "A-B"},
-         "rules[0].action.secret_env", "environment variable name"),
+        (
+            {"type": "webhook", "url": "http://x", "secret_env": "A-B"},
+            "rules[0].action.secret_env",
+            "environment variable name",
+        ),
         ({"type": "shell", "message": "x"}, "rules[0].action.type", "is not allowed"),
     ],
-)  # fmt: skip
+)
 def test_bad_actions_are_config_errors(action: dict[str, Any], path: str, fragment: str) -> None:
     raw = {"id": "r", "trigger": {"type": "file.*"}, "action": action}
     with pytest.raises(ValidationError) as info:
@@ -173,17 +198,26 @@ def test_bad_actions_are_config_errors(action: dict[str, Any], path: str, fragme
 @pytest.mark.parametrize(
     ("extra", "path", "fragment"),
     [
-        ({"conditions": [{"field": "data.p", "op": "matches", "value": "(["}]},
-         "rules[0].conditions[0].value", "not a valid regular expression"),
-        ({"conditions": [{"field": "data.p", "op": "like", "value": 1}]},
-         "rules[0].conditions[0].op", "is not allowed"),
-        ({"conditions": [{"field": "data.p", "op": "in", "value": "abc"}]},
-         "rules[0].conditions[0].value", "must be a list"),
+        (
+            {"conditions": [{"field": "data.p", "op": "matches", "value": "(["}]},
+            "rules[0].conditions[0].value",
+            "not a valid regular expression",
+        ),
+        (
+            {"conditions": [{"field": "data.p", "op": "like", "value": 1}]},
+            "rules[0].conditions[0].op",
+            "is not allowed",
+        ),
+        (
+            {"conditions": [{"field": "data.p", "op": "in", "value": "abc"}]},
+            "rules[0].conditions[0].value",
+            "must be a list",
+        ),
         ({"max_per_minute": 0}, "rules[0].max_per_minute", ">= 1"),
         ({"cooldown_s": -1}, "rules[0].cooldown_s", ">= 0"),
         ({"trigger": {}}, "rules[0].trigger.type", "is required"),
     ],
-)  # fmt: skip
+)
 def test_bad_rules_are_config_errors(extra: dict[str, Any], path: str, fragment: str) -> None:
     raw = {"id": "r", "trigger": {"type": "file.*"}, "action": {"type": "log", "message": "m"}}
     with pytest.raises(ValidationError) as info:

@@ -22,11 +22,13 @@ from aiwgd.config.schema import dump
 from tests.utils import BASE_CONFIG, REPO, DaemonProc, alive, env_for_tests, wait_for, write_config
 
 
-def aiwg(root: Path | None, *args: str, env: dict[str, str] | None = None,
-         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def aiwg(
+    root: Path | None, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "aiwgd.cli", *(["--root", str(root)] if root else []), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          env=env or env_for_tests(), cwd=cwd or REPO)  # fmt: skip
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, env=env or env_for_tests(), cwd=cwd or REPO
+    )
 
 
 def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
@@ -136,12 +138,18 @@ def test_restart_replaces_the_process(detached: Path) -> None:
 
 
 def test_start_foreground_runs_until_sigterm(detached: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "aiwgd.cli", "start", "--foreground", "--root",
-                             str(detached)], stderr=subprocess.PIPE, text=True,
-                            env=env_for_tests())  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiwgd.cli", "start", "--foreground", "--root", str(detached)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for_tests(),
+    )
     try:
-        wait_for(lambda: Client(detached, timeout=1).connect().call("ping") == "pong",
-                 15, "the foreground daemon")  # fmt: skip
+        wait_for(
+            lambda: Client(detached, timeout=1).connect().call("ping") == "pong",
+            15,
+            "the foreground daemon",
+        )
         assert running_pid(Paths(detached)) == proc.pid  # no fork: this is the daemon
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -230,13 +238,18 @@ def test_rpc_prints_result_json(daemon: DaemonProc) -> None:
     ("args", "expected"),
     [
         (["rpc", "nope.nothing"], "aiwg: error -32601: Method not found: nope.nothing"),
-        (["rpc", "daemon.stop", '{"fast": "yes"}'],
-         'aiwg: error -32602: Invalid params: fast: "yes" is not true or false'),
-        (["rpc", "ping", "{bad"], "aiwg: PARAMS_JSON is not valid JSON: "
-         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (
+            ["rpc", "daemon.stop", '{"fast": "yes"}'],
+            'aiwg: error -32602: Invalid params: fast: "yes" is not true or false',
+        ),
+        (
+            ["rpc", "ping", "{bad"],
+            "aiwg: PARAMS_JSON is not valid JSON: "
+            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
         (["rpc", "ping", "[1]"], "aiwg: PARAMS_JSON must be a JSON object of named params"),
     ],
-)  # fmt: skip
+)
 def test_rpc_errors_are_one_line(daemon: DaemonProc, args: list[str], expected: str) -> None:
     out = aiwg(daemon.root, *args)
     assert out.returncode == 1
@@ -259,12 +272,28 @@ def test_logs_last_n_lines(daemon: DaemonProc) -> None:
 
 
 def test_logs_follow_prints_new_lines(daemon: DaemonProc) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "aiwgd.cli", "--root", str(daemon.root), "logs",
-                             "-n", "0", "-f", "--json"], stdout=subprocess.PIPE, text=True,
-                            env=env_for_tests())  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aiwgd.cli",
+            "--root",
+            str(daemon.root),
+            "logs",
+            "-n",
+            "0",
+            "-f",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env_for_tests(),
+    )
     seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")),  # type: ignore[union-attr]
-                              daemon=True)  # fmt: skip
+    reader = threading.Thread(
+        target=lambda: seen.extend(iter(proc.stdout.readline, "")),  # type: ignore[union-attr]
+        daemon=True,
+    )
     reader.start()
     try:
         # Keep reloading until the follower shows a line: it may still be starting up.
@@ -282,9 +311,16 @@ def test_logs_follow_prints_new_lines(daemon: DaemonProc) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["bogus"], ["logs", "-n", "-1"], ["logs", "-n", "abc"], ["status", "--nope"],
-             ["rpc"], ["config"]],
-)  # fmt: skip
+    "args",
+    [
+        ["bogus"],
+        ["logs", "-n", "-1"],
+        ["logs", "-n", "abc"],
+        ["status", "--nope"],
+        ["rpc"],
+        ["config"],
+    ],
+)
 def test_usage_errors_exit_2(project: Path, args: list[str]) -> None:
     out = aiwg(project, *args)
     assert out.returncode == 2, out
@@ -317,18 +353,23 @@ def test_config_validate(project: Path) -> None:
     out = aiwg(project, "config", "validate")
     assert (out.returncode, out.stdout) == (0, f"{path}: valid\n")
     other = project / "other.json"
-    other.write_text(json.dumps({"watch": {"debounce_ms": 3_600_001, "debounce": 5},
-                                 "schedule": {"jobs": [{"id": "x", "cron": "* * *",
-                                                        "action": "a"}]}}))  # fmt: skip
+    other.write_text(
+        json.dumps(
+            {
+                "watch": {"debounce_ms": 3_600_001, "debounce": 5},
+                "schedule": {"jobs": [{"id": "x", "cron": "* * *", "action": "a"}]},
+            }
+        )
+    )
     out = aiwg(project, "config", "validate", str(other))
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
         f'{other}: watch.debounce: unknown key; did you mean "debounce_ms"?',
         f"{other}: watch.debounce_ms: 3600001 is out of range (must be <= 3600000)",
-        f"{other}: schedule.jobs[0].cron: \"* * *\" is not a valid cron expression (needs 5 "
+        f'{other}: schedule.jobs[0].cron: "* * *" is not a valid cron expression (needs 5 '
         "fields: minute hour day-of-month month day-of-week, or one of @yearly, @annually, "
         "@monthly, @weekly, @daily, @midnight, @hourly; got 3)",
-    ]  # fmt: skip
+    ]
     data = json.loads(aiwg(project, "config", "validate", str(other), "--json").stdout)
     assert data["valid"] is False and len(data["errors"]) == 3
     bad = project / "bad.json"
@@ -349,8 +390,13 @@ def test_config_validate(project: Path) -> None:
 
 
 def test_config_show_merges_partial_file(project: Path) -> None:
-    write_config(project, {"daemon": {"max_parallel_actions": 1, "log": {"level": "debug"}},
-                           "watch": {"enabled": False, "debounce_ms": 0}})  # fmt: skip
+    write_config(
+        project,
+        {
+            "daemon": {"max_parallel_actions": 1, "log": {"level": "debug"}},
+            "watch": {"enabled": False, "debounce_ms": 0},
+        },
+    )
     out = aiwg(project, "config", "show")
     assert out.returncode == 0
     shown = json.loads(out.stdout)
@@ -389,9 +435,17 @@ def test_config_init(project: Path) -> None:
 
 
 def test_cli_imports_nothing_heavy() -> None:
-    code = ("import sys, aiwgd.cli.main as m; m._register_extensions(); "
-            "heavy = {'asyncio', 'jsonrpcserver', 'watchfiles', 'psutil', 'aiwgd.rpc', "
-            "'aiwgd.daemon', 'croniter'}; print(sorted(heavy & set(sys.modules)))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env_for_tests(), timeout=30, check=True)  # fmt: skip
+    code = (
+        "import sys, aiwgd.cli.main as m; m._register_extensions(); "
+        "heavy = {'asyncio', 'jsonrpcserver', 'watchfiles', 'psutil', 'aiwgd.rpc', "
+        "'aiwgd.daemon', 'croniter'}; print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env_for_tests(),
+        timeout=30,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"

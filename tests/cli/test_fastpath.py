@@ -14,16 +14,22 @@ from tests.utils import REPO, DaemonProc, env_for_tests, wait_for
 def aiwg(root: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
     """The way the console script runs: `python -m aiwgd.cli` enters through the fast path."""
     cmd = [sys.executable, "-m", "aiwgd.cli", *(["--root", str(root)] if root else []), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          env=env_for_tests(), cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, env=env_for_tests(), cwd=REPO
+    )
 
 
 _VIA_TYPER = "import sys, aiwgd.cli.main as m; sys.exit(m.main(sys.argv[1:]))"
 
 
 def via_typer(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _VIA_TYPER, *args], capture_output=True,
-                          text=True, timeout=60, env=env_for_tests())  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", _VIA_TYPER, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_for_tests(),
+    )
 
 
 def test_fast_path_matches_typer(daemon: DaemonProc, tmp_path: Path) -> None:
@@ -31,9 +37,13 @@ def test_fast_path_matches_typer(daemon: DaemonProc, tmp_path: Path) -> None:
     # The event log writes daemon.started in a batch after start-up: let it settle, so
     # both status calls see the same counters.
     wait_for(lambda: daemon.call("daemon.status")["subsystems"]["events"]["log"]["backlog"] == 0)
-    for args in (["--json", "status", "--root", root], [f"--root={root}", "status", "--json"],
-                 ["status", "--root", str(tmp_path)], ["--json", "--root", str(tmp_path),
-                 "status"], ["ping", "--root", str(tmp_path)]):  # fmt: skip
+    for args in (
+        ["--json", "status", "--root", root],
+        [f"--root={root}", "status", "--json"],
+        ["status", "--root", str(tmp_path)],
+        ["--json", "--root", str(tmp_path), "status"],
+        ["ping", "--root", str(tmp_path)],
+    ):
         fast, slow = aiwg(None, *args), via_typer(*args)
         assert (fast.returncode, fast.stderr) == (slow.returncode, slow.stderr), args
         if "--json" in args and fast.returncode == 0:  # uptime moves between the calls
@@ -48,12 +58,19 @@ def test_fast_path_matches_typer(daemon: DaemonProc, tmp_path: Path) -> None:
 
 
 def test_fast_path_loads_no_typer(daemon: DaemonProc) -> None:
-    code = ("import sys; from aiwgd.cli import fastpath; "
-            f"rc = fastpath.run(['--root', {str(daemon.root)!r}, 'status']); "
-            "print(rc, sorted(m for m in ('typer', 'pydantic', 'aiwgd.config.model') "
-            "if m in sys.modules))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env_for_tests(), timeout=30)  # fmt: skip
+    code = (
+        "import sys; from aiwgd.cli import fastpath; "
+        f"rc = fastpath.run(['--root', {str(daemon.root)!r}, 'status']); "
+        "print(rc, sorted(m for m in ('typer', 'pydantic', 'aiwgd.config.model') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env_for_tests(),
+        timeout=30,
+    )
     assert out.stdout.splitlines()[-1] == "0 []", out
 
 
@@ -62,6 +79,14 @@ def test_fast_path_hands_everything_else_to_typer() -> None:
 
     assert parse(["status"]) == ("status", None, False)
     assert parse(["--root", "/x", "ping", "--json"]) == ("ping", "/x", True)
-    for argv in ([], ["status", "--help"], ["status", "-h"], ["status", "ping"], ["stop"],
-                 ["status", "--root"], ["--jsn", "status"], ["status", "extra"]):  # fmt: skip
+    for argv in (
+        [],
+        ["status", "--help"],
+        ["status", "-h"],
+        ["status", "ping"],
+        ["stop"],
+        ["status", "--root"],
+        ["--jsn", "status"],
+        ["status", "extra"],
+    ):
         assert parse(argv) is None, argv

@@ -115,11 +115,15 @@ def errors_of(data: Any) -> list[str]:
 def contains(big: Any, small: Any) -> bool:
     """Every key/value of `small` is in `big` (lists element-wise, same length)."""
     if isinstance(small, dict):
-        return isinstance(big, dict) and all(k in big and contains(big[k], v)
-                                             for k, v in small.items())  # fmt: skip
+        return isinstance(big, dict) and all(
+            k in big and contains(big[k], v) for k, v in small.items()
+        )
     if isinstance(small, list):
-        return isinstance(big, list) and len(big) == len(small) and all(
-            contains(b, s) for b, s in zip(big, small, strict=True))  # fmt: skip
+        return (
+            isinstance(big, list)
+            and len(big) == len(small)
+            and all(contains(b, s) for b, s in zip(big, small, strict=True))
+        )
     return bool(big == small)
 
 
@@ -187,11 +191,13 @@ def test_partial_file_merges_over_defaults() -> None:
 
 
 def test_zero_and_false_are_values_not_unset() -> None:
-    cfg = parse_config({
-        "watch": {"enabled": False, "debounce_ms": 0, "paths": []},
-        "schedule": {"enabled": False, "jobs": []},
-        "daemon": {"stop_grace_seconds": 0},
-    })  # fmt: skip
+    cfg = parse_config(
+        {
+            "watch": {"enabled": False, "debounce_ms": 0, "paths": []},
+            "schedule": {"enabled": False, "jobs": []},
+            "daemon": {"stop_grace_seconds": 0},
+        }
+    )
     assert cfg.watch.enabled is False and cfg.watch.debounce_ms == 0 and cfg.watch.paths == []
     assert cfg.schedule.enabled is False and cfg.schedule.jobs == []
     assert cfg.daemon.stop_grace_seconds == 0
@@ -210,7 +216,8 @@ def test_json_syntax_error_has_line_and_column(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as exc:
         load_file(path)
     assert [str(i) for i in exc.value.issues] == [
-        f"{path}: invalid JSON at line 4 column 5: Expecting ',' delimiter"]  # fmt: skip
+        f"{path}: invalid JSON at line 4 column 5: Expecting ',' delimiter"
+    ]
 
 
 def test_unreadable_and_missing_files(tmp_path: Path) -> None:
@@ -236,21 +243,28 @@ def test_unknown_keys_with_did_you_mean() -> None:
 
 
 def test_every_error_is_listed_with_path_value_and_rule() -> None:
-    errs = errors_of({
-        "daemon": {"heartbeat_interval_seconds": 0, "max_parallel_actions": 1.5,
-                   "log": {"max_files": True, "level": "verbose", "max_size_mb": -1}},
-        "watch": {"debounce_ms": 3_600_001, "enabled": "yes"},
-    })  # fmt: skip
-    assert sorted(errs) == sorted([
-        "daemon.heartbeat_interval_seconds: 0.0 is out of range (must be > 0)",
-        "daemon.max_parallel_actions: 1.5 is not an integer",
-        "daemon.log.max_files: true is not an integer",
-        'daemon.log.level: "verbose" is not allowed (must be one of "debug", "info", '
-        '"warning", "error")',
-        "daemon.log.max_size_mb: -1.0 is out of range (must be > 0)",
-        "watch.debounce_ms: 3600001 is out of range (must be <= 3600000)",
-        'watch.enabled: "yes" is not true or false',
-    ])  # fmt: skip
+    errs = errors_of(
+        {
+            "daemon": {
+                "heartbeat_interval_seconds": 0,
+                "max_parallel_actions": 1.5,
+                "log": {"max_files": True, "level": "verbose", "max_size_mb": -1},
+            },
+            "watch": {"debounce_ms": 3_600_001, "enabled": "yes"},
+        }
+    )
+    assert sorted(errs) == sorted(
+        [
+            "daemon.heartbeat_interval_seconds: 0.0 is out of range (must be > 0)",
+            "daemon.max_parallel_actions: 1.5 is not an integer",
+            "daemon.log.max_files: true is not an integer",
+            'daemon.log.level: "verbose" is not allowed (must be one of "debug", "info", '
+            '"warning", "error")',
+            "daemon.log.max_size_mb: -1.0 is out of range (must be > 0)",
+            "watch.debounce_ms: 3600001 is out of range (must be <= 3600000)",
+            'watch.enabled: "yes" is not true or false',
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -268,16 +282,28 @@ def test_every_error_is_listed_with_path_value_and_rule() -> None:
     ],
 )
 def test_cron_errors_name_the_job(cron: str, why: str) -> None:
-    jobs = [{"id": "ok", "cron": "@daily", "action": "a"}, {"id": "bad", "cron": cron,
-                                                          "action": "b"}]  # fmt: skip
+    jobs = [
+        {"id": "ok", "cron": "@daily", "action": "a"},
+        {"id": "bad", "cron": cron, "action": "b"},
+    ]
     errs = errors_of({"schedule": {"jobs": jobs}})
     assert len(errs) == 1
     assert errs[0].startswith(f'schedule.jobs[1].cron: "{cron}" is not a valid cron expression')
     assert errs[0].endswith(why)
 
 
-@pytest.mark.parametrize("cron", ["0 */6 * * *", "0 9 * * 1-5", "0 9 * * mon-fri", "@hourly",
-                                  "*/15 8-18 * * *", "0 0 1 jan *", "0 0 * * 7"])  # fmt: skip
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "0 */6 * * *",
+        "0 9 * * 1-5",
+        "0 9 * * mon-fri",
+        "@hourly",
+        "*/15 8-18 * * *",
+        "0 0 1 jan *",
+        "0 0 * * 7",
+    ],
+)
 def test_valid_crons(cron: str) -> None:
     cfg = parse_config({"schedule": {"jobs": [{"id": "j", "cron": cron, "action": "a"}]}})
     assert [(j.id, j.cron) for j in cfg.schedule.jobs] == [("j", cron)]  # accepted as written
@@ -312,10 +338,15 @@ def webhook_rule(**action: Any) -> dict[str, Any]:
 
 
 def test_watch_path_errors() -> None:
-    errs = errors_of({"watch": {"paths": [{"path": "src/", "events": ["create", "rename"]},
-                                          {"events": ["modify"]}]}})  # fmt: skip
+    errs = errors_of(
+        {
+            "watch": {
+                "paths": [{"path": "src/", "events": ["create", "rename"]}, {"events": ["modify"]}]
+            }
+        }
+    )
     assert errs == [
         'watch.paths[0].events[1]: "rename" is not a file event (must be one of create, '
         "modify, delete)",
         "watch.paths[1].path: is required",
-    ]  # fmt: skip
+    ]

@@ -27,8 +27,10 @@ def state(d: DaemonProc) -> dict[str, Any]:
 
 def log_records(d: DaemonProc) -> list[dict[str, Any]]:
     """Every record in daemon.log and its rotated files, oldest file first."""
-    files = sorted(d.paths.daemon_dir.glob("daemon.log*"),
-                   key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)  # fmt: skip
+    files = sorted(
+        d.paths.daemon_dir.glob("daemon.log*"),
+        key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+    )
     out = []
     for f in files:
         out += [json.loads(line) for line in f.read_text().splitlines()]
@@ -106,8 +108,11 @@ def test_invalid_config_refuses_to_start(project: Path) -> None:
 def test_second_instance_is_refused(daemon: DaemonProc) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "aiwgd", "--root", str(daemon.root)],
-        capture_output=True, text=True, timeout=15, env=env_for_tests(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=15,
+        env=env_for_tests(),
+    )
     assert out.returncode == 1
     assert out.stderr.strip() == f"aiwgd: already running (PID {daemon.pid})"
     # The first one is untouched: same socket, same PID file.
@@ -126,8 +131,9 @@ def test_stale_files_after_kill9_never_block_a_start(start_daemon: Any) -> None:
     assert p.pid_file.read_text() == f"{d2.pid}\n"
 
 
-def test_stale_pid_file_naming_a_live_process_does_not_block(start_daemon: Any,
-                                                             project: Path) -> None:  # fmt: skip
+def test_stale_pid_file_naming_a_live_process_does_not_block(
+    start_daemon: Any, project: Path
+) -> None:
     from aiwgd.config import Paths
 
     Paths(project).aiwg_dir.mkdir(parents=True, exist_ok=True)
@@ -171,8 +177,11 @@ def test_sighup_good_reload_applies_heartbeat_at_once(start_daemon: Any) -> None
     wait_for(lambda: "config reloaded" in messages(d), 5, "the reload")
     # Not an hour from now: the new interval is in force at once.
     beats = set()
-    wait_for(lambda: beats.add(state(d)["heartbeat_at"]) or len(beats - {first}) >= 3,
-             5, "three heartbeats at the new interval")  # fmt: skip
+    wait_for(
+        lambda: beats.add(state(d)["heartbeat_at"]) or len(beats - {first}) >= 3,
+        5,
+        "three heartbeats at the new interval",
+    )
     assert d.call("daemon.status")["config"]["status"] == "ok"
 
 
@@ -180,8 +189,11 @@ def test_sighup_bad_reload_keeps_old_config_until_a_good_one(start_daemon: Any) 
     d = start_daemon({"daemon": {"heartbeat_interval_seconds": 0.1}})
     d.paths.config_file.write_text('{"daemon": {"heartbeat_interval_seconds": 0.1,\n  "log": }}')
     d.signal(signal.SIGHUP)
-    status = wait_for(lambda: (s := d.call("daemon.status"))["config"]["status"]
-                      == "reload_failed" and s, 5, "the failed reload")  # fmt: skip
+    status = wait_for(
+        lambda: (s := d.call("daemon.status"))["config"]["status"] == "reload_failed" and s,
+        5,
+        "the failed reload",
+    )
     assert len(status["config"]["errors"]) == 1
     assert "invalid JSON at line 2 column 10: Expecting value" in status["config"]["errors"][0]
     assert status["state"] == "running"
@@ -194,31 +206,51 @@ def test_sighup_bad_reload_keeps_old_config_until_a_good_one(start_daemon: Any) 
     # The failure stays visible until a good reload clears it.
     rewrite(d, {"daemon": {"heartbeat_interval_seconds": 0.1}})
     d.signal(signal.SIGHUP)
-    wait_for(lambda: d.call("daemon.status")["config"] == {
-        "path": str(d.paths.config_file), "status": "ok", "errors": [],
-        "at": d.call("daemon.status")["config"]["at"]}, 5, "the good reload")  # fmt: skip
+    wait_for(
+        lambda: (
+            d.call("daemon.status")["config"]
+            == {
+                "path": str(d.paths.config_file),
+                "status": "ok",
+                "errors": [],
+                "at": d.call("daemon.status")["config"]["at"],
+            }
+        ),
+        5,
+        "the good reload",
+    )
 
 
 def test_rpc_reload_reports_every_error_with_code(daemon: DaemonProc) -> None:
     job = {"id": "a", "cron": "61 * * * *", "action": "x"}
-    rewrite(daemon, {"daemon": {"max_parallel_actions": "3", "log": {"level": "loud"}},
-                     "schedule": {"jobs": [job]}})  # fmt: skip
+    rewrite(
+        daemon,
+        {
+            "daemon": {"max_parallel_actions": "3", "log": {"level": "loud"}},
+            "schedule": {"jobs": [job]},
+        },
+    )
     with pytest.raises(RpcError) as exc:
         daemon.call("daemon.reload")
     assert exc.value.code == -32006
-    assert sorted(exc.value.data["errors"]) == sorted([
-        'daemon.max_parallel_actions: "3" is not an integer',
-        'daemon.log.level: "loud" is not allowed (must be one of "debug", "info", "warning", '
-        '"error")',
-        'schedule.jobs[0].cron: "61 * * * *" is not a valid cron expression (minute must be 0-59)',
-    ])  # fmt: skip
+    assert sorted(exc.value.data["errors"]) == sorted(
+        [
+            'daemon.max_parallel_actions: "3" is not an integer',
+            'daemon.log.level: "loud" is not allowed (must be one of "debug", "info", "warning", '
+            '"error")',
+            'schedule.jobs[0].cron: "61 * * * *" is not a valid cron expression '
+            "(minute must be 0-59)",
+        ]
+    )
     assert "3 error(s)" in exc.value.message
     status = daemon.call("daemon.status")
     assert status["config"]["status"] == "reload_failed"
     assert status["config"]["errors"] == exc.value.data["errors"]
     rewrite(daemon, {})
-    assert daemon.call("daemon.reload") == {"reloaded": True,
-                                            "config": str(daemon.paths.config_file)}  # fmt: skip
+    assert daemon.call("daemon.reload") == {
+        "reloaded": True,
+        "config": str(daemon.paths.config_file),
+    }
     assert daemon.call("daemon.status")["config"]["errors"] == []
 
 
@@ -308,9 +340,17 @@ def test_discover_lists_every_method_with_its_params(daemon: DaemonProc) -> None
     assert core <= set(methods)
     stop = methods["daemon.stop"]
     assert stop["paramStructure"] == "by-name"
-    assert stop["params"] == [{"name": "fast", "required": False, "schema": {
-        "type": "boolean", "default": False,
-        "description": "skip the grace period: stop ladder at once"}}]  # fmt: skip
+    assert stop["params"] == [
+        {
+            "name": "fast",
+            "required": False,
+            "schema": {
+                "type": "boolean",
+                "default": False,
+                "description": "skip the grace period: stop ladder at once",
+            },
+        }
+    ]
     assert methods["daemon.reload"]["errors"] == [{"code": -32006}]
     assert methods["ping"]["params"] == []
     # Every listed method exists and validates with the same definitions: an unknown
@@ -336,8 +376,12 @@ def test_sd_notify_ready_reloading_stopping(project: Path, tmp_path: Path) -> No
     listener.settimeout(15)
     env = env_for_tests()
     env["NOTIFY_SOCKET"] = addr
-    proc = subprocess.Popen([sys.executable, "-m", "aiwgd", "--root", str(project)], env=env,
-                            stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiwgd", "--root", str(project)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         # READY only once the socket answers: what systemd's Type=notify relies on.
         assert listener.recv(4096).decode() == f"READY=1\nMAINPID={proc.pid}"

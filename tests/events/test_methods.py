@@ -35,8 +35,10 @@ def test_subscriptions_match_globs_and_carry_the_event(daemon: DaemonProc) -> No
     assert (got["type"], got["data"], got["source"]) == ("ci.failed", {"job": "lint"}, "rpc")
     assert set(got) == {"id", "time", "source", "type", "data"}
     assert [every.next()["type"] for _ in range(3)][-3:] == [
-        "other.thing", "ci.failed", "deploy.started"
-    ]  # fmt: skip
+        "other.thing",
+        "ci.failed",
+        "deploy.started",
+    ]
     assert [two.next()["type"] for _ in range(2)] == ["ci.failed", "deploy.started"]
     # Nothing else reached the narrow subscriber: the next one it sees is a fresh one.
     daemon.call("events.emit", type="ci.passed")
@@ -107,8 +109,11 @@ def test_unsubscribe_and_closing_the_connection_end_subscriptions(daemon: Daemon
     assert exc.value.code == -32001
     assert f"rpc:{a.sid}" not in subscribers_of(daemon)
     b.close()
-    wait_for(lambda: f"rpc:{b.sid}" not in subscribers_of(daemon), 5,
-             "the closed connection's subscription to go")  # fmt: skip
+    wait_for(
+        lambda: f"rpc:{b.sid}" not in subscribers_of(daemon),
+        5,
+        "the closed connection's subscription to go",
+    )
     a.close()
 
 
@@ -130,15 +135,20 @@ def test_a_socket_subscriber_that_never_reads_does_not_block_others(
     pad = "x" * 1000
     with daemon.client() as c:
         for start in range(0, total, 250):
-            c.batch([("events.emit", {"type": "load.tick", "data": {"i": i, "pad": pad}})
-                     for i in range(start, start + 250)])  # fmt: skip
+            c.batch(
+                [
+                    ("events.emit", {"type": "load.tick", "data": {"i": i, "pad": pad}})
+                    for i in range(start, start + 250)
+                ]
+            )
         t0 = time.perf_counter()
         assert c.call("ping") == "pong"
         assert time.perf_counter() - t0 < 1.0
     t.join(30)
     assert got == list(range(total))
-    subs = {s["name"]: s for s in daemon.call("daemon.status")["subsystems"]["events"]
-            ["subscribers"]}  # fmt: skip
+    subs = {
+        s["name"]: s for s in daemon.call("daemon.status")["subsystems"]["events"]["subscribers"]
+    }
     assert subs[f"rpc:{stuck.sid}"]["dropped"] > 0
     assert subs[f"rpc:{reader.sid}"]["dropped"] == 0
     # When the slow one finally reads, it is told (once) that it lost events.
@@ -165,9 +175,14 @@ def hook() -> Iterator[HookServer]:
 def hook_config(url: str) -> dict[str, Any]:
     return {
         "events": {"max_retries": 1, "retry_base_ms": 20},
-        "rules": [{"id": "notify-ci", "trigger": {"type": "ci.*"},
-                   "action": {"type": "webhook", "url": url, "timeout_s": 5}}],
-    }  # fmt: skip
+        "rules": [
+            {
+                "id": "notify-ci",
+                "trigger": {"type": "ci.*"},
+                "action": {"type": "webhook", "url": url, "timeout_s": 5},
+            }
+        ],
+    }
 
 
 def dlq(d: DaemonProc) -> list[dict[str, Any]]:
@@ -256,14 +271,32 @@ def test_events_cli_lists_emits_and_follows(daemon: DaemonProc) -> None:
     from tests.utils import env_for_tests
 
     follow = subprocess.Popen(
-        [sys.executable, "-m", "aiwgd.cli", "--root", str(daemon.root), "--json", "events", "-f",
-         "--type", "deploy.*", "-n", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for_tests(),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "aiwgd.cli",
+            "--root",
+            str(daemon.root),
+            "--json",
+            "events",
+            "-f",
+            "--type",
+            "deploy.*",
+            "-n",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for_tests(),
+    )
     try:
         # It subscribes, then prints history; wait until it is subscribed to emit.
-        wait_for(lambda: any(n.startswith("rpc:") for n in subscribers_of(daemon)), 10,
-                 "the follower to subscribe")  # fmt: skip
+        wait_for(
+            lambda: any(n.startswith("rpc:") for n in subscribers_of(daemon)),
+            10,
+            "the follower to subscribe",
+        )
         daemon.call("events.emit", type="other.noise")
         daemon.call("events.emit", type="deploy.done", data={"v": 2})
         assert follow.stdout is not None

@@ -35,15 +35,23 @@ still_serving = rpcfixtures.still_serving
 
 def test_call_with_named_params(start_daemon: Any) -> None:
     d = start_daemon()
-    reply = one(d.root, {"jsonrpc": "2.0", "method": "daemon.stop", "params": {"fast": False},
-                         "id": 3})  # fmt: skip
+    reply = one(
+        d.root, {"jsonrpc": "2.0", "method": "daemon.stop", "params": {"fast": False}, "id": 3}
+    )
     assert reply == {"jsonrpc": "2.0", "result": {"stopping": True, "pid": d.pid}, "id": 3}
     assert d.wait_exit() == 0
 
 
 def test_spec_named_params_example_on_unknown_method(shared: DaemonProc) -> None:
-    reply = one(shared.root, {"jsonrpc": "2.0", "method": "subtract",
-                              "params": {"subtrahend": 23, "minuend": 42}, "id": 3})  # fmt: skip
+    reply = one(
+        shared.root,
+        {
+            "jsonrpc": "2.0",
+            "method": "subtract",
+            "params": {"subtrahend": 23, "minuend": 42},
+            "id": 3,
+        },
+    )
     error_of(reply, NO_METHOD, 3)
 
 
@@ -66,8 +74,9 @@ def test_notification_is_executed(start_daemon: Any) -> None:
 
 
 def test_non_existent_method(shared: DaemonProc) -> None:
-    err = error_of(one(shared.root, {"jsonrpc": "2.0", "method": "foobar", "id": "1"}),
-                   NO_METHOD, "1")  # fmt: skip
+    err = error_of(
+        one(shared.root, {"jsonrpc": "2.0", "method": "foobar", "id": "1"}), NO_METHOD, "1"
+    )
     assert err["message"] == "Method not found"
     assert err["data"] == {"method": "foobar"}
 
@@ -85,8 +94,10 @@ def test_invalid_request_object(shared: DaemonProc) -> None:
 
 
 def test_batch_with_invalid_json(shared: DaemonProc) -> None:
-    data = (b'[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
-            b'{"jsonrpc": "2.0", "method"]')  # fmt: skip
+    data = (
+        b'[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
+        b'{"jsonrpc": "2.0", "method"]'
+    )
     error_of(one(shared.root, data), PARSE)  # one error object, not an array
 
 
@@ -157,8 +168,9 @@ def test_param_on_method_without_params(shared: DaemonProc) -> None:
 
 
 def test_positional_params_are_refused(shared: DaemonProc) -> None:
-    reply = one(shared.root, {"jsonrpc": "2.0", "method": "daemon.stop", "params": [True],
-                              "id": 10})  # fmt: skip
+    reply = one(
+        shared.root, {"jsonrpc": "2.0", "method": "daemon.stop", "params": [True], "id": 10}
+    )
     assert "named" in error_of(reply, BAD_PARAMS, 10)["message"]
 
 

@@ -40,8 +40,9 @@ def test_line_over_the_limit_errors_then_closes_without_hurting_others(
         assert bystander.json()["id"] == "before"
         # The daemon may hang up before we finish sending: that is the point.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            offender.send(b'{"jsonrpc":"2.0","method":"ping","params":{"x":"'
-                          + b"y" * (1024 * 1024 + 10))  # fmt: skip
+            offender.send(
+                b'{"jsonrpc":"2.0","method":"ping","params":{"x":"' + b"y" * (1024 * 1024 + 10)
+            )
         err = error_of(json.loads(offender.line()), LIMIT_EXCEEDED)
         assert "1048576 bytes" in err["message"]
         assert offender.line() == b""  # then closed
@@ -66,8 +67,11 @@ def test_half_a_line_then_disconnect(shared: DaemonProc) -> None:
         c.send(b'{"jsonrpc":"2.0","method":"ping","id":1}')
         c.sock.shutdown(socket.SHUT_WR)  # EOF without newline: never executed, no reply
         assert c.line() == b""
-    wait_for(lambda: shared.call("daemon.status")["subsystems"]["rpc"]["connections"] == 1,
-             5, "abandoned connections to be dropped")  # fmt: skip
+    wait_for(
+        lambda: shared.call("daemon.status")["subsystems"]["rpc"]["connections"] == 1,
+        5,
+        "abandoned connections to be dropped",
+    )
 
 
 def test_pipelining_on_one_connection(shared: DaemonProc) -> None:
@@ -115,8 +119,11 @@ def test_slow_and_silent_clients_do_not_delay_others(shared: DaemonProc) -> None
 
 def test_no_fd_or_connection_leak_after_abuse(shared: DaemonProc) -> None:
     proc = psutil.Process(shared.pid)
-    wait_for(lambda: shared.call("daemon.status")["subsystems"]["rpc"]["connections"] == 1,
-             5, "earlier connections to close")  # fmt: skip
+    wait_for(
+        lambda: shared.call("daemon.status")["subsystems"]["rpc"]["connections"] == 1,
+        5,
+        "earlier connections to close",
+    )
     before = proc.num_fds()
     for _ in range(30):
         exchange(shared.root, b"\xff garbage\n[1,2]\n{}\n")
@@ -154,8 +161,9 @@ print(json.dumps({"reply": data.decode()}))
 
 
 def _connect_as_nobody(sock_path: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", _AS_NOBODY, sock_path], capture_output=True,
-                         text=True, timeout=20)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _AS_NOBODY, sock_path], capture_output=True, text=True, timeout=20
+    )
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout)
     return result

@@ -28,34 +28,84 @@ def fires(expr: str, tz: ZoneInfo, start: datetime, end: datetime) -> list[str]:
 # (zone, expression, window start, window end, expected fires) on transition days.
 TABLE = [
     # New York falls back 2025-11-02 02:00 EDT -> 01:00 EST: 01:30 happens twice.
-    (NY, "30 1 * * *", datetime(2025, 11, 1, 12), datetime(2025, 11, 3, 12),
-     ["2025-11-02T01:30:00-04:00", "2025-11-03T01:30:00-05:00"]),
+    (
+        NY,
+        "30 1 * * *",
+        datetime(2025, 11, 1, 12),
+        datetime(2025, 11, 3, 12),
+        ["2025-11-02T01:30:00-04:00", "2025-11-03T01:30:00-05:00"],
+    ),
     # Hourly through the repeated hour: 01:00 fires once (its first occurrence).
-    (NY, "0 * * * *", datetime(2025, 11, 2, 0, 30), datetime(2025, 11, 2, 3, 30),
-     ["2025-11-02T01:00:00-04:00", "2025-11-02T02:00:00-05:00", "2025-11-02T03:00:00-05:00"]),
+    (
+        NY,
+        "0 * * * *",
+        datetime(2025, 11, 2, 0, 30),
+        datetime(2025, 11, 2, 3, 30),
+        ["2025-11-02T01:00:00-04:00", "2025-11-02T02:00:00-05:00", "2025-11-02T03:00:00-05:00"],
+    ),
     # New York springs forward 2025-03-09 02:00 EST -> 03:00 EDT: 02:30 does not exist.
-    (NY, "30 2 * * *", datetime(2025, 3, 8, 12), datetime(2025, 3, 10, 12),
-     ["2025-03-09T03:30:00-04:00", "2025-03-10T02:30:00-04:00"]),
+    (
+        NY,
+        "30 2 * * *",
+        datetime(2025, 3, 8, 12),
+        datetime(2025, 3, 10, 12),
+        ["2025-03-09T03:30:00-04:00", "2025-03-10T02:30:00-04:00"],
+    ),
     # A job at the start of the gap fires at the jump, once.
-    (NY, "0 2 * * *", datetime(2025, 3, 8, 12), datetime(2025, 3, 10, 12),
-     ["2025-03-09T03:00:00-04:00", "2025-03-10T02:00:00-04:00"]),
+    (
+        NY,
+        "0 2 * * *",
+        datetime(2025, 3, 8, 12),
+        datetime(2025, 3, 10, 12),
+        ["2025-03-09T03:00:00-04:00", "2025-03-10T02:00:00-04:00"],
+    ),
     # Every 20 minutes across the gap: strictly increasing, nothing twice.
-    (NY, "*/20 * * * *", datetime(2025, 3, 9, 1, 10), datetime(2025, 3, 9, 3, 45),
-     ["2025-03-09T01:20:00-05:00", "2025-03-09T01:40:00-05:00", "2025-03-09T03:00:00-04:00",
-      "2025-03-09T03:20:00-04:00", "2025-03-09T03:40:00-04:00"]),
+    (
+        NY,
+        "*/20 * * * *",
+        datetime(2025, 3, 9, 1, 10),
+        datetime(2025, 3, 9, 3, 45),
+        [
+            "2025-03-09T01:20:00-05:00",
+            "2025-03-09T01:40:00-05:00",
+            "2025-03-09T03:00:00-04:00",
+            "2025-03-09T03:20:00-04:00",
+            "2025-03-09T03:40:00-04:00",
+        ],
+    ),
     # Berlin falls back 2025-10-26 03:00 CEST -> 02:00 CET: 02:15 happens twice.
-    (BERLIN, "15 2 * * *", datetime(2025, 10, 25, 12), datetime(2025, 10, 27, 12),
-     ["2025-10-26T02:15:00+02:00", "2025-10-27T02:15:00+01:00"]),
+    (
+        BERLIN,
+        "15 2 * * *",
+        datetime(2025, 10, 25, 12),
+        datetime(2025, 10, 27, 12),
+        ["2025-10-26T02:15:00+02:00", "2025-10-27T02:15:00+01:00"],
+    ),
     # Berlin springs forward 2025-03-30 02:00 CET -> 03:00 CEST.
-    (BERLIN, "30 2 * * *", datetime(2025, 3, 29, 12), datetime(2025, 3, 31, 12),
-     ["2025-03-30T03:30:00+02:00", "2025-03-31T02:30:00+02:00"]),
+    (
+        BERLIN,
+        "30 2 * * *",
+        datetime(2025, 3, 29, 12),
+        datetime(2025, 3, 31, 12),
+        ["2025-03-30T03:30:00+02:00", "2025-03-31T02:30:00+02:00"],
+    ),
     # Weekly on Sunday (7 and 0 both mean Sunday) across the Berlin gap.
-    (BERLIN, "30 2 * * 7", datetime(2025, 3, 23, 12), datetime(2025, 4, 6, 12),
-     ["2025-03-30T03:30:00+02:00", "2025-04-06T02:30:00+02:00"]),
+    (
+        BERLIN,
+        "30 2 * * 7",
+        datetime(2025, 3, 23, 12),
+        datetime(2025, 4, 6, 12),
+        ["2025-03-30T03:30:00+02:00", "2025-04-06T02:30:00+02:00"],
+    ),
     # Aliases.
-    (BERLIN, "@daily", datetime(2025, 10, 25, 12), datetime(2025, 10, 27, 12),
-     ["2025-10-26T00:00:00+02:00", "2025-10-27T00:00:00+01:00"]),
-]  # fmt: skip
+    (
+        BERLIN,
+        "@daily",
+        datetime(2025, 10, 25, 12),
+        datetime(2025, 10, 27, 12),
+        ["2025-10-26T00:00:00+02:00", "2025-10-27T00:00:00+01:00"],
+    ),
+]
 
 
 @pytest.mark.parametrize(("tz", "expr", "start", "end", "expected"), TABLE)
@@ -152,10 +202,13 @@ def test_zones() -> None:
         ({"timezone": "Mars/Olympus"}, "schedule.jobs[0].timezone", "IANA time zone"),
         ({"overlap": "never"}, "schedule.jobs[0].overlap", '"skip", "queue", "allow"'),
         ({"action": {"type": "log"}}, "schedule.jobs[0].action.message", "is required"),
-        ({"action": {"type": "log", "message": "{{nope}}"}}, "schedule.jobs[0].action.message",
-         "naming no event field"),
+        (
+            {"action": {"type": "log", "message": "{{nope}}"}},
+            "schedule.jobs[0].action.message",
+            "naming no event field",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_jobs_are_config_errors_with_their_key_path(
     job: dict[str, object], path: str, fragment: str
 ) -> None:

@@ -85,8 +85,9 @@ def test_reload_recomputes_the_timer() -> None:
         router = EventRouter()
         yearly = {"id": "y", "cron": "0 0 1 1 *", "action": "new-year"}
         cfg = parse_config(sched_config([yearly]))
-        sched = Scheduler(router, ActionRunner(router), cfg, None,
-                          clock=_clock_before_next_minute(0.3))  # fmt: skip
+        sched = Scheduler(
+            router, ActionRunner(router), cfg, None, clock=_clock_before_next_minute(0.3)
+        )
         got: asyncio.Queue[Event] = asyncio.Queue()
         router.subscribe(["cron.*"], got.put, "test", retries=False)
         await sched.start()
@@ -101,8 +102,11 @@ def test_reload_recomputes_the_timer() -> None:
 
 
 def _fires(router: EventRouter) -> list[tuple[str, str]]:
-    return [(e.data["job_id"], e.data["scheduled_for"]) for e in router.history
-            if e.type == "cron.fired"]  # fmt: skip
+    return [
+        (e.data["job_id"], e.data["scheduled_for"])
+        for e in router.history
+        if e.type == "cron.fired"
+    ]
 
 
 def test_timer_decisions_across_dst_and_a_suspend() -> None:
@@ -112,10 +116,10 @@ def test_timer_decisions_across_dst_and_a_suspend() -> None:
 
     async def main() -> None:
         router = EventRouter()
-        jobs = [{"id": "fold", "cron": "30 1 * * *", "timezone": "America/New_York",
-                 "action": "a"},
-                {"id": "gap", "cron": "30 2 * * *", "timezone": "America/New_York",
-                 "action": "b"}]  # fmt: skip
+        jobs = [
+            {"id": "fold", "cron": "30 1 * * *", "timezone": "America/New_York", "action": "a"},
+            {"id": "gap", "cron": "30 2 * * *", "timezone": "America/New_York", "action": "b"},
+        ]
         cfg = parse_config(sched_config(jobs))
         now = [datetime(2025, 11, 1, 12, tzinfo=ny).timestamp()]
         sched = Scheduler(router, ActionRunner(router), cfg, None, clock=lambda: now[0])
@@ -128,22 +132,26 @@ def test_timer_decisions_across_dst_and_a_suspend() -> None:
 
         run_until(datetime(2025, 11, 3, 12, tzinfo=ny))  # across the fall-back night
         assert _fires(router) == [
-            ("fold", "2025-11-02T01:30:00-04:00"), ("gap", "2025-11-02T02:30:00-05:00"),
-            ("fold", "2025-11-03T01:30:00-05:00"), ("gap", "2025-11-03T02:30:00-05:00"),
-        ]  # fmt: skip
+            ("fold", "2025-11-02T01:30:00-04:00"),
+            ("gap", "2025-11-02T02:30:00-05:00"),
+            ("fold", "2025-11-03T01:30:00-05:00"),
+            ("gap", "2025-11-03T02:30:00-05:00"),
+        ]
         router.history.clear()
         # A suspended machine wakes four months later, on the spring-forward morning:
         # one run per job (the latest; the gap's 02:30 ran at 03:30), not 125.
         now[0] = datetime(2026, 3, 8, 4, 0, tzinfo=ny).timestamp()
         sched._fire_due(sched.now())
         assert _fires(router) == [
-            ("fold", "2026-03-08T01:30:00-05:00"), ("gap", "2026-03-08T03:30:00-04:00"),
-        ]  # fmt: skip
+            ("fold", "2026-03-08T01:30:00-05:00"),
+            ("gap", "2026-03-08T03:30:00-04:00"),
+        ]
         router.history.clear()
         run_until(datetime(2026, 3, 9, 12, tzinfo=ny))  # the next day: normal again
         assert _fires(router) == [
-            ("fold", "2026-03-09T01:30:00-04:00"), ("gap", "2026-03-09T02:30:00-04:00"),
-        ]  # fmt: skip
+            ("fold", "2026-03-09T01:30:00-04:00"),
+            ("gap", "2026-03-09T02:30:00-04:00"),
+        ]
 
     asyncio.run(main())
 
@@ -152,13 +160,22 @@ def test_timer_decisions_across_dst_and_a_suspend() -> None:
 
 
 def test_schedule_run_fires_cron_fired_that_rules_see(start_daemon: Any) -> None:
-    rule = {"id": "on-cron", "trigger": {"type": "cron.fired"},
-            "conditions": [{"field": "data.job_id", "op": "eq", "value": "doctor"}],
-            "action": {"type": "emit", "event_type": "test.saw_cron",
-                       "data": {"job": "{{data.job_id}}", "label": "{{data.action}}"}}}  # fmt: skip
-    d = start_daemon(sched_config(
-        [{"id": "doctor", "cron": "0 */6 * * *", "timezone": "Europe/Berlin", "action": "doc"}],
-        rules=[rule]))  # fmt: skip
+    rule = {
+        "id": "on-cron",
+        "trigger": {"type": "cron.fired"},
+        "conditions": [{"field": "data.job_id", "op": "eq", "value": "doctor"}],
+        "action": {
+            "type": "emit",
+            "event_type": "test.saw_cron",
+            "data": {"job": "{{data.job_id}}", "label": "{{data.action}}"},
+        },
+    }
+    d = start_daemon(
+        sched_config(
+            [{"id": "doctor", "cron": "0 */6 * * *", "timezone": "Europe/Berlin", "action": "doc"}],
+            rules=[rule],
+        )
+    )
     listed = job(d, "doctor")
     assert listed["timezone"] == "Europe/Berlin" and listed["action"] == "doc"
     nxt = datetime.fromisoformat(listed["next_fire"])
@@ -188,21 +205,31 @@ def test_schedule_run_fires_cron_fired_that_rules_see(start_daemon: Any) -> None
 
 
 def test_job_actions_run_with_cron_fired_as_their_template(start_daemon: Any) -> None:
-    emit = {"type": "emit", "event_type": "job.done",
-            "data": {"job": "{{data.job_id}}", "at": "{{data.scheduled_for}}"}}  # fmt: skip
+    emit = {
+        "type": "emit",
+        "event_type": "job.done",
+        "data": {"job": "{{data.job_id}}", "at": "{{data.scheduled_for}}"},
+    }
     broken = {"type": "log", "message": "{{data.nothing}}"}
-    d = start_daemon(sched_config([
-        {"id": "e", "cron": "@daily", "action": emit},
-        {"id": "b", "cron": "@daily", "action": broken},
-    ]))  # fmt: skip
+    d = start_daemon(
+        sched_config(
+            [
+                {"id": "e", "cron": "@daily", "action": emit},
+                {"id": "b", "cron": "@daily", "action": broken},
+            ]
+        )
+    )
     fired_e = d.call("schedule.run", id="e")
     done = wait_for(lambda: d.call("events.list", type="job.done")["events"], 5, "job.done")
     assert done[0]["data"] == {"job": "e", "at": fired_e["scheduled_for"]}
     assert done[0]["source"] == "schedule"
     wait_for(lambda: job(d, "e")["last_result"] == "succeeded", 5, "the run to end")
     d.call("schedule.run", id="b")
-    wait_for(lambda: (job(d, "b")["last_result"] or "").startswith("failed: template:"), 5,
-             "the broken job's failure")  # fmt: skip
+    wait_for(
+        lambda: (job(d, "b")["last_result"] or "").startswith("failed: template:"),
+        5,
+        "the broken job's failure",
+    )
     assert "the event has no field 'data.nothing'" in job(d, "b")["last_result"]
     assert job(d, "b")["running"] == []
     assert d.call("dlq.list")["entries"] == []  # a template error is not retried
@@ -233,10 +260,14 @@ def test_catch_up_fires_one_missed_run_at_start_and_last_fire_persists(
 ) -> None:
     now = time.time()
     year = datetime.now(UTC).year
-    state = {"schedule": {"jobs": {
-        "catch": {"since": now - 3 * 366 * 86400, "last_fire": now - 2 * 366 * 86400},
-        "plain": {"since": now - 3 * 366 * 86400, "last_fire": now - 2 * 366 * 86400},
-    }}}  # fmt: skip
+    state = {
+        "schedule": {
+            "jobs": {
+                "catch": {"since": now - 3 * 366 * 86400, "last_fire": now - 2 * 366 * 86400},
+                "plain": {"since": now - 3 * 366 * 86400, "last_fire": now - 2 * 366 * 86400},
+            }
+        }
+    }
     runtime = project / ".aiwg/daemon/runtime.json"
     runtime.parent.mkdir(parents=True)
     runtime.write_text(json.dumps(state))
@@ -279,8 +310,12 @@ def test_enable_disable_persist_across_restart(start_daemon: Any) -> None:
 
 def _task_job(job_id: str, overlap: str, tmp: Path) -> dict[str, Any]:
     argv = [sys.executable, str(WAITER), str(tmp / f"{job_id}.log"), str(tmp / f"{job_id}.go")]
-    return {"id": job_id, "cron": "0 0 1 1 *", "overlap": overlap,
-            "action": {"type": "task", "command": argv}}  # fmt: skip
+    return {
+        "id": job_id,
+        "cron": "0 0 1 1 *",
+        "overlap": overlap,
+        "action": {"type": "task", "command": argv},
+    }
 
 
 def _lines(tmp: Path, job_id: str) -> list[str]:
@@ -302,8 +337,11 @@ def test_overlap_skip_queue_allow_with_task_actions(start_daemon: Any, project: 
         d.call("schedule.run", id="skip")
     assert info.value.code == -32002 and running[0] in info.value.message
     (tmp / "skip.go").touch()
-    wait_for(lambda: job(d, "skip")["last_result"] == f"task {running[0]} completed", 10,
-             "the run to end with its task")  # fmt: skip
+    wait_for(
+        lambda: job(d, "skip")["last_result"] == f"task {running[0]} completed",
+        10,
+        "the run to end with its task",
+    )
     assert d.call("schedule.run", id="skip")["fired"] is True  # free again
 
     # queue: the second run waits for the first to finish.
@@ -314,8 +352,11 @@ def test_overlap_skip_queue_allow_with_task_actions(start_daemon: Any, project: 
     assert second["fired"] is False and second["queued"] is True
     assert job(d, "queue")["queued"] == 1
     (tmp / "queue.go").touch()
-    wait_for(lambda: _lines(tmp, "queue") == ["start", "end", "start", "end"], 10,
-             "both queued runs, one after the other")  # fmt: skip
+    wait_for(
+        lambda: _lines(tmp, "queue") == ["start", "end", "start", "end"],
+        10,
+        "both queued runs, one after the other",
+    )
     wait_for(lambda: len(fired(d, "queue")) == 2, 5, "two cron.fired")
 
     # allow: both runs at once.
@@ -331,14 +372,16 @@ def test_reload_applies_jobs_live_and_refuses_a_bad_cron(start_daemon: Any) -> N
     d = start_daemon(sched_config([{"id": "old", "cron": "@daily", "action": "x"}]))
     d.call("schedule.run", id="old")
     base = {"watch": {"enabled": False, "paths": []}}
-    write_config(d.root, {**base, **sched_config([{"id": "new", "cron": "*/5 * * * *",
-                                                   "action": "y"}])})  # fmt: skip
+    write_config(
+        d.root, {**base, **sched_config([{"id": "new", "cron": "*/5 * * * *", "action": "y"}])}
+    )
     assert d.call("daemon.reload")["reloaded"] is True
     assert [j["id"] for j in d.call("schedule.list")["jobs"]] == ["new"]
     assert datetime.fromisoformat(job(d, "new")["next_fire"]).minute % 5 == 0
 
-    write_config(d.root, {**base, **sched_config([{"id": "bad", "cron": "61 * * * *",
-                                                   "action": "y"}])})  # fmt: skip
+    write_config(
+        d.root, {**base, **sched_config([{"id": "bad", "cron": "61 * * * *", "action": "y"}])}
+    )
     with pytest.raises(RpcError) as info:
         d.call("daemon.reload")
     assert info.value.code == -32006
@@ -347,8 +390,12 @@ def test_reload_applies_jobs_live_and_refuses_a_bad_cron(start_daemon: Any) -> N
     assert [j["id"] for j in d.call("schedule.list")["jobs"]] == ["new"]  # still the old one
 
     # SIGHUP applies a good file the same way.
-    write_config(d.root, {**base, **sched_config([{"id": "hup", "cron": "@hourly",
-                                                   "action": "z"}])})  # fmt: skip
+    write_config(
+        d.root, {**base, **sched_config([{"id": "hup", "cron": "@hourly", "action": "z"}])}
+    )
     d.signal(signal.SIGHUP)
-    wait_for(lambda: [j["id"] for j in d.call("schedule.list")["jobs"]] == ["hup"], 10,
-             "SIGHUP to apply the new jobs")  # fmt: skip
+    wait_for(
+        lambda: [j["id"] for j in d.call("schedule.list")["jobs"]] == ["hup"],
+        10,
+        "SIGHUP to apply the new jobs",
+    )

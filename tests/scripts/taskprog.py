@@ -61,8 +61,11 @@ def main(argv: list[str]) -> int:
                 "os.write(fd, (str(os.getpid()) + chr(10)).encode()); os.close(fd); "
                 "time.sleep(120)"
             )
-            subprocess.Popen([sys.executable, "-c", code_, argv[i + 1]],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            subprocess.Popen(
+                [sys.executable, "-c", code_, argv[i + 1]],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             i += 1
         elif arg == "--print-bytes":
             n = int(argv[i + 1])

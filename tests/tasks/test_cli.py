@@ -106,8 +106,10 @@ def test_logs_follow_and_chat(d: DaemonProc) -> None:
 
 def test_status_shows_running_and_queued(d: DaemonProc) -> None:
     gate = d.root / "gate-status"
-    ids = [json.loads(cli(d, "--json", "task", "run", "--", *prog("--gate", str(gate)))[1])["id"]
-           for _ in range(3)]  # fmt: skip
+    ids = [
+        json.loads(cli(d, "--json", "task", "run", "--", *prog("--gate", str(gate)))[1])["id"]
+        for _ in range(3)
+    ]
     wait_for(lambda: d.call("task.stats")["running"] == 2, 10, "two running")
     code, out, _ = cli(d, "status")
     assert code == 0 and "tasks:   2 running, 1 queued (cap 2)" in out

@@ -36,8 +36,9 @@ async def supervisor_in(root: Path, cap: int = 2) -> AsyncIterator[Running]:
     paths.daemon_dir.mkdir(parents=True, exist_ok=True)
     lifecycle, children = Lifecycle(), ChildRegistry()
     store = TaskStore(paths, config.tasks, None)
-    sup = Supervisor(config, root, store, lifecycle,
-                     LocalExecutor(config, root, lifecycle, children))  # fmt: skip
+    sup = Supervisor(
+        config, root, store, lifecycle, LocalExecutor(config, root, lifecycle, children)
+    )
     await store.start()
     await sup.start()
     try:

@@ -40,8 +40,9 @@ def with_escape_routes(root: Path) -> None:
 @pytest.fixture(scope="module")
 def shared() -> Iterator[DaemonProc]:
     """One daemon for the tests that do not restart it (much faster than one each)."""
-    cfg = task_config(agent={"allowed_commands": [os.path.basename(prog()[0]) + "*", "true",
-                                                  "/bin/e*"]})  # fmt: skip
+    cfg = task_config(
+        agent={"allowed_commands": [os.path.basename(prog()[0]) + "*", "true", "/bin/e*"]}
+    )
     cfg["daemon"]["max_request_bytes"] = 16 * 1024 * 1024
     with daemon_in_tmp(cfg, prepare=with_escape_routes) as d:
         yield d
@@ -54,19 +55,39 @@ BAD_SUBMITS: list[tuple[str, dict[str, Any], int, str]] = [
     ("string command", {"command": "ls -l"}, INVALID, 'command: "ls -l" is not a list'),
     ("empty command", {"command": []}, INVALID, "command: must have at least 1 items"),
     ("empty prompt", {"prompt": ""}, INVALID, "prompt: must have at least 1 characters"),
-    ("unknown priority", {"command": ["true"], "priority": "urgent"}, INVALID,
-     'priority: "urgent" is not a priority (must be an integer or one of low, normal'),
+    (
+        "unknown priority",
+        {"command": ["true"], "priority": "urgent"},
+        INVALID,
+        'priority: "urgent" is not a priority (must be an integer or one of low, normal',
+    ),
     ("bool priority", {"command": ["true"], "priority": True}, INVALID, "priority: true"),
-    ("missing cwd", {"command": ["true"], "cwd": "/no/such/dir"}, INVALID,
-     'cwd: "/no/such/dir" does not exist'),
-    ("cwd outside root", {"command": ["true"], "cwd": "/"}, FORBIDDEN,
-     'cwd: "/" (resolved /) is outside the project root'),
+    (
+        "missing cwd",
+        {"command": ["true"], "cwd": "/no/such/dir"},
+        INVALID,
+        'cwd: "/no/such/dir" does not exist',
+    ),
+    (
+        "cwd outside root",
+        {"command": ["true"], "cwd": "/"},
+        FORBIDDEN,
+        'cwd: "/" (resolved /) is outside the project root',
+    ),
     ("cwd via symlink", {"command": ["true"], "cwd": "escape"}, FORBIDDEN, "is outside"),
     ("relative escape", {"command": ["true"], "cwd": "sub/../.."}, FORBIDDEN, "is outside"),
-    ("disallowed command", {"command": ["ls"]}, FORBIDDEN,
-     'command[0]: "ls" is not allowed (agent.allowed_commands:'),
-    ("missing executable", {"command": ["no-such-program-xyz"]}, INVALID,
-     'command[0]: "no-such-program-xyz" is not an executable found on PATH'),
+    (
+        "disallowed command",
+        {"command": ["ls"]},
+        FORBIDDEN,
+        'command[0]: "ls" is not allowed (agent.allowed_commands:',
+    ),
+    (
+        "missing executable",
+        {"command": ["no-such-program-xyz"]},
+        INVALID,
+        'command[0]: "no-such-program-xyz" is not an executable found on PATH',
+    ),
     ("unknown key", {"command": ["true"], "shell": True}, INVALID, "shell: unknown key"),
     ("bad env", {"command": ["true"], "env": {"A=B": "1"}}, INVALID, "env: "),
     ("env not strings", {"command": ["true"], "env": {"A": 1}}, INVALID, "env.A: 1 is not"),
@@ -74,16 +95,20 @@ BAD_SUBMITS: list[tuple[str, dict[str, Any], int, str]] = [
     ("retries", {"command": ["true"], "max_retries": -1}, INVALID, "max_retries: -1"),
     ("metadata", {"command": ["true"], "metadata": [1]}, INVALID, "metadata: [1] is not"),
     ("NUL in argv", {"command": ["true", "a\0b"]}, INVALID, "command[1]: contains a NUL"),
-    ("big prompt", {"prompt": "x" * 200_000}, INVALID,
-     "... is too long (200000 bytes, at most 131071"),
+    (
+        "big prompt",
+        {"prompt": "x" * 200_000},
+        INVALID,
+        "... is too long (200000 bytes, at most 131071",
+    ),
     ("source", {"command": ["true"], "source": "evil"}, INVALID, 'source: "evil" is not allowed'),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case", BAD_SUBMITS, ids=[c[0] for c in BAD_SUBMITS])
-def test_bad_submit_is_precise_and_stores_nothing(shared: DaemonProc,
-                                                  case: tuple[str, dict[str, Any], int, str]
-                                                  ) -> None:  # fmt: skip
+def test_bad_submit_is_precise_and_stores_nothing(
+    shared: DaemonProc, case: tuple[str, dict[str, Any], int, str]
+) -> None:
     _name, params, code, text = case
     before = shared.call("task.stats")["stored"]
     err = rpc_error(shared, "task.submit", **params)
@@ -113,8 +138,14 @@ def test_ten_megabyte_prompt_under_a_raised_line_limit(shared: DaemonProc) -> No
 
 
 def test_submit_get_list_logs_wait(shared: DaemonProc) -> None:
-    task = submit(shared, prog("--say", "hello"), priority="high", metadata={"k": [1]},
-                  cwd="sub", env={"FOO": "bar"})  # fmt: skip
+    task = submit(
+        shared,
+        prog("--say", "hello"),
+        priority="high",
+        metadata={"k": [1]},
+        cwd="sub",
+        env={"FOO": "bar"},
+    )
     assert task["state"] == "queued" and task["priority"] == 10
     assert task["cwd"] == str(shared.root / "sub") and task["source"] == "rpc"
     done = shared.call("task.wait", id=task["id"], timeout_s=20)
@@ -187,8 +218,14 @@ def submit_prompt(d: DaemonProc, prompt: str) -> str:
 
 
 def test_agent_args_reach_the_agent(start_daemon: DaemonFactory) -> None:
-    d = start_daemon(task_config(agent={"command": [*prog(), "--echo-args", "-p", "{prompt}"],
-                                        "agent_args": ["--agent", "{agent}"]}))  # fmt: skip
+    d = start_daemon(
+        task_config(
+            agent={
+                "command": [*prog(), "--echo-args", "-p", "{prompt}"],
+                "agent_args": ["--agent", "{agent}"],
+            }
+        )
+    )
     named = wait_terminal(d, d.call("task.submit", prompt="do it", agent="rev")["id"])
     assert json.loads(named["output_tail"]) == ["-p", "do it", "--agent", "rev"]
     plain = wait_terminal(d, d.call("task.submit", prompt="do 'it' $X")["id"])
@@ -213,5 +250,13 @@ def test_shutting_down_refuses_new_tasks(start_daemon: DaemonFactory) -> None:
 
 def test_discover_lists_task_methods(shared: DaemonProc) -> None:
     names = {m["name"] for m in shared.call("rpc.discover")["methods"]}
-    assert {"task.submit", "task.get", "task.list", "task.cancel", "task.stats", "task.logs",
-            "task.wait", "chat.send"} <= names  # fmt: skip
+    assert {
+        "task.submit",
+        "task.get",
+        "task.list",
+        "task.cancel",
+        "task.stats",
+        "task.logs",
+        "task.wait",
+        "chat.send",
+    } <= names

@@ -28,8 +28,9 @@ from tests.utils import BASE_CONFIG, alive, deep_merge, wait_for, write_config
 def test_cap_is_never_exceeded(start_daemon: DaemonFactory, project: Path) -> None:
     d = start_daemon(task_config(cap=3))
     rec = project / "rec.txt"
-    ids = [submit(d, prog("--record", str(rec), f"t{i}", "--sleep", "0.2"))["id"]
-           for i in range(10)]  # fmt: skip
+    ids = [
+        submit(d, prog("--record", str(rec), f"t{i}", "--sleep", "0.2"))["id"] for i in range(10)
+    ]
     for task_id in ids:
         assert wait_terminal(d, task_id)["state"] == "completed"
     recs = records(rec)
@@ -40,14 +41,22 @@ def test_cap_is_never_exceeded(start_daemon: DaemonFactory, project: Path) -> No
     assert stats["counts"]["completed"] == 10 and stats["running"] == 0
 
 
-def test_priority_order_and_fifo_within_a_priority(start_daemon: DaemonFactory,
-                                                   project: Path) -> None:  # fmt: skip
+def test_priority_order_and_fifo_within_a_priority(
+    start_daemon: DaemonFactory, project: Path
+) -> None:
     d = start_daemon(task_config(cap=1))
     gate, rec = project / "gate", project / "rec.txt"
     blocker = submit(d, prog("--gate", str(gate)))
     wait_for(lambda: d.call("task.get", id=blocker["id"])["state"] == "running", 10, "blocker")
-    order = [("low", "low"), ("n1", "normal"), ("c", "critical"), ("n2", 0), ("h", "high"),
-             ("n3", "normal"), ("p5", 5)]  # fmt: skip
+    order = [
+        ("low", "low"),
+        ("n1", "normal"),
+        ("c", "critical"),
+        ("n2", 0),
+        ("h", "high"),
+        ("n3", "normal"),
+        ("p5", 5),
+    ]
     ids = [submit(d, prog("--record", str(rec), name), priority=p)["id"] for name, p in order]
     queued = d.call("task.stats")
     assert queued["running"] == 1 and queued["queued"] == len(order)
@@ -63,8 +72,9 @@ def test_timeout_kills_term_ignoring_child_and_escaped_grandchild(
 ) -> None:
     d = start_daemon(task_config(grace=0.3))
     pidfile, gfile = project / "pids", project / "gpids"
-    argv = prog("--pidfile", str(pidfile), "--ignore-term", "--grandchild", str(gfile),
-                "--sleep", "60")  # fmt: skip
+    argv = prog(
+        "--pidfile", str(pidfile), "--ignore-term", "--grandchild", str(gfile), "--sleep", "60"
+    )
     task = submit(d, argv, timeout_s=1.0)
     wait_for(lambda: pids_in(gfile), 10, "the grandchild to start")
     child, grandchild = pids_in(pidfile)[0], pids_in(gfile)[0]
@@ -80,8 +90,9 @@ def test_timeout_kills_term_ignoring_child_and_escaped_grandchild(
 def test_cancel_running_goes_down_the_ladder(start_daemon: DaemonFactory, project: Path) -> None:
     d = start_daemon(task_config(grace=0.3))
     pidfile, gfile = project / "pids", project / "gpids"
-    argv = prog("--pidfile", str(pidfile), "--ignore-term", "--grandchild", str(gfile),
-                "--sleep", "60")  # fmt: skip
+    argv = prog(
+        "--pidfile", str(pidfile), "--ignore-term", "--grandchild", str(gfile), "--sleep", "60"
+    )
     task = submit(d, argv)
     wait_for(lambda: pids_in(gfile), 10, "the grandchild to start")
     result = d.call("task.cancel", id=task["id"])
@@ -145,10 +156,20 @@ def test_retries_with_backoff_then_final_state(start_daemon: DaemonFactory) -> N
     assert done["exit_code"] == 3 and done["error"] == "exited with code 3"
     log = Path(done["log_path"]).read_text()
     assert log.count("trying") == 3 and "[aiwgd] attempt 3 of task" in log
-    types = [e["type"] for e in d.call("events.list", type="task.*")["events"]
-             if e["data"]["id"] == task["id"]]  # fmt: skip
-    assert types == ["task.queued", "task.started", "task.queued", "task.started",
-                     "task.queued", "task.started", "task.failed"]  # fmt: skip
+    types = [
+        e["type"]
+        for e in d.call("events.list", type="task.*")["events"]
+        if e["data"]["id"] == task["id"]
+    ]
+    assert types == [
+        "task.queued",
+        "task.started",
+        "task.queued",
+        "task.started",
+        "task.queued",
+        "task.started",
+        "task.failed",
+    ]
     # A cancelled task is never retried.
     slow = submit(d, prog("--sleep", "60"), max_retries=3)
     wait_for(lambda: d.call("task.get", id=slow["id"])["state"] == "running", 10, "start")
@@ -156,13 +177,13 @@ def test_retries_with_backoff_then_final_state(start_daemon: DaemonFactory) -> N
     assert d.call("task.get", id=slow["id"])["state"] == "cancelled"
 
 
-def test_reload_changes_the_cap_while_tasks_run(start_daemon: DaemonFactory,
-                                                project: Path) -> None:  # fmt: skip
+def test_reload_changes_the_cap_while_tasks_run(start_daemon: DaemonFactory, project: Path) -> None:
     cfg = task_config(cap=1)
     d = start_daemon(cfg)
     gate, rec = project / "gate", project / "rec.txt"
-    ids = [submit(d, prog("--record", str(rec), f"t{i}", "--gate", str(gate)))["id"]
-           for i in range(5)]  # fmt: skip
+    ids = [
+        submit(d, prog("--record", str(rec), f"t{i}", "--gate", str(gate)))["id"] for i in range(5)
+    ]
     wait_for(lambda: d.call("task.stats")["running"] == 1, 10, "one running")
     cfg["daemon"]["max_parallel_actions"] = 3
     write_config(project, deep_merge(BASE_CONFIG, cfg))
@@ -187,8 +208,9 @@ def test_reload_changes_the_cap_while_tasks_run(start_daemon: DaemonFactory,
     assert starts[late[1]] >= ends[late[0]]
 
 
-def test_kill9_mid_run_then_restart_loses_nothing(start_daemon: DaemonFactory,
-                                                 project: Path) -> None:  # fmt: skip
+def test_kill9_mid_run_then_restart_loses_nothing(
+    start_daemon: DaemonFactory, project: Path
+) -> None:
     d = start_daemon(task_config(cap=2))
     gate, pidfile = project / "gate", project / "pids"
     ids = [submit(d, prog("--pidfile", str(pidfile), "--gate", str(gate)))["id"] for _ in range(2)]
@@ -209,8 +231,9 @@ def test_kill9_mid_run_then_restart_loses_nothing(start_daemon: DaemonFactory,
     assert_all_gone(pids_in(pidfile))
 
 
-def test_shutdown_keeps_queued_tasks_for_the_next_start(start_daemon: DaemonFactory,
-                                                       project: Path) -> None:  # fmt: skip
+def test_shutdown_keeps_queued_tasks_for_the_next_start(
+    start_daemon: DaemonFactory, project: Path
+) -> None:
     d = start_daemon(task_config(cap=1, grace=0.2))
     gate, pidfile = project / "gate", project / "pids"
     running = submit(d, prog("--pidfile", str(pidfile), "--ignore-term", "--gate", str(gate)))
@@ -229,8 +252,9 @@ def test_shutdown_keeps_queued_tasks_for_the_next_start(start_daemon: DaemonFact
     assert d2.call("task.get", id=running["id"])["attempt"] == 2
 
 
-def test_grandchild_left_by_a_finished_task_is_stopped(start_daemon: DaemonFactory,
-                                                       project: Path) -> None:  # fmt: skip
+def test_grandchild_left_by_a_finished_task_is_stopped(
+    start_daemon: DaemonFactory, project: Path
+) -> None:
     d = start_daemon(task_config(grace=0.3))
     gfile = project / "gpids"
     # The leader lives past the first tree snapshot, then exits 0 leaving the escapee.

@@ -82,8 +82,9 @@ def test_burst_debounce_create_modify_delete(start_daemon: DaemonFactory, projec
         write(project, "src/a.py", f"more {i}\n", "a")
     write(project, "src/m1", "again")
     assert until_marker(sub, "src/m1") == [
-        ("file.modified", "src/a.py"), ("file.modified", "src/m1")
-    ]  # fmt: skip
+        ("file.modified", "src/a.py"),
+        ("file.modified", "src/m1"),
+    ]
     # An editor's atomic save (write a temp file, rename it over) is a modification.
     write(project, "src/.a.py.new", "saved")
     os.replace(project / "src/.a.py.new", project / "src/a.py")
@@ -92,8 +93,9 @@ def test_burst_debounce_create_modify_delete(start_daemon: DaemonFactory, projec
     (project / "src/blink.txt").unlink()
     (project / "src/m1").unlink()
     assert until_marker(sub, "src/m1") == [
-        ("file.deleted", "src/m1"), ("file.modified", "src/a.py")
-    ]  # fmt: skip
+        ("file.deleted", "src/m1"),
+        ("file.modified", "src/a.py"),
+    ]
     status = watcher(d)
     assert status["created"] == 2 + 3  # a.py, m1 and the three fences
     assert status["modified"] == 3 and status["deleted"] == 1
@@ -106,12 +108,34 @@ def test_ignores_builtin_and_configured(start_daemon: DaemonFactory, project: Pa
     cfg = watch_config([{"path": ".", "ignore": ignore}])
     d = start_watching(start_daemon, cfg)
     sub = Subscriber(d, ["file.*"])
-    reported = ["xtmp", "a.tmpl", "sub/working/b.txt", ".github/workflows/ci.yml",
-                ".gitignore", "sub/top.log", "buildx/o.txt"]  # fmt: skip
-    ignored = ["x.tmp", "deep/y.tmp", "working/a.txt", "working/n/c.txt", "build/o.txt",
-               "sub/build/o.txt", "top.log", ".git/HEAD", ".git/refs/heads/main",
-               "node_modules/pkg/index.js", "src/node_modules/x.js", "__pycache__/m.pyc",
-               "a.py.swp", "a.py~", ".#a.py", "4913", "#a.py#"]  # fmt: skip
+    reported = [
+        "xtmp",
+        "a.tmpl",
+        "sub/working/b.txt",
+        ".github/workflows/ci.yml",
+        ".gitignore",
+        "sub/top.log",
+        "buildx/o.txt",
+    ]
+    ignored = [
+        "x.tmp",
+        "deep/y.tmp",
+        "working/a.txt",
+        "working/n/c.txt",
+        "build/o.txt",
+        "sub/build/o.txt",
+        "top.log",
+        ".git/HEAD",
+        ".git/refs/heads/main",
+        "node_modules/pkg/index.js",
+        "src/node_modules/x.js",
+        "__pycache__/m.pyc",
+        "a.py.swp",
+        "a.py~",
+        ".#a.py",
+        "4913",
+        "#a.py#",
+    ]
     for rel in ignored + reported:
         write(project, rel)
     write(project, "zz-marker")
@@ -124,27 +148,33 @@ def test_ignores_builtin_and_configured(start_daemon: DaemonFactory, project: Pa
     d.call("events.emit", type="noise.made")
     write(project, "zz-marker2")
     assert until_marker(sub, "zz-marker2") == [("file.created", "zz-marker2")]
-    assert not [e for e in d.call("events.list", type="file.*", limit=1000)["events"]
-                if e["data"]["path"].startswith(".aiwg/daemon")]  # fmt: skip
+    assert not [
+        e
+        for e in d.call("events.list", type="file.*", limit=1000)["events"]
+        if e["data"]["path"].startswith(".aiwg/daemon")
+    ]
     sub.close()
 
 
 def test_extensions_and_event_kinds_per_entry(start_daemon: DaemonFactory, project: Path) -> None:
     (project / "src").mkdir()
     (project / "test").mkdir()
-    cfg = watch_config([
-        {"path": "src/", "extensions": [".py", ".test.ts"]},
-        {"path": "test/", "events": ["modify"]},
-    ])  # fmt: skip
+    cfg = watch_config(
+        [
+            {"path": "src/", "extensions": [".py", ".test.ts"]},
+            {"path": "test/", "events": ["modify"]},
+        ]
+    )
     d = start_watching(start_daemon, cfg)
     sub = Subscriber(d, ["file.*"])
     for rel in ("src/a.ts", "src/b.test.ts", "src/c.pyc", "src/d.py", "test/new.txt"):
         write(project, rel)
     write(project, "src/marker.py")
     assert sorted(until_marker(sub, "src/marker.py")) == [
-        ("file.created", "src/b.test.ts"), ("file.created", "src/d.py"),
+        ("file.created", "src/b.test.ts"),
+        ("file.created", "src/d.py"),
         ("file.created", "src/marker.py"),
-    ]  # fmt: skip
+    ]
     write(project, "test/new.txt", "changed")  # test/ reports modifications only
     ev = sub.next()
     assert (ev["type"], ev["data"]) == ("file.modified", {"path": "test/new.txt", "watch": "test/"})
@@ -194,11 +224,11 @@ def test_deleted_and_recreated_directory_is_watched_again(
     os.rename(project / "src", project / "src-old")
     assert until_marker(sub, "src/again.py", fence_in="fences") == [
         ("file.deleted", "src/again.py")
-    ]  # fmt: skip
+    ]
     os.rename(project / "src-old", project / "src")
     assert until_marker(sub, "src/again.py", fence_in="fences") == [
         ("file.created", "src/again.py")
-    ]  # fmt: skip
+    ]
     write(project, "src/after.py")
     assert until_marker(sub, "src/after.py", fence_in="fences") == [
         ("file.created", "src/after.py")

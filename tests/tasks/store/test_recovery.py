@@ -66,8 +66,11 @@ def run_writer_until_killed(root: Path, kill_after: int) -> tuple[dict[str, str]
     """Start the writer, SIGKILL it after `kill_after` acknowledged writes."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.store_writer", str(root), "37"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for_tests(),
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for_tests(),
+    )
     assert proc.stdout is not None
     added: dict[str, str] = {}
     running: set[str] = set()

@@ -59,11 +59,17 @@ def snapshot(root: Path) -> dict[str, Any]:
 # ---- the model ------------------------------------------------------------------------
 def test_transition_table_is_the_only_rule() -> None:
     allowed = {
-        ("queued", "running"), ("queued", "cancelled"),
-        ("running", "completed"), ("running", "failed"), ("running", "timed_out"),
-        ("running", "cancelled"), ("running", "interrupted"), ("running", "queued"),
-        ("interrupted", "queued"), ("interrupted", "failed"),
-    }  # fmt: skip
+        ("queued", "running"),
+        ("queued", "cancelled"),
+        ("running", "completed"),
+        ("running", "failed"),
+        ("running", "timed_out"),
+        ("running", "cancelled"),
+        ("running", "interrupted"),
+        ("running", "queued"),
+        ("interrupted", "queued"),
+        ("interrupted", "failed"),
+    }
     for old, new in itertools.product(TaskState, TaskState):
         if (old, new) in allowed:
             check_transition("t", old, new)
@@ -106,8 +112,15 @@ def test_ids_are_short_sorted_and_unique() -> None:
 
 
 def test_task_round_trips_and_summary_has_no_output() -> None:
-    t = Task(id="x1", prompt="fix it", agent="coder", env={"A": "1"}, metadata={"k": [1]},
-             output_tail="lots of output", state=TaskState.RUNNING)  # fmt: skip
+    t = Task(
+        id="x1",
+        prompt="fix it",
+        agent="coder",
+        env={"A": "1"},
+        metadata={"k": [1]},
+        output_tail="lots of output",
+        state=TaskState.RUNNING,
+    )
     d = t.to_dict()
     assert d["state"] == "running" and json.loads(json.dumps(d)) == d
     assert Task.from_dict({**d, "from_a_newer_version": 1}) == t
