@@ -16,6 +16,7 @@ acknowledged.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import time
@@ -48,15 +49,21 @@ class StoreLog:
     """The journal, its sequence numbers, and rewriting tasks.json from the index."""
 
     def __init__(
-        self, paths: Paths, index: TaskIndex, cfg: TasksSection, on_error: Callable[[str], None]
+        self,
+        paths: Paths,
+        index: TaskIndex,
+        cfg: TasksSection,
+        on_error: Callable[[str, str | None], None],
     ) -> None:
         self.paths = paths
         self.index = index  # every task, in creation order (the store's)
         self.cfg = cfg  # the store keeps it current on reload
-        self.on_error = on_error  # the store's last_error
+        self.on_error = on_error  # (kind, text): the store's errors; None clears one
         self.seq = 0
         self.journal = Journal(paths.tasks_journal)
         self.entries = 0  # lines in the journal file since the last compaction
+        self.refused = 0  # lines the disk refused (and their changes undone)
+        self.compaction_failed = False
         self.compacting: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
         self.writing: asyncio.Future[int] | None = None  # the snapshot thread's result
@@ -77,27 +84,56 @@ class StoreLog:
         """The next numbered line for `entry`; build it before changing anything in memory."""
         return _line({"seq": self.seq + 1, **entry})
 
-    async def commit(self, line: bytes) -> None:
-        """Append `line` (from `line()`); returns once it is on disk, else Unavailable."""
+    def send(self, line: bytes) -> asyncio.Future[None]:
+        """Number and queue `line` (from `line()`) now, so journal order is call order.
+
+        The future resolves once the line is on disk, or fails with JournalError having
+        left nothing there (the journal cuts a failed batch back to its last whole
+        line): the caller then undoes its change in memory. A refused line's sequence
+        number is not reused; replay never needs them contiguous.
+        """
         self.seq += 1
         fut = self.journal.append(line)
         self.entries += 1
+        fut.add_done_callback(self._written)
         if self.entries >= self.cfg.compact_every or self.journal.size >= JOURNAL_MAX_BYTES:
             self.schedule_compaction()
+        return fut
+
+    def _written(self, fut: asyncio.Future[None]) -> None:
+        # A callback, not code after an await: it runs even if the caller was cancelled.
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None:
+            self.on_error("journal", None)  # the disk takes writes again
+            if self.compaction_failed:
+                self.schedule_compaction()  # and tasks.json can catch up now
+            return
+        self.entries -= 1
+        self.refused += 1
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.on_error("journal", f"journal write failed: {self.journal.path}: {reason}")
+
+    async def confirm(self, fut: asyncio.Future[None]) -> None:
+        """Wait for a line from `send()`; Unavailable if it was refused."""
         try:
             # Shielded: a cancelled caller must not cancel the write's bookkeeping.
             await asyncio.shield(fut)
         except JournalError as exc:
-            self.on_error(str(exc))
-            raise errors.Unavailable(f"the task store cannot write to disk: {exc}") from None
+            raise errors.Unavailable(
+                f"the task store cannot write to disk: {self.journal.path}: "
+                f"{exc.strerror or exc}; nothing was changed (free some space and retry)",
+                {"file": str(self.journal.path), "errno": exc.errno},
+            ) from None
+
+    async def commit(self, line: bytes) -> None:
+        """send() and confirm(): returns once `line` is on disk, else Unavailable."""
+        await self.confirm(self.send(line))
 
     # ---- compaction ------------------------------------------------------------------
     async def compact(self) -> None:
         """Rewrite tasks.json from memory and drop the journal lines it now holds."""
         async with self._compact_lock:
             t0 = time.monotonic()
-            # Copy-on-write tasks: this list is exactly the state at `seq`.
-            seq, tasks, entries = self.seq, list(self.index.tasks.values()), self.entries
             if self.writing is not None:
                 # A rewrite whose caller was cancelled may still be running: two at once
                 # could rename an older snapshot over a newer one.
@@ -105,7 +141,18 @@ class StoreLog:
                 if not self.writing.cancelled():
                     self.writing.exception()  # retrieved: it was logged when it failed
                 self.writing = None
+            # Copy-on-write tasks: this list is exactly the state at `seq`, and the mark
+            # is queued in the same step, so the journal before `offset` holds exactly
+            # the changes up to `seq`.
+            seq, tasks, entries = self.seq, list(self.index.tasks.values()), self.entries
+            refused = self.refused
             offset = await self.journal.mark()
+            if self.refused != refused:
+                # Memory held a change the disk then refused (undone since): this list
+                # must not become tasks.json. Everything stays in the journal.
+                raise JournalError(
+                    errno.EAGAIN, "a change was refused meanwhile; compaction will retry"
+                )
             records = (t.to_dict() for t in tasks)
             self.writing = snapshot_in_thread(self.paths.tasks_file, seq, records)
             count = await asyncio.shield(self.writing)
@@ -129,8 +176,12 @@ class StoreLog:
         try:
             await self.compact()
         except Exception as exc:
-            self.on_error(f"compaction failed: {exc}")
+            self.compaction_failed = True
+            self.on_error("compaction", f"compaction failed: {exc}")
             log.exception("task store compaction failed")
+        else:
+            self.compaction_failed = False
+            self.on_error("compaction", None)
 
     async def final_compaction(self, fast: bool) -> None:
         """At stop: end a background rewrite, then bring tasks.json up to date."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -153,7 +154,7 @@ def read_journal(path: Path) -> JournalRead:
 
 
 class JournalError(OSError):
-    """The journal could not be written (disk full, I/O error)."""
+    """The journal could not be written (disk full, I/O error); `strerror` says why."""
 
 
 class Journal:
@@ -167,9 +168,10 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fh: Any = None
+        self._torn = False  # a failed batch may have left bytes beyond `size`
         self.fsyncs = 0
         self.lines = 0
-        self.size = 0
+        self.size = 0  # bytes of whole, durable lines: where the next batch starts
 
     # ---- loop side -------------------------------------------------------------------
     def open(self, truncate_to: int | None = None) -> None:
@@ -262,23 +264,40 @@ class Journal:
     def _write(self, lines: list[bytes], waiting: list[asyncio.Future[Any]]) -> None:
         data = b"".join(lines)
         try:
-            self._fh.write(data)
+            self._cut_torn_tail()
+            write_all(self._fh.fileno(), data)
             os.fsync(self._fh.fileno())
         except OSError as exc:
+            # Not one line of the batch is acknowledged: cut the file back to where it
+            # was, so no half line (or a whole line nobody was told of) stays behind.
             log.error("journal write failed", extra={"error": str(exc), "lines": len(lines)})
-            self._recover_size()
-            self._resolve(waiting, exc=JournalError(exc.errno, f"journal write: {exc}"))
+            self._torn = True
+            self._cut_torn_tail(quiet=True)
+            self._resolve(waiting, exc=JournalError(exc.errno, exc.strerror or str(exc)))
             return
         self.fsyncs += 1
         self.lines += len(lines)
         self.size += len(data)
         self._resolve(waiting)
 
-    def _recover_size(self) -> None:
-        # A half-written batch would corrupt the lines after it: cut back to the last
-        # durable length so the next append starts on a line boundary.
-        with contextlib.suppress(OSError):
+    def _cut_torn_tail(self, quiet: bool = False) -> None:
+        """After a failed batch, the file ends at the last whole, acknowledged line.
+
+        Truncating never needs space, so this only fails on a dying device; then the
+        next batch tries again first and is refused until it works, since a line
+        appended after a torn one would be unreadable.
+        """
+        if not self._torn:
+            return
+        try:
             os.ftruncate(self._fh.fileno(), self.size)
+            os.fsync(self._fh.fileno())
+        except OSError:
+            if not quiet:
+                raise
+            log.error("cannot cut the journal back to its last whole line; retried first")
+            return
+        self._torn = False
 
     def _control(self, kind: str, arg: Any, fut: asyncio.Future[Any]) -> None:
         try:
@@ -289,19 +308,23 @@ class Journal:
                 self._resolve([fut])
         except OSError as exc:
             log.error("journal compaction failed", extra={"error": str(exc)})
-            self._resolve([fut], exc=JournalError(exc.errno, f"journal compaction: {exc}"))
+            self._resolve([fut], exc=JournalError(exc.errno, exc.strerror or str(exc)))
 
     def _swap(self, offset: int) -> None:
+        self._cut_torn_tail()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open(self.path, "rb") as src:
             src.seek(offset)
-            rest = src.read()
+            rest = src.read(self.size - offset)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(rest)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, rest)
             os.fsync(fd)
+        except BaseException:
+            # A full disk: the journal stays as it was, the partial copy goes.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
@@ -310,3 +333,14 @@ class Journal:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
         self._fh = os.fdopen(fd, "ab", buffering=0)
         self.size = len(rest)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte or raise: a write may take only part (a full disk, a file size
+    limit), and the next one says why."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # never for a regular file, but never loop on it either
+            raise OSError(errno.EIO, "the write took no bytes")
+        view = view[written:]

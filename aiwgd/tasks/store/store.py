@@ -48,6 +48,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,13 @@ class TaskStore(Subsystem):
         self._open = False
         self.recovery: dict[str, Any] = {}
         self.pruned = 0
-        self.last_error: str | None = None
+        # Outstanding write errors by kind (journal, compaction, ids), newest last; a
+        # kind is cleared by its next success, so status tells when the disk recovered.
+        self._errors: dict[str, str] = {}
+        # The write on its way to disk for a task: the next change of that task waits
+        # for it, so a change is always built on durable state and undoing a refused
+        # one can never undo another.
+        self._inflight: dict[str, asyncio.Future[None]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,15 +147,27 @@ class TaskStore(Subsystem):
             "pruned": self.pruned,
             "recovery": self.recovery,
             "last_error": self.last_error,
+            "errors": dict(self._errors),
         }
+
+    @property
+    def last_error(self) -> str | None:
+        """The newest write error not yet cleared by a later success."""
+        return next(reversed(self._errors.values()), None)
 
     # ---- reads -----------------------------------------------------------------------
     def new_id(self) -> str:
         try:
-            return self._ids.new(self._index)
+            task_id = self._ids.new(self._index)
         except OSError as exc:
-            self.last_error = f"cannot write {self.paths.tasks_ids}: {exc}"
-            raise errors.Unavailable(f"the task store cannot write to disk: {exc}") from None
+            why = f"{self.paths.tasks_ids}: {exc.strerror or exc}"
+            self._error("ids", f"cannot write {why}")
+            raise errors.Unavailable(
+                f"the task store cannot write to disk: {why}; nothing was changed "
+                "(free some space and retry)"
+            ) from None
+        self._error("ids", None)
+        return task_id
 
     def get(self, task_id: str) -> Task | None:
         return self._index.get(task_id)
@@ -204,18 +223,24 @@ class TaskStore(Subsystem):
         line = self.storelog.line({"op": "add", "task": task.to_dict()})
         self._ids.observe(task.id)
         self._index.put(task)
-        try:
-            await self.storelog.commit(line)
-        except errors.Unavailable:
+
+        def undo() -> None:
             # Not acknowledged, so not stored: nothing half-way.
             if self._index.get(task.id) is task:
                 self._index.drop(task.id)
-            raise
+
+        await self._commit(task.id, line, undo)
         self._publish(task, None)
         return task
 
     async def update(self, task_id: str, **fields: Any) -> Task:
-        """Change fields (and maybe the state, per the table); returns the new Task."""
+        """Change fields (and maybe the state, per the table); returns the new Task.
+
+        If the disk refuses the change (Unavailable), the task is left as it was."""
+        while task_id in self._inflight:
+            # Only when a change of this task is still on its way to disk (rare): with
+            # nothing in flight there is no await here, so journal order is call order.
+            await asyncio.wait([self._inflight[task_id]])
         old = self._index.get(task_id)
         if old is None:
             raise errors.NotFound(f"no task {task_id}", {"id": task_id})
@@ -254,9 +279,14 @@ class TaskStore(Subsystem):
         changes = {k: (str(v) if k == "state" else v) for k, v in fields.items()}
         line = self.storelog.line({"op": "set", "id": task_id, "fields": changes})
         self._index.put(new)
+
+        def undo() -> None:
+            if self._index.get(task_id) is new:
+                self._index.put(old)
+
+        await self._commit(task_id, line, undo)
         if new.state in TERMINAL:
             self._maybe_prune()
-        await self.storelog.commit(line)
         if new.state != old.state:
             self._publish(new, old.state)
         return new
@@ -292,9 +322,12 @@ class TaskStore(Subsystem):
             return 0
         ids = [t.id for t in doomed]
         logs = [self.log_file(t) for t in doomed]
+        line = self.storelog.line({"op": "del", "ids": ids})
         for task_id in ids:
             self._index.drop(task_id)
-        await self.storelog.commit(self.storelog.line({"op": "del", "ids": ids}))
+        fut = self.storelog.send(line)
+        fut.add_done_callback(lambda f: self._restore(doomed) if _refused(f) else None)
+        await self.storelog.confirm(fut)  # refused: the tasks are back, their logs kept
         await asyncio.to_thread(_unlink_all, logs)
         self.pruned += len(ids)
         log.info("pruned finished tasks", extra={"count": len(ids)})
@@ -305,8 +338,36 @@ class TaskStore(Subsystem):
         await self.storelog.compact()
 
     # ---- internals -------------------------------------------------------------------
-    def _error(self, text: str) -> None:
-        self.last_error = text
+    async def _commit(self, task_id: str, line: bytes, undo: Callable[[], None]) -> None:
+        """Make `line` (a change of `task_id`, already applied in memory) durable; if
+        the disk refuses it, `undo` the change and raise Unavailable."""
+        fut = self.storelog.send(line)
+        self._inflight[task_id] = fut
+
+        def settled(f: asyncio.Future[None]) -> None:
+            # A callback, not code after the await: a cancelled caller's change is
+            # still undone if refused, before anyone waiting on this task goes on.
+            if self._inflight.get(task_id) is f:
+                del self._inflight[task_id]
+            if _refused(f):
+                undo()
+
+        fut.add_done_callback(settled)
+        await self.storelog.confirm(fut)
+
+    def _restore(self, tasks: Iterable[Task]) -> None:
+        """Put back tasks whose removal the disk refused, in creation order."""
+        for task in tasks:
+            if task.id not in self._index:
+                self._index.put(task)
+        ordered = sorted(self._index.tasks.values(), key=lambda t: t.created_at)
+        self._index.tasks = {t.id: t for t in ordered}
+
+    def _error(self, kind: str, text: str | None) -> None:
+        """Record (text) or clear (None) the outstanding error of one kind of write."""
+        self._errors.pop(kind, None)
+        if text is not None:
+            self._errors[kind] = text
 
     def _publish(self, task: Task, previous: TaskState | None) -> None:
         if self.router is None:
@@ -339,6 +400,11 @@ class TaskStore(Subsystem):
                 await self.prune()
             except Exception:
                 log.exception("pruning failed")
+
+
+def _refused(fut: asyncio.Future[None]) -> bool:
+    """Whether a journal write failed (the exception is retrieved here, not lost)."""
+    return fut.cancelled() or fut.exception() is not None
 
 
 def _unlink_all(paths: list[Path]) -> None:
