@@ -54,7 +54,7 @@ def status(root: str | None, as_json: bool) -> int:
     from aiwgd.cli import daemonctl, render
     from aiwgd.config.paths import Paths, resolve_root
 
-    code, info = daemonctl.status(Paths(resolve_root(root)))
+    code, info = daemonctl.status(Paths(resolve_root(root, check=True)))
     _emit(info, as_json, render.status(info))
     return code
 
@@ -65,7 +65,7 @@ def ping(root: str | None, as_json: bool) -> int:
     from aiwgd.config.paths import Paths, resolve_root
 
     t0 = time.perf_counter()
-    with Client(Paths(resolve_root(root)).root, timeout=30.0) as c:
+    with Client(Paths(resolve_root(root, check=True)).root, timeout=30.0) as c:
         result = c.call("ping")
     ms = (time.perf_counter() - t0) * 1000
     _emit({"result": result, "ms": round(ms, 3)}, as_json, f"{result} ({ms:.1f} ms)")
@@ -76,6 +76,7 @@ def _guarded(fn: Callable[[], int]) -> int:
     """The error-to-exit-code mapping of cli.main.main, for these two commands."""
     from aiwgd.cli.daemonctl import CtlError
     from aiwgd.client import ClientError, DaemonNotRunning, RpcError
+    from aiwgd.config.paths import RootError
 
     try:
         return fn()
@@ -85,7 +86,7 @@ def _guarded(fn: Callable[[], int]) -> int:
     except RpcError as exc:
         print(f"aiwg: error {exc.code}: {exc.describe()}", file=sys.stderr)
         return EXIT_ERROR
-    except (CtlError, ClientError, TimeoutError, OSError) as exc:
+    except (CtlError, ClientError, RootError, TimeoutError, OSError) as exc:
         print(f"aiwg: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

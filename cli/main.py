@@ -26,6 +26,7 @@ from aiwgd.cli.options import (
     want_json,
 )
 from aiwgd.client import ClientError, DaemonNotRunning, RpcError
+from aiwgd.config.paths import RootError
 
 app = typer.Typer(
     add_completion=False,
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     except RpcError as exc:
         typer.echo(f"aiwg: error {exc.code}: {exc.describe()}", err=True)
         return EXIT_ERROR
-    except (CtlError, ClientError, TimeoutError, OSError) as exc:
+    except (CtlError, ClientError, RootError, TimeoutError, OSError) as exc:
         typer.echo(f"aiwg: {exc}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # click's usage errors and anything unforeseen

@@ -45,8 +45,11 @@ class Opts:
 
 
 def paths_for(root: str | None) -> Paths:
-    """The project's paths: this command's --root, else the global one, else the default."""
-    return Paths(resolve_root(root or Opts.root))
+    """The project's paths: this command's --root, else the global one, else the default.
+
+    A root named by --root or $AIWG_ROOT must be a directory (RootError otherwise).
+    """
+    return Paths(resolve_root(root or Opts.root, check=True))
 
 
 def want_json(flag: bool) -> bool:

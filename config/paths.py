@@ -7,12 +7,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT_ENV = "AIWG_ROOT"
+MARKER = ".aiwg"  # the directory that makes a directory a project, as .git/ does
 
 
-def resolve_root(option: str | os.PathLike[str] | None = None) -> Path:
-    """Project root: the --root option, else $AIWG_ROOT, else the current directory."""
-    raw = option or os.environ.get(ROOT_ENV) or os.getcwd()
-    return Path(raw).expanduser().resolve()
+class RootError(ValueError):
+    """A root named by --root or $AIWG_ROOT that is not an existing directory."""
+
+
+def find_project(start: Path) -> Path | None:
+    """The nearest of `start` and its parents that holds `.aiwg/` (as git finds `.git`)."""
+    for directory in (start, *start.parents):
+        if (directory / MARKER).is_dir():
+            return directory
+    return None
+
+
+def resolve_root(option: str | os.PathLike[str] | None = None, *, check: bool = False) -> Path:
+    """Project root: the --root option, else $AIWG_ROOT, else the nearest directory from
+    the cwd up that holds `.aiwg/`, else the cwd (where `start` and `config init` create one).
+
+    With `check`, a root the option or the environment names must be an existing
+    directory (RootError): a typo must not become a new project that nobody uses.
+    """
+    if option:
+        raw, name = os.fspath(option), "--root "
+    elif os.environ.get(ROOT_ENV):
+        raw, name = os.environ[ROOT_ENV], f"{ROOT_ENV}="
+    else:
+        cwd = Path.cwd().resolve()
+        return find_project(cwd) or cwd
+    root = Path(raw).expanduser().resolve()
+    if check and not root.is_dir():
+        why = "not a directory" if root.exists() else "no such directory"
+        raise RootError(f"{name}{raw}: {why}")
+    return root
 
 
 @dataclass(frozen=True)
