@@ -14,6 +14,7 @@ config load time lives in config/templates.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -69,8 +70,33 @@ def render(text: str, event: dict[str, Any]) -> str:
 
 
 def render_argv(argv: list[str], event: dict[str, Any]) -> list[str]:
-    """Each argument rendered on its own: a value never spills into another argument."""
-    return [render(arg, event) for arg in argv]
+    """Each argument rendered on its own: a value never spills into another argument.
+
+    A value never becomes an option either: an argument whose leading `-` came from the
+    event (`"{{data.path}}"` for a file named `--version`) is a TemplateError, unless an
+    earlier argument is a literal `--`, after which programs read arguments as operands.
+    A dash the rule's author wrote (`"--file={{data.path}}"`, `"-{{x}}"`) is theirs.
+    """
+    out: list[str] = []
+    operands = False
+    for i, arg in enumerate(argv):
+        text = render(arg, event)
+        if text.startswith("-") and not arg.startswith("-") and not operands:
+            raise TemplateError(_option_error(i, arg, text, out[0] if out else text))
+        operands = operands or arg == "--"
+        out.append(text)
+    return out
+
+
+def _option_error(index: int, arg: str, text: str, program: str) -> str:
+    name = os.path.basename(program) or program
+    example = json.dumps([name, "--", arg])
+    return (
+        f"command[{index}]: {json.dumps(arg)} gives {json.dumps(text)}, which {name} (or "
+        "a program it hands it to) may take for an option, so the action does not run; "
+        f'put "--" before it ({example}) if {name} reads what follows as operands, or '
+        'prefix the value ("./{{data.path}}" for a relative path)'
+    )
 
 
 def render_data(value: Any, event: dict[str, Any]) -> Any:
