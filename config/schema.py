@@ -22,6 +22,15 @@ from typing import Any, Literal, Union
 # expression"). It runs after the type check, so it sees a value of the right type.
 Check = Callable[[Any], str | None]
 
+# Every number and string is bounded, even where a field names no range of its own.
+# Integers past what every JSON peer holds exactly (2^53 - 1) reached float(), islice()
+# and seek() unchecked and crashed there (a 400-digit timeout_s, an offset of 2^63); a
+# float must be finite (a config file may say NaN, which passes every < and >).
+MAX_SAFE_INT = 2**53 - 1
+# The longest string Linux takes as one argv element or env value (MAX_ARG_STRLEN, with
+# its NUL): no field needs more, and every check then sees a string of bounded size.
+MAX_STR = 131_072
+
 
 @dataclass(frozen=True)
 class Issue:
@@ -113,15 +122,24 @@ class _Parser:
     def fail(self, path: str, message: str) -> None:
         self.issues.append(Issue(path, message))
 
-    def value(self, tp: Any, data: Any, path: str) -> Any:
+    def value(self, tp: Any, data: Any, path: str, meta: Any = None) -> Any:
+        """`data` as a `tp`; `meta` holds the field's own rules (None: an item)."""
         if tp is Any:
+            return data
+        if tp is str:
+            if not isinstance(data, str):
+                return self._wrong(tp, data, path)
+            # A field's own max_len replaces the default; its check runs first (it says
+            # more, e.g. a prompt's limit in bytes) and rules() applies the default after.
+            if len(data) > MAX_STR and not (meta and (meta.get("max_len") or meta.get("check"))):
+                return self._too_long(data, path)
             return data
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
         if dataclasses.is_dataclass(tp):
             return self.obj(tp, data, path)
         if origin in (Union, types.UnionType):
-            return self.union(tp, args, data, path)
+            return self.union(tp, args, data, path, meta)
         if origin is Literal:
             if data in args and type(data) is type(args[args.index(data)]):
                 return data
@@ -136,13 +154,19 @@ class _Parser:
             if not isinstance(data, dict):
                 self.fail(path, f"{show(data)} is not an object")
                 return None
+            for key in data:
+                if len(key) > MAX_STR:
+                    self.fail(path, f"key {show(key)} is too long (at most {MAX_STR} characters)")
+                    return None
             return {k: self.value(args[1], v, join(path, k)) for k, v in data.items()}
-        if tp is float:
-            ok = isinstance(data, (int, float)) and not isinstance(data, bool)
-            return float(data) if ok else self._wrong(tp, data, path)
-        if tp is int:
-            ok = isinstance(data, int) and not isinstance(data, bool)
-            return data if ok else self._wrong(tp, data, path)
+        if tp is float or tp is int:
+            accepted = (int, float) if tp is float else int
+            if isinstance(data, bool) or not isinstance(data, accepted):
+                return self._wrong(tp, data, path)
+            # Compared before any conversion: float(10**400) raises, and NaN fails both.
+            if -MAX_SAFE_INT <= data <= MAX_SAFE_INT:
+                return float(data) if tp is float else data
+            return self._out_of_range(data, path, meta)
         if isinstance(data, tp):
             return data
         return self._wrong(tp, data, path)
@@ -151,7 +175,25 @@ class _Parser:
         self.fail(path, f"{show(data)} is not {_describe(tp)}")
         return None
 
-    def union(self, tp: Any, args: tuple[Any, ...], data: Any, path: str) -> Any:
+    def _too_long(self, data: str, path: str) -> None:
+        self.fail(path, f"{show(data)} is too long ({len(data)} characters, at most {MAX_STR})")
+        return None
+
+    def _out_of_range(self, data: Any, path: str, meta: Any) -> None:
+        m = meta or {}
+        if m.get("gt") is not None:
+            low = f"> {m['gt']}"
+        elif m.get("ge") is not None:
+            low = f">= {m['ge']}"
+        else:
+            low = f">= {-MAX_SAFE_INT}"
+        high = m["le"] if m.get("le") is not None else MAX_SAFE_INT
+        self.fail(
+            path, f"{show(data)} is out of range (must be a finite number {low} and <= {high})"
+        )
+        return None
+
+    def union(self, tp: Any, args: tuple[Any, ...], data: Any, path: str, meta: Any = None) -> Any:
         if data is None and type(None) in args:
             return None
         # Pick the member matching the JSON type, so errors come from the right branch.
@@ -159,7 +201,7 @@ class _Parser:
             if arg is type(None):
                 continue
             if self._matches(arg, data):
-                return self.value(arg, data, path)
+                return self.value(arg, data, path, meta)
         self.fail(path, f"{show(data)} is not {_describe(tp)}")
         return None
 
@@ -196,7 +238,7 @@ class _Parser:
                     self.fail(sub, "is required")
                 continue
             before = len(self.issues)
-            val = self.value(hints[name], data[name], sub)
+            val = self.value(hints[name], data[name], sub, f.metadata)
             if len(self.issues) == before:
                 self.rules(f, val, sub)
             kwargs[name] = val
@@ -236,6 +278,8 @@ class _Parser:
             reason = m["check"](val)
             if reason:
                 self.fail(path, f"{show(val)} {reason}")
+            elif isinstance(val, str) and m.get("max_len") is None and len(val) > MAX_STR:
+                self._too_long(val, path)
 
 
 def _unknown(key: str, known: list[str]) -> str:
@@ -288,9 +332,11 @@ def json_schema(tp: Any) -> dict[str, Any]:
         for f in dataclasses.fields(tp):
             sch = json_schema(hints[f.name])
             m = f.metadata
-            for key, name in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum")):
+            for key, name in _RULE_KEYWORDS:
                 if m.get(key) is not None:
                     sch[name] = m[key]
+            if m.get("min_len") is not None or m.get("max_len") is not None:
+                _lengths(sch, m.get("min_len"), m.get("max_len"))
             if m.get("choices"):
                 sch["enum"] = list(m["choices"])
             if m.get("doc"):
@@ -313,7 +359,30 @@ def json_schema(tp: Any) -> dict[str, Any]:
         return {"type": "array", "items": json_schema(args[0])}
     if origin is dict:
         return {"type": "object", "additionalProperties": json_schema(args[1])}
-    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    if tp is int or tp is float:
+        # The bounds every number gets (see MAX_SAFE_INT); a field's own rules add to them.
+        kind = "integer" if tp is int else "number"
+        return {"type": kind, "minimum": -MAX_SAFE_INT, "maximum": MAX_SAFE_INT}
+    if tp is str:
+        return {"type": "string", "maxLength": MAX_STR}
+    if tp is bool:
+        return {"type": "boolean"}
     if tp is type(None):
         return {"type": "null"}
-    return {"type": names.get(tp, "object")}
+    return {"type": "object"}
+
+
+_RULE_KEYWORDS = (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"))
+
+
+def _lengths(sch: dict[str, Any], low: int | None, high: int | None) -> None:
+    """min_len/max_len as JSON Schema says them: for the string or list a field holds."""
+    for branch in sch.get("anyOf", [sch]):
+        kind = branch.get("type")
+        if kind not in ("string", "array"):
+            continue
+        words = ("minLength", "maxLength") if kind == "string" else ("minItems", "maxItems")
+        if low is not None:
+            branch[words[0]] = low
+        if high is not None:
+            branch[words[1]] = high

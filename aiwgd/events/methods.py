@@ -24,15 +24,22 @@ if TYPE_CHECKING:
 TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$")
 GLOB_RE = re.compile(r"^[a-z0-9_.*?\[\]!-]+$")
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 64
+# Types and globs are short words; a glob is compiled and cached (fnmatch keeps 32,768
+# patterns), so a long one would cost memory long after the call.
+MAX_TYPE_LEN = 200
 
 
 def event_type(value: str) -> str | None:
+    if len(value) > MAX_TYPE_LEN:
+        return f"is too long ({len(value)} characters, at most {MAX_TYPE_LEN})"
     if TYPE_RE.match(value):
         return None
     return 'is not an event type (dotted lowercase words, e.g. "ci.finished")'
 
 
 def type_glob(value: str) -> str | None:
+    if len(value) > MAX_TYPE_LEN:
+        return f"is too long ({len(value)} characters, at most {MAX_TYPE_LEN})"
     if GLOB_RE.match(value):
         return None
     return 'is not an event type pattern (lowercase, dots and glob characters, e.g. "task.*")'
