@@ -21,6 +21,7 @@ from aiwgd.infra import daemonlog
 from aiwgd.infra.durable import ensure_private_dir, write_json_atomic
 from aiwgd.infra.pidlock import PidLock
 from aiwgd.lifecycle import Lifecycle, Subsystem
+from aiwgd.procs import reaper
 from aiwgd.subsystems import Subsystems, build
 
 log = logging.getLogger("aiwgd.daemon")
@@ -101,6 +102,7 @@ class Daemon:
             self.log_to_stderr,
         )
         log.info("starting", extra={"pid": self.pid, "root": str(self.paths.root)})
+        self._adopt_orphans()
         self._build()
         started: list[Subsystem] = []
         try:
@@ -120,6 +122,13 @@ class Daemon:
         self._publish("daemon.started", {"pid": self.pid})
         sd_notify(f"READY=1\nMAINPID={self.pid}")
         log.info("ready", extra={"socket": str(self.paths.socket)})
+
+    def _adopt_orphans(self) -> None:
+        """Become a child subreaper before any child starts: what a task double-forks
+        is re-parented to us (found by its mark, stopped with the task), and reaped
+        here once it exits (aiwgd.procs.reaper)."""
+        if reaper.become_subreaper():
+            asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, reaper.reap)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

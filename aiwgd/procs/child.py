@@ -11,11 +11,18 @@ A child runs in a new session (so it leads its own process group), with stdin fr
 /dev/null and stdout+stderr on one pipe that is drained as output arrives into a log
 file with a size cap and a bounded, safely decoded in-memory tail.
 
-"Really gone" means the leader is reaped, no member of its process group is left and
-no descendant seen in a snapshot is alive (zombies count as gone: whoever adopted them
-reaps them). A descendant that called setsid()/setpgid() itself is outside the group;
-it is found through psutil snapshots of the tree, taken while the child runs and right
-before every signal, and recorded by (pid, create time) so a reused PID is never hit.
+"Really gone" means the leader is reaped, no member of its process group is left, no
+descendant seen in a snapshot is alive and no process carrying the child's mark is
+left (zombies count as gone: whoever adopted them reaps them). A descendant that
+called setsid()/setpgid() itself is outside the group; it is found through psutil
+snapshots of the tree, taken while the child runs and right before every signal, and
+recorded by (pid, create time) so a reused PID is never hit. One that double-forked
+(`(setsid sleep 300 &)`) is in no snapshot: its parent exits at once. The daemon is a
+child subreaper (aiwgd.procs.reaper), so the kernel hands such an orphan to it, and
+the mark (`mark={"AIWG_TASK_ID": id, ...}`, put in the child's environment and
+inherited by everything it starts) finds it there (aiwgd.procs.marks). Everything
+outside the group goes down the same ladder as the group, and what escaped is noted
+in the child's log (`escape_note()`).
 """
 
 from __future__ import annotations
@@ -28,14 +35,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiwgd.procs import marks, reaper
 from aiwgd.procs.output import DEFAULT_LOG_CAP, DEFAULT_TAIL_BYTES, OutputSink
 from aiwgd.procs.tree import GONE_POLL_S, alive, create_time, group_members, tree_snapshot
 
-__all__ = ["Child", "Exit"]
+__all__ = ["Child", "Escapee", "Exit"]
 
 log = logging.getLogger("aiwgd.procs")
 
@@ -62,6 +70,19 @@ class Exit:
         if rc is None:
             return cls(None, None)
         return cls(None, -rc) if rc < 0 else cls(rc, None)
+
+
+@dataclass
+class Escapee:
+    """A process that left the child's process group, and the last signal it was sent."""
+
+    pid: int
+    create_time: float | None
+    name: str
+    signal: str = ""
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.name}): {self.signal}"
 
 
 class _Io:
@@ -121,11 +142,13 @@ class _Io:
         self.loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = None
-        self.proc.poll()  # reaps it: the pidfd is readable only once it has exited
+        if self.proc.poll() is not None:  # reaps it: the pidfd is readable once it exited
+            reaper.disown(self.proc.pid)
         self._exited()
 
     def _wait_in_thread(self) -> None:
         self.proc.wait()
+        reaper.disown(self.proc.pid)
         with contextlib.suppress(RuntimeError):  # loop closed during a crash exit
             self.loop.call_soon_threadsafe(self._exited)
 
@@ -137,7 +160,13 @@ class _Io:
 class Child:
     """One spawned program and everything it started."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], io: _Io, argv: list[str]) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        io: _Io,
+        argv: list[str],
+        mark: Mapping[str, str] | None = None,
+    ) -> None:
         self.proc = proc
         self.io = io
         self.sink = io.sink
@@ -146,6 +175,8 @@ class Child:
         self.pgid: int = self.pid  # start_new_session: the child leads its own group
         self.create_time = create_time(self.pid)
         self.known: dict[int, float] = {}  # descendants seen in snapshots
+        self.mark = dict(mark or {})
+        self.escapes: dict[int, Escapee] = {}  # outside the group when signalled
         # A timer, not a task, until the first snapshot is due: most tasks are gone first.
         self._watch: asyncio.Task[None] | None = None
         self._watch_timer = io.loop.call_later(FIRST_SNAPSHOT_S, self._start_watch)
@@ -163,8 +194,16 @@ class Child:
         tail_bytes: int = DEFAULT_TAIL_BYTES,
         header: str | None = None,
         on_data: Callable[[], None] | None = None,
+        mark: Mapping[str, str] | None = None,
     ) -> Child:
-        """Start `argv` (never through a shell). Raises OSError if it cannot start."""
+        """Start `argv` (never through a shell). Raises OSError if it cannot start.
+
+        `mark`: environment variables that name the owner (the first one is the key
+        searched for, the others must match too); whatever the child starts inherits
+        them, so an escaped descendant is still found and stopped with the child.
+        """
+        if mark:
+            env = {**env, **mark}
         sink = OutputSink(log_path, log_cap, tail_bytes, on_data)
         if header:
             sink.write_note(header)
@@ -187,7 +226,9 @@ class Child:
             raise
         finally:
             os.close(write_fd)
-        return cls(proc, _Io(proc, read_fd, sink), argv)
+        # Before any await: the reaper (run from this loop) must never wait for it.
+        reaper.own(proc.pid)
+        return cls(proc, _Io(proc, read_fd, sink), argv, mark)
 
     # -- watching ----------------------------------------------------------------------
     def _start_watch(self) -> None:
@@ -204,25 +245,52 @@ class Child:
         if self.returncode is None:
             self.known.update(await asyncio.to_thread(tree_snapshot, self.pid))
 
-    def _leftovers(self) -> tuple[list[int], list[int]]:
-        """(live group members, live known descendants outside the group)."""
+    def _leftovers(self, skip: Collection[int]) -> tuple[list[int], dict[int, float | None]]:
+        """(live group members, {pid: create time} of live processes outside the group:
+        known descendants and processes carrying the mark). Blocking: use a thread."""
         members = group_members(self.pgid)
-        escaped = [p for p, ct in self.known.items() if p not in members and alive(p, ct)]
+        escaped: dict[int, float | None] = {
+            p: ct for p, ct in self.known.items() if p not in members and alive(p, ct)
+        }
+        if self.mark:
+            (name, value), *rest = self.mark.items()
+            # A subreaper holds every orphan of its children: only its own descendants
+            # need a look (leaving out other children's trees). Otherwise, all of them.
+            under = os.getpid() if reaper.active() else None
+            found = marks.find_marked(name, value, where=dict(rest), under=under, skip=skip)
+            for p in found:
+                if p.pid not in members and p.pid != self.pid:
+                    escaped.setdefault(p.pid, p.create_time)
         return members, escaped
+
+    def _strays_possible(self) -> bool:
+        """Could a marked process be left outside the group and the snapshots? Cheap:
+        with the subreaper, only if the daemon has children that are not its own
+        spawned ones (adopted orphans)."""
+        if not self.mark:
+            return False
+        if not reaper.active():
+            return True
+        ours = reaper.spawned_pids()
+        return any(pid not in ours for pid in marks.children_of(os.getpid()))
+
+    async def _scan(self) -> tuple[list[int], dict[int, float | None]]:
+        skip = reaper.spawned_pids() - {self.pid}  # other children's trees are theirs
+        return await asyncio.to_thread(self._leftovers, skip)
 
     async def gone(self) -> bool:
         if self.returncode is None:
             return False
-        if not self.known:
-            # The common case, without a thread hop: no descendant was ever seen and
-            # the group is empty (one syscall).
+        if not self.known and not self._strays_possible():
+            # The common case, without a thread hop: no descendant was ever seen, no
+            # orphan was adopted and the group is empty (one syscall).
             try:
                 os.killpg(self.pgid, 0)
             except ProcessLookupError:
                 return True
             except PermissionError:
                 pass
-        members, escaped = await asyncio.to_thread(self._leftovers)
+        members, escaped = await self._scan()
         return not members and not escaped
 
     # -- waiting -----------------------------------------------------------------------
@@ -243,8 +311,13 @@ class Child:
         await self.snapshot()
         if await self.gone():
             return
-        log.info("stopping child", extra={"pid": self.pid, "signal": "SIGTERM", "grace": grace})
+        _, escaped = await self._scan()
+        log.info(
+            "stopping child",
+            extra={"pid": self.pid, "signal": "SIGTERM", "grace": grace, "escaped": [*escaped]},
+        )
         self._signal_group(signal.SIGTERM)
+        self._signal_escaped(escaped, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if skip_grace is not None and skip_grace.is_set():
@@ -257,15 +330,14 @@ class Child:
     async def kill(self) -> None:
         """SIGKILL the group and every known descendant; wait until all are gone."""
         await self.snapshot()
-        members, escaped = await asyncio.to_thread(self._leftovers)
+        members, escaped = await self._scan()
         if self.returncode is None or members or escaped:
             log.warning(
-                "killing child", extra={"pid": self.pid, "signal": "SIGKILL", "escaped": escaped}
+                "killing child",
+                extra={"pid": self.pid, "signal": "SIGKILL", "escaped": [*escaped]},
             )
         self._signal_group(signal.SIGKILL)
-        for pid in escaped:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        self._signal_escaped(escaped, signal.SIGKILL)
         # SIGKILL cannot be ignored; only an uninterruptible (D state) process lingers.
         while not await self.gone():
             await asyncio.sleep(GONE_POLL_S)
@@ -273,6 +345,24 @@ class Child:
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, sig)
+
+    def _signal_escaped(self, escaped: dict[int, float | None], sig: signal.Signals) -> None:
+        """Signal each process outside the group (pidfd-checked), noting what was sent."""
+        for pid, created in escaped.items():
+            entry = self.escapes.get(pid)
+            if entry is None or entry.create_time != created:
+                entry = Escapee(pid, created, marks.name_of(pid))
+            if marks.send(pid, created, sig):
+                entry.signal = sig.name
+                self.escapes[pid] = entry
+
+    def escape_note(self) -> str:
+        """One line saying what escaped the group and what stopped it ("" if nothing)."""
+        if not self.escapes:
+            return ""
+        what = "; ".join(e.describe() for e in self.escapes.values())
+        n = len(self.escapes)
+        return f"[aiwgd] {n} process(es) escaped the process group and were stopped: {what}\n"
 
     async def finish(self, grace: float, skip_grace: asyncio.Event | None = None) -> Exit:
         """Reap the leader, stop what it left behind, drain output, close the log."""
@@ -297,6 +387,12 @@ class Child:
         if self._watch is not None:
             self._watch.cancel()
         self.io.close_pipe()
+        if self.escapes:
+            log.warning(
+                "processes escaped the child's group and were stopped",
+                extra={"pid": self.pid, "escaped": [e.describe() for e in self.escapes.values()]},
+            )
+            self.sink.write_note(self.escape_note())
         self.sink.close()
         self._finished = Exit.from_returncode(self.returncode)
         return self._finished

@@ -40,6 +40,9 @@ __all__ = [
     "children_of",
     "create_time",
     "find_marked",
+    "name_of",
+    "send",
+    "state",
     "stop_marked",
 ]
 
@@ -101,6 +104,12 @@ def _stat_fields(pid: int) -> list[bytes] | None:
         return None
     # The name is in parentheses and may itself hold spaces or parentheses.
     return raw[raw.rfind(b")") + 2 :].split()
+
+
+def state(pid: int) -> str | None:
+    """The one-letter state of `pid` ("R", "S", "Z" for a zombie, ...); None if gone."""
+    f = _stat_fields(pid)
+    return f[0].decode() if f else None
 
 
 def boot_time() -> float:
@@ -226,7 +235,8 @@ def _env_value(env: bytes, name: bytes) -> str | None:
     return env[start : end if end >= 0 else len(env)].decode(errors="surrogateescape")
 
 
-def _comm(pid: int) -> str:
+def name_of(pid: int) -> str:
+    """The command name of `pid` (/proc/<pid>/comm), "?" when it cannot be read."""
     try:
         with open(f"{PROC}/{pid}/comm", "rb") as fh:
             return fh.read().strip().decode(errors="replace")
@@ -277,36 +287,40 @@ def find_marked(
             continue
         mark = found[name.encode()]
         assert mark is not None
-        out.append(MarkedProcess(pid, created, mark, _comm(pid), ppid))
+        out.append(MarkedProcess(pid, created, mark, name_of(pid), ppid))
     return out
 
 
 # ---- stopping ------------------------------------------------------------------------
 
 
-def _send(p: MarkedProcess, sig: int) -> bool:
-    """Signal `p` if it is still the same process; False if it is gone."""
+def send(pid: int, created: float | None, sig: int) -> bool:
+    """Signal `pid` if it is still the process created at `created`; False if gone."""
     pidfd: int | None = None
     try:
-        pidfd = os.pidfd_open(p.pid)
+        pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return False
     except (AttributeError, OSError):
         pidfd = None  # no pidfds here: the create-time check below narrows the race
     try:
         # With a pidfd held the process cannot be replaced under us: check, then signal it.
-        if not alive(p.pid, p.create_time):
+        if not alive(pid, created):
             return False
         if pidfd is not None:
             signal.pidfd_send_signal(pidfd, sig)
         else:
-            os.kill(p.pid, sig)
+            os.kill(pid, sig)
         return True
     except (ProcessLookupError, PermissionError):
         return False
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def _send(p: MarkedProcess, sig: int) -> bool:
+    return send(p.pid, p.create_time, sig)
 
 
 def _wait_gone(procs: list[MarkedProcess], seconds: float) -> list[MarkedProcess]:

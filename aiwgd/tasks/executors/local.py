@@ -24,9 +24,12 @@ from aiwgd.procs.registry import ChildRegistry
 from aiwgd.procs.tree import kill_leftovers
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
 from aiwgd.tasks.model import Task
-from aiwgd.tasks.spec import child_env, task_argv
+from aiwgd.tasks.spec import child_env, spawn_plan, task_argv
 
 log = logging.getLogger("aiwgd.supervisor")
+
+TASK_MARK = "AIWG_TASK_ID"
+ROOT_MARK = "AIWG_ROOT"
 
 
 class LocalExecutor:
@@ -49,23 +52,31 @@ class LocalExecutor:
         cfg = self.config
         argv = task_argv(cfg, task)
         env = child_env(cfg, task.env)
-        env.update(AIWG_TASK_ID=task.id, AIWG_ROOT=str(self.root))
         header = f"[aiwgd] attempt {task.attempt} of task {task.id}\n" if task.attempt > 1 else None
         try:
+            # Checked again now, and resolved: the program on the daemon's PATH, the cwd
+            # as it is now (it may have become a symlink out of the root since submit).
+            argv, cwd = spawn_plan(cfg, self.root, task)
             child = await Child.spawn(
                 argv,
-                cwd=task.cwd or str(self.root),
+                cwd=cwd,
                 env=env,
                 log_path=log_path,
                 log_cap=cfg.tasks.log_max_bytes,
                 tail_bytes=cfg.tasks.output_tail_bytes,
                 header=header,
                 on_data=on_output,
+                mark=self.mark(task.id),
             )
         except (OSError, ValueError) as exc:
             raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
         self.children.add(child, f"task:{task.id}")
         return LocalAttempt(child, self)
+
+    def mark(self, task_id: str) -> dict[str, str]:
+        """What every process of the task carries in its environment (and inherits):
+        the key a sweep finds escaped descendants by, after a crash too."""
+        return {TASK_MARK: task_id, ROOT_MARK: str(self.root)}
 
     async def recover(self, task: Task) -> list[int]:
         runner = task.runner or {}
@@ -93,7 +104,8 @@ class LocalAttempt:
         return {"pid": c.pid, "pgid": c.pgid, "create_time": c.create_time}
 
     def output_tail(self) -> str:
-        return self.child.sink.tail()
+        # What escaped the task's group and what stopped it belongs in its record too.
+        return self.child.sink.tail() + self.child.escape_note()
 
     def stop(self, reason: EndReason) -> None:
         self.reason = self.reason or reason

@@ -1,0 +1,125 @@
+"""The daemon as a child subreaper: orphans of its descendants come to it, and it reaps
+the ones that are not its own children.
+
+A task that double-forks (`(setsid sleep 300 &)`) leaves a process whose parent exits
+at once. Without a subreaper that orphan goes to init and out of our sight; with
+`PR_SET_CHILD_SUBREAPER` (Linux >= 3.4) the kernel re-parents it to the daemon, so the
+end-of-attempt sweep (aiwgd.procs.child) finds it among the daemon's own descendants by
+the mark in its environment. Elsewhere this is a no-op, logged once.
+
+Adopted orphans that exit become the daemon's zombies. `reap()` (run on SIGCHLD)
+collects them, but never one of our own children: those are `subprocess.Popen`
+objects whose exit status `aiwgd.procs.child` reads through a pidfd and `poll()`, and
+a `waitpid(-1)` here would steal it (Popen would then report exit code 0). So the
+zombies are listed from /proc and only PIDs that no live Popen owns are waited for.
+Anything in the daemon that starts a process must do so through aiwgd.procs.child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+import sys
+from typing import Any
+
+from aiwgd.procs import marks
+
+__all__ = ["active", "become_subreaper", "disown", "is_subreaper", "own", "reap", "spawned_pids"]
+
+log = logging.getLogger("aiwgd.procs")
+
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+_active = False
+_warned = False
+# PIDs of our own children (Popen objects) not yet reaped by their owner: never ours to wait for.
+_spawned: set[int] = set()
+
+
+def own(pid: int) -> None:
+    """A child we spawned: its exit status is its Popen's, the reaper leaves it alone."""
+    _spawned.add(pid)
+
+
+def disown(pid: int) -> None:
+    """Its Popen has reaped it (the PID may now be reused by anyone)."""
+    _spawned.discard(pid)
+
+
+def spawned_pids() -> frozenset[int]:
+    return frozenset(_spawned)
+
+
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _prctl(option: int, arg: Any) -> None:
+    if _libc().prctl(option, arg, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper; False (logged once) where it cannot be."""
+    global _active, _warned
+    if sys.platform.startswith("linux"):
+        try:
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+            _active = True
+            return True
+        except (OSError, AttributeError) as exc:
+            why = str(exc)
+    else:
+        why = f"not available on {sys.platform}"
+    if not _warned:
+        _warned = True
+        log.warning(
+            "not a child subreaper: processes that escape a task by double-forking are "
+            "found only by a scan of every process",
+            extra={"error": why},
+        )
+    return False
+
+
+def active() -> bool:
+    """True once become_subreaper() succeeded in this process."""
+    return _active
+
+
+def is_subreaper() -> bool:
+    """What the kernel says: are orphans of our descendants re-parented to us?"""
+    if not sys.platform.startswith("linux"):
+        return False
+    flag = ctypes.c_int(0)
+    try:
+        _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag))
+    except (OSError, AttributeError):
+        return False
+    return bool(flag.value)
+
+
+def reap() -> list[int]:
+    """Wait for every zombie child that is not one of our own spawned children.
+
+    Returns the PIDs reaped. Call it from the event loop thread (where children are
+    spawned), so a child is always owned before its SIGCHLD is handled.
+    """
+    reaped = []
+    for pid in marks.children_of(os.getpid()):
+        if pid in _spawned or marks.state(pid) != "Z":
+            continue
+        try:
+            got, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if got:
+            reaped.append(pid)
+    if reaped:
+        log.debug("reaped adopted orphans", extra={"pids": reaped})
+    return reaped
