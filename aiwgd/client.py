@@ -128,12 +128,18 @@ class Client:
         data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
         try:
             self._sock.sendall(data)
+        except TimeoutError:
+            # A stopped daemon whose socket buffer is full: the same "no answer" as a read.
+            raise TimeoutError(
+                f"the daemon on {self.socket_path} took no request within {self.timeout:g}s"
+            ) from None
         except OSError as exc:
             raise ProtocolError(f"connection lost while sending: {exc}") from None
 
     def read_message(self, timeout: float | None = -1.0) -> Any:
         """The next JSON text from the daemon (a response or a notification)."""
         assert self._sock is not None
+        limit = self.timeout if timeout == -1.0 else timeout
         if timeout != -1.0:
             self._sock.settimeout(timeout)
         try:
@@ -141,7 +147,10 @@ class Client:
                 try:
                     chunk = self._sock.recv(65536)
                 except TimeoutError:
-                    raise TimeoutError("no answer from the daemon in time") from None
+                    # Say which daemon and how long: a person decides whether to wait longer.
+                    raise TimeoutError(
+                        f"no answer from the daemon on {self.socket_path} within {limit:g}s"
+                    ) from None
                 except OSError as exc:
                     raise ProtocolError(f"connection lost: {exc}") from None
                 if not chunk:

@@ -139,13 +139,18 @@ def _wait_gone(paths: Paths, pid: int, timeout: float) -> bool:
     return False
 
 
-def stop(paths: Paths, timeout: float = 60.0, fast: bool = False) -> tuple[int | None, list[str]]:
-    """Stop the daemon and wait until it is gone; returns (pid or None, stale files removed)."""
+def stop(
+    paths: Paths, timeout: float = 60.0, fast: bool = False, answer_s: float = 5.0
+) -> tuple[int | None, list[str]]:
+    """Stop the daemon and wait until it is gone; returns (pid or None, stale files removed).
+
+    `answer_s`: how long the daemon may take to answer `daemon.stop` before SIGTERM.
+    """
     pid = running_pid(paths)
     if pid is None:
         return None, clean_stale(paths)
     try:
-        with Client(paths.root, timeout=5.0) as c:
+        with Client(paths.root, timeout=answer_s) as c:
             c.call("daemon.stop", fast=fast)
     except (ClientError, TimeoutError):
         # The socket does not answer: fall back to the signal every init system uses.
@@ -157,10 +162,10 @@ def stop(paths: Paths, timeout: float = 60.0, fast: bool = False) -> tuple[int |
     return pid, []
 
 
-def status(paths: Paths) -> tuple[int, dict[str, Any]]:
+def status(paths: Paths, answer_s: float = 5.0) -> tuple[int, dict[str, Any]]:
     """(exit code per LSB: 0 running, 3 not running, 1 running but not answering, info)."""
     try:
-        with Client(paths.root, timeout=5.0) as c:
+        with Client(paths.root, timeout=answer_s) as c:
             return 0, {"running": True, "answering": True, **c.call("daemon.status")}
     except (DaemonNotRunning, ClientError, TimeoutError) as exc:
         reason = str(exc)

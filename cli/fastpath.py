@@ -17,16 +17,37 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 # The exit codes of every command (cli/options.py re-exports them; 2, usage, is click's).
 EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
 HOT = ("status", "ping")
+# How long a quick call waits for the daemon's answer unless `aiwg --timeout S` says:
+# long enough for a busy daemon, short enough that a person sees a stopped one at once.
+QUICK_TIMEOUT_S = 5.0
+TIMEOUT_RANGE = (0.01, 86_400.0)  # what `--timeout` accepts (cli/main.py: the typer option)
 
 
-def parse(argv: list[str]) -> tuple[str, str | None, bool] | None:
-    """(command, root, json) when argv is exactly a hot command; None: ask typer."""
-    command, root, as_json = None, None, False
+class Hot(NamedTuple):
+    command: str
+    root: str | None
+    json: bool
+    timeout: float | None  # `aiwg --timeout S`; None: QUICK_TIMEOUT_S
+
+
+def _seconds(text: str | None) -> float | None:
+    """The value of --timeout as typer would take it, or None (typer gives the usage error)."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    low, high = TIMEOUT_RANGE
+    return value if low <= value <= high else None
+
+
+def parse(argv: list[str]) -> Hot | None:
+    """The hot command when argv is exactly one; None: ask typer."""
+    command, root, as_json, timeout = None, None, False, None
     args = iter(argv)
     for arg in args:
         if arg == "--json":
@@ -37,11 +58,17 @@ def parse(argv: list[str]) -> tuple[str, str | None, bool] | None:
                 return None  # typer gives the usage error
         elif arg.startswith("--root="):
             root = arg.removeprefix("--root=")
+        elif command is None and (arg == "--timeout" or arg.startswith("--timeout=")):
+            # A global option only (`aiwg --timeout 2 ping`): typer has it on no command.
+            value = next(args, None) if arg == "--timeout" else arg.partition("=")[2]
+            timeout = _seconds(value)
+            if timeout is None:
+                return None
         elif arg in HOT and command is None:
             command = arg
         else:
             return None
-    return None if command is None else (command, root, as_json)
+    return None if command is None else Hot(command, root, as_json, timeout)
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
@@ -49,23 +76,23 @@ def _emit(data: Any, as_json: bool, human: str) -> None:
     print(json.dumps(data, indent=2, default=str) if as_json else human)
 
 
-def status(root: str | None, as_json: bool) -> int:
+def status(root: str | None, as_json: bool, timeout: float = QUICK_TIMEOUT_S) -> int:
     """`aiwg status`: print it; the exit code is 0 running, 3 not running."""
     from aiwgd.cli import daemonctl, render
     from aiwgd.config.paths import Paths, resolve_root
 
-    code, info = daemonctl.status(Paths(resolve_root(root, check=True)))
+    code, info = daemonctl.status(Paths(resolve_root(root, check=True)), timeout)
     _emit(info, as_json, render.status(info))
     return code
 
 
-def ping(root: str | None, as_json: bool) -> int:
+def ping(root: str | None, as_json: bool, timeout: float = QUICK_TIMEOUT_S) -> int:
     """`aiwg ping`: print the answer and the round trip time."""
     from aiwgd.client import Client
     from aiwgd.config.paths import Paths, resolve_root
 
     t0 = time.perf_counter()
-    with Client(Paths(resolve_root(root, check=True)).root, timeout=30.0) as c:
+    with Client(Paths(resolve_root(root, check=True)).root, timeout=timeout) as c:
         result = c.call("ping")
     ms = (time.perf_counter() - t0) * 1000
     _emit({"result": result, "ms": round(ms, 3)}, as_json, f"{result} ({ms:.1f} ms)")
@@ -86,9 +113,17 @@ def _guarded(fn: Callable[[], int]) -> int:
     except RpcError as exc:
         print(f"aiwg: error {exc.code}: {exc.describe()}", file=sys.stderr)
         return EXIT_ERROR
-    except (CtlError, ClientError, RootError, TimeoutError, OSError) as exc:
+    except TimeoutError as exc:
+        print(f"aiwg: {timed_out(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (CtlError, ClientError, RootError, OSError) as exc:
         print(f"aiwg: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def timed_out(exc: TimeoutError) -> str:
+    """A timeout's line for a person: what did not answer, and how to wait longer."""
+    return f"{exc} (stopped or overloaded? `aiwg --timeout SECONDS` waits longer)"
 
 
 def run(argv: list[str]) -> int | None:
@@ -96,9 +131,9 @@ def run(argv: list[str]) -> int | None:
     hot = parse(argv)
     if hot is None:
         return None
-    command, root, as_json = hot
-    fn = status if command == "status" else ping
-    return _guarded(lambda: fn(root, as_json))
+    fn = status if hot.command == "status" else ping
+    timeout = QUICK_TIMEOUT_S if hot.timeout is None else hot.timeout
+    return _guarded(lambda: fn(hot.root, hot.json, timeout))
 
 
 def entry() -> None:

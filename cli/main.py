@@ -18,11 +18,13 @@ from aiwgd.cli.options import (
     EXIT_NOT_RUNNING,
     Json,
     Opts,
+    QuickTimeout,
     Root,
     client,
     emit,
     json_object_arg,
     paths_for,
+    quick_timeout,
     want_json,
 )
 from aiwgd.client import ClientError, DaemonNotRunning, RpcError
@@ -40,8 +42,8 @@ app.add_typer(config_app, name="config")
 
 
 @app.callback()
-def _global(root: Root = None, json_out: Json = False) -> None:
-    Opts.root, Opts.json = root, json_out
+def _global(root: Root = None, json_out: Json = False, timeout: QuickTimeout = None) -> None:
+    Opts.root, Opts.json, Opts.timeout = root, json_out, timeout
 
 
 @app.command()
@@ -67,7 +69,7 @@ def stop(
     json_out: Json = False,
 ) -> None:
     """Stop the daemon and wait until it is gone."""
-    pid, cleaned = daemonctl.stop(paths_for(root), fast=fast)
+    pid, cleaned = daemonctl.stop(paths_for(root), fast=fast, answer_s=quick_timeout())
     if pid is None:
         note = f" (removed stale {', '.join(cleaned)})" if cleaned else ""
         emit(
@@ -91,13 +93,13 @@ def restart(root: Root = None, json_out: Json = False) -> None:
 @app.command()
 def status(root: Root = None, json_out: Json = False) -> None:
     """Show pid, uptime, config state and subsystems (exit 0 running, 3 not running)."""
-    raise typer.Exit(fastpath.status(root or Opts.root, want_json(json_out)))
+    raise typer.Exit(fastpath.status(root or Opts.root, want_json(json_out), quick_timeout()))
 
 
 @app.command()
 def ping(root: Root = None, json_out: Json = False) -> None:
     """Check that the daemon answers."""
-    fastpath.ping(root or Opts.root, want_json(json_out))
+    fastpath.ping(root or Opts.root, want_json(json_out), quick_timeout())
 
 
 @app.command()
@@ -120,7 +122,8 @@ def rpc(
 ) -> None:
     """Call any RPC method and print its result as JSON."""
     parsed = json_object_arg(params, "PARAMS_JSON", "a JSON object of named params")
-    with client(root, timeout=None) as c:
+    # Any method, some long (task.wait, task.cancel): no limit unless --timeout gives one.
+    with client(root, timeout=Opts.timeout) as c:
         typer.echo(json.dumps(c.call(method, **parsed), indent=2, default=str))
 
 
@@ -202,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     except RpcError as exc:
         typer.echo(f"aiwg: error {exc.code}: {exc.describe()}", err=True)
         return EXIT_ERROR
-    except (CtlError, ClientError, RootError, TimeoutError, OSError) as exc:
+    except TimeoutError as exc:
+        typer.echo(f"aiwg: {fastpath.timed_out(exc)}", err=True)
+        return EXIT_ERROR
+    except (CtlError, ClientError, RootError, OSError) as exc:
         typer.echo(f"aiwg: {exc}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # click's usage errors and anything unforeseen

@@ -7,14 +7,14 @@ here; none of them imports main.py, which only assembles the app.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from aiwgd.cli.daemonctl import CtlError
 
 # fastpath.py answers `status` and `ping` without typer, so the codes live there.
-from aiwgd.cli.fastpath import EXIT_ERROR, EXIT_NOT_RUNNING
+from aiwgd.cli.fastpath import EXIT_ERROR, EXIT_NOT_RUNNING, QUICK_TIMEOUT_S, TIMEOUT_RANGE
 from aiwgd.client import Client
 from aiwgd.config.paths import Paths, resolve_root
 
@@ -23,11 +23,13 @@ __all__ = [
     "EXIT_NOT_RUNNING",
     "Json",
     "Opts",
+    "QuickTimeout",
     "Root",
     "client",
     "emit",
     "json_object_arg",
     "paths_for",
+    "quick_timeout",
     "want_json",
 ]
 
@@ -35,6 +37,17 @@ Root = Annotated[
     str | None, typer.Option("--root", help="project root (default $AIWG_ROOT or cwd)")
 ]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
+QuickTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=TIMEOUT_RANGE[0],
+        max=TIMEOUT_RANGE[1],
+        metavar="SECONDS",
+        help=f"wait this long for the daemon's answer (default {QUICK_TIMEOUT_S:g}); "
+        "follows and waits (-f, task wait) last as long as what they follow",
+    ),
+]
 
 
 class Opts:
@@ -42,6 +55,7 @@ class Opts:
 
     root: str | None = None
     json: bool = False
+    timeout: float | None = None  # `aiwg --timeout S` (a global option only)
 
 
 def paths_for(root: str | None) -> Paths:
@@ -65,9 +79,18 @@ def emit(data: Any, as_json: bool, human: str | None = None) -> None:
         typer.echo(human)
 
 
-def client(root: str | None, timeout: float | None = 30.0) -> Client:
-    """A client for the daemon of the project at `root` (not yet connected)."""
-    return Client(paths_for(root).root, timeout=timeout)
+def quick_timeout() -> float:
+    """Seconds a quick call waits for the daemon: `aiwg --timeout S`, else the default."""
+    return QUICK_TIMEOUT_S if Opts.timeout is None else Opts.timeout
+
+
+def client(root: str | None, timeout: float | Literal["quick"] | None = "quick") -> Client:
+    """A client for the daemon of the project at `root` (not yet connected).
+
+    A quick call gives up after quick_timeout(); a long call passes its own limit in
+    seconds, or None to wait as long as what it follows lasts (logs -f, events -f).
+    """
+    return Client(paths_for(root).root, timeout=quick_timeout() if timeout == "quick" else timeout)
 
 
 def json_object_arg(text: str, name: str, must_be: str = "a JSON object") -> dict[str, Any]:

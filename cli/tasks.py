@@ -13,13 +13,14 @@ import shlex
 import shutil
 import sys
 import time
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from aiwgd.cli import render
 from aiwgd.cli.daemonctl import CtlError
-from aiwgd.cli.options import EXIT_ERROR, Json, Root, client, emit, want_json
+from aiwgd.cli.options import EXIT_ERROR, Json, Root, client, emit, quick_timeout, want_json
 
 task_app = typer.Typer(no_args_is_help=True, help="Submit, list, inspect and cancel tasks.")
 
@@ -35,6 +36,21 @@ Wait = Annotated[
     bool, typer.Option("--wait", "-w", help="wait for the end; exit 1 unless completed")
 ]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="stream the output until the end")]
+
+
+class OnInterrupt(StrEnum):
+    requeue = "requeue"
+    fail = "fail"
+
+
+Interrupt = Annotated[
+    OnInterrupt | None,
+    typer.Option(
+        "--on-interrupt",
+        help="if a daemon stop cuts it short: requeue (uses a retry) or fail "
+        "(default: tasks.on_interrupt; prompts fail, commands requeue)",
+    ),
+]
 
 
 def _priority(value: str | None) -> int | str | None:
@@ -63,8 +79,11 @@ def _spec(
     cwd: str | None,
     env: list[str] | None,
     retries: int,
+    on_interrupt: OnInterrupt | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"source": "cli"}
+    if on_interrupt is not None:
+        spec["on_interrupt"] = on_interrupt.value
     if agent:
         spec["agent"] = agent
     prio = _priority(priority)
@@ -150,13 +169,14 @@ def submit(
     cwd: Cwd = None,
     env: Env = None,
     retries: Retries = 0,
+    on_interrupt: Interrupt = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
     json_out: Json = False,
 ) -> None:
     """Queue an agent prompt."""
-    spec = _spec(agent, priority, timeout, cwd, env, retries)
+    spec = _spec(agent, priority, timeout, cwd, env, retries, on_interrupt)
     spec["prompt"] = prompt
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
@@ -169,13 +189,14 @@ def run(
     cwd: Cwd = None,
     env: Env = None,
     retries: Retries = 0,
+    on_interrupt: Interrupt = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
     json_out: Json = False,
 ) -> None:
     """Queue a command (an argv list, never run through a shell): aiwg task run -- make test"""
-    spec = _spec(None, priority, timeout, cwd, env, retries)
+    spec = _spec(None, priority, timeout, cwd, env, retries, on_interrupt)
     spec["command"] = command
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
@@ -297,7 +318,8 @@ def wait_cmd(
     json_out: Json = False,
 ) -> None:
     """Wait until a task ends (exit 0 if completed, 1 otherwise or at the timeout)."""
-    with client(root, timeout=None) as c:
+    # The daemon answers at the latest after `timeout`; a quick call's time on top.
+    with client(root, timeout=timeout + quick_timeout()) as c:
         task = c.call("task.wait", id=task_id, timeout_s=timeout)
     emit(task, want_json(json_out), _ended_line(task))
     if task["state"] != "completed":

@@ -77,8 +77,9 @@ def test_fast_path_loads_no_typer(daemon: DaemonProc) -> None:
 def test_fast_path_hands_everything_else_to_typer() -> None:
     from aiwgd.cli.fastpath import parse
 
-    assert parse(["status"]) == ("status", None, False)
-    assert parse(["--root", "/x", "ping", "--json"]) == ("ping", "/x", True)
+    assert parse(["status"]) == ("status", None, False, None)
+    assert parse(["--root", "/x", "ping", "--json"]) == ("ping", "/x", True, None)
+    assert parse(["--timeout", "2", "ping"]) == ("ping", None, False, 2.0)
     for argv in (
         [],
         ["status", "--help"],
