@@ -1,6 +1,6 @@
-"""Config sections for tasks: the store's retention and durability knobs.
+"""Config section `tasks`: what an interrupted task becomes, retention, durability.
 
-The supervisor's `agent` section lives in this module too (issue 3, part 2).
+The supervisor's `agent` section lives beside it, in config/agent.py.
 """
 
 from __future__ import annotations
@@ -9,11 +9,32 @@ from dataclasses import dataclass
 
 from aiwgd.config.schema import spec
 
+# Kept here (stdlib only) rather than imported from aiwgd.tasks.model: the CLI loads this.
+POLICIES = ("requeue", "fail")
+
+
+@dataclass
+class OnInterrupt:
+    """Per kind of task, the default of a task's own `on_interrupt`."""
+
+    prompt: str = spec(
+        "fail",
+        choices=POLICIES,
+        doc="an agent prompt may have edited files: by default it never silently runs again",
+    )
+    command: str = spec("requeue", choices=POLICIES, doc="a command runs again if it has a retry")
+
 
 @dataclass
 class TasksSection:
+    on_interrupt: OnInterrupt = spec(
+        factory=OnInterrupt,
+        doc="a task cut short by a daemon stop or crash is requeued (using up one of its "
+        "max_retries) or failed; a task's own on_interrupt wins",
+    )
     requeue_interrupted: bool = spec(
-        True, doc="a task running when the daemon died is requeued (true) or failed (false)"
+        True,
+        doc="older key: false makes both on_interrupt defaults fail (a task's own value wins)",
     )
     retention_days: float = spec(
         7, gt=0, le=36_500, doc="finished tasks older than this are pruned with their logs"
@@ -31,3 +52,9 @@ class TasksSection:
         10_000, ge=10, le=10_000_000, doc="journal entries before tasks.json is rewritten"
     )
     prune_interval_minutes: float = spec(60, gt=0, le=10_080, doc="how often to prune")
+
+    def interrupt_policy(self, prompt: bool) -> str:
+        """The `on_interrupt` a task of this kind gets when it does not say."""
+        if not self.requeue_interrupted:
+            return "fail"
+        return self.on_interrupt.prompt if prompt else self.on_interrupt.command

@@ -9,13 +9,18 @@ States and the transition table (ARCHITECTURE.md, "Task states")::
     queued      -> running | cancelled
     running     -> completed | failed | timed_out | cancelled | interrupted
                    | queued        (a retry only: `attempt` must grow by one)
-    interrupted -> queued | failed (start-up recovery, per tasks.requeue_interrupted)
+    interrupted -> queued | failed (per the task's `on_interrupt`, see TaskStore.recover)
 
 Terminal states (completed, failed, timed_out, cancelled) never change again. A retry
 (`max_retries`) is therefore decided when an attempt ends, *before* the task would
 become terminal: the supervisor moves it running -> queued with `attempt + 1` and a
 `retry_at` wall time for the backoff, keeping the last attempt's `exit_code`, `signal`
 and `error`. Only when no retry is left does it become failed / timed_out, for good.
+
+A task's `env` values are secrets as far as the store is concerned: they live only in
+the Task objects in memory (so the child gets them), while `to_dict()`, which every
+record, journal line and RPC result is made from, shows each value as ENV_REDACTED.
+A task read back from disk therefore holds ENV_REDACTED values (`lost_env()`).
 
 Priorities are integers, higher runs first; the names map to: low=-10, normal=0,
 high=10, critical=20 (`parse_priority`).
@@ -38,7 +43,9 @@ from typing import Any
 from aiwgd.errors import Conflict
 
 __all__ = [
+    "ENV_REDACTED",
     "EVENT_FOR_STATE",
+    "ON_INTERRUPT",
     "PRIORITIES",
     "SOURCES",
     "TERMINAL",
@@ -91,6 +98,10 @@ EVENT_FOR_STATE: dict[TaskState, str] = {
 TERMINAL_EVENTS: tuple[str, ...] = tuple(e for s, e in EVENT_FOR_STATE.items() if s in TERMINAL)
 
 SOURCES = ("cli", "rpc", "rule", "schedule", "chat")
+# What an attempt cut short by a daemon stop or crash leads to (as a retry, or failed).
+ON_INTERRUPT = ("requeue", "fail")
+# What a stored record, a journal line or an RPC result shows for a task's env value.
+ENV_REDACTED = "<redacted>"
 PRIORITIES: dict[str, int] = {"low": -10, "normal": 0, "high": 10, "critical": 20}
 
 
@@ -148,6 +159,8 @@ class Task:
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     max_retries: int = 0
+    # requeue | fail, decided at submit; None in records older than the field.
+    on_interrupt: str | None = None
     source: str = "rpc"
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
@@ -169,9 +182,16 @@ class Task:
         return self.state in TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as stored and shown: env values hidden (see the module doc)."""
         out = {name: getattr(self, name) for name in _FIELD_NAMES}
         out["state"] = str(self.state)
+        if self.env:
+            out["env"] = dict.fromkeys(self.env, ENV_REDACTED)
         return out
+
+    def lost_env(self) -> list[str]:
+        """Names whose values this task no longer has (it was read back from disk)."""
+        return [name for name, value in self.env.items() if value == ENV_REDACTED]
 
     def summary(self) -> dict[str, Any]:
         """The record without its output (for task.list)."""
@@ -194,7 +214,7 @@ class Task:
         except (KeyError, TypeError):
             raise ValueError(f"{task.state!r} is not a task state") from None
         # Values repeated across thousands of tasks share one string object.
-        for name in ("source", "agent", "cwd"):
+        for name in ("source", "agent", "cwd", "on_interrupt"):
             value = getattr(task, name)
             if type(value) is str:
                 setattr(task, name, sys.intern(value))

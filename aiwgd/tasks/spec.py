@@ -3,20 +3,22 @@
 One params dataclass (`SubmitParams`) serves both the RPC method `task.submit` (the Api
 registry validates types, ranges and unknown keys with it) and the public
 `Supervisor.submit(spec, source)` used by automation and the scheduler. `prepare()`
-adds the checks a schema cannot make: exactly one of prompt/command, the cwd exists
-and lies inside an allowed root (symlinks resolved), the executable exists on the
-task's PATH and is allowed by `agent.allowed_commands`. Every failure raises before
-anything is stored.
+adds the checks a schema cannot make: exactly one of prompt/command, nothing no
+program could be started with (lone surrogates, arguments or env entries over the
+kernel's limits), the cwd exists and lies inside an allowed root (symlinks resolved),
+the program exists and is allowed by `agent.allowed_commands` (aiwgd.tasks.policy
+says how). Every failure raises before anything is stored.
+
+`spawn_plan()` checks a task again right before it starts (the executor calls it) and
+says what exactly to run: the program's absolute path (so the task's own PATH never
+picks it) and the cwd resolved now (so a directory swapped for a symlink is caught).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import json
-import os
 import re
-import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,42 @@ from typing import Any
 from aiwgd import errors
 from aiwgd.config import Config
 from aiwgd.config.schema import ValidationError, parse, show, spec
-from aiwgd.tasks.model import PRIORITIES, SOURCES, Task, parse_priority
+from aiwgd.tasks.model import (
+    ENV_REDACTED,
+    ON_INTERRUPT,
+    PRIORITIES,
+    SOURCES,
+    Task,
+    parse_priority,
+)
+from aiwgd.tasks.policy import (
+    Refused,
+    arg_max,
+    check_allowed,
+    child_env,
+    exec_size,
+    find_program,
+    resolve_cwd,
+)
 
-# Linux caps one argv element at MAX_ARG_STRLEN (32 pages = 128 KiB, with its NUL): a
-# prompt goes to the agent as one argument, so a longer one could never start.
-MAX_PROMPT_BYTES = 131_071
+__all__ = [
+    "ChatParams",
+    "Refused",
+    "SubmitParams",
+    "child_env",
+    "parse_spec",
+    "prepare",
+    "spawn_plan",
+    "task_argv",
+]
+
+# Linux caps one argv element or environment entry at MAX_ARG_STRLEN (32 pages =
+# 128 KiB, with its NUL): a prompt goes to the agent as one argument, so a longer one
+# could never start, and neither could a longer command argument or NAME=value.
+MAX_ARG_BYTES = 131_071
+MAX_PROMPT_BYTES = MAX_ARG_BYTES
+# Room in the ARG_MAX check for what the executor adds (AIWG_TASK_ID, AIWG_ROOT).
+_EXEC_SLACK = 4096
 MAX_METADATA_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 7 * 86_400
 _PLACEHOLDER = re.compile(r"\{prompt\}|\{agent\}")
@@ -83,7 +116,15 @@ class SubmitParams:
     timeout_s: float | None = spec(
         None, gt=0, le=MAX_TIMEOUT_S, doc="default: daemon.action_timeout_minutes"
     )
-    max_retries: int = spec(0, ge=0, le=100, doc="retries for failed / timed out runs")
+    max_retries: int = spec(
+        0, ge=0, le=100, doc="retries for failed / timed out / requeued interrupted runs"
+    )
+    on_interrupt: str | None = spec(
+        None,
+        choices=ON_INTERRUPT,
+        doc="if a daemon stop or crash cuts it short: requeue (using a retry) or fail; "
+        "default: tasks.on_interrupt (prompt: fail, command: requeue)",
+    )
     metadata: dict[str, Any] = spec(factory=dict, check=_metadata, doc="kept with the task")
     source: str | None = spec(None, choices=SOURCES, doc="who submitted it (default: rpc)")
 
@@ -109,21 +150,6 @@ def parse_spec(data: Any) -> SubmitParams:
     return result
 
 
-@functools.cache
-def _daemon_env() -> dict[str, str]:
-    # Copied once: the daemon never changes its own environment, and decoding all of
-    # os.environ per task is a measurable share of a short task's cost.
-    return dict(os.environ)
-
-
-def child_env(config: Config, task_env: dict[str, str]) -> dict[str, str]:
-    """The environment a task runs with: the daemon's, agent.env, then the task's own."""
-    env = dict(_daemon_env())
-    env.update(config.agent.env)
-    env.update(task_env)
-    return env
-
-
 def agent_argv(config: Config, prompt: str, agent: str | None) -> list[str]:
     """agent.command with {prompt}/{agent} replaced per element (never via a shell)."""
 
@@ -145,49 +171,82 @@ def task_argv(config: Config, task: Task) -> list[str]:
     return agent_argv(config, task.prompt or "", task.agent)
 
 
-def _resolve_cwd(raw: str | None, root: Path, config: Config) -> str:
-    if raw is None:
-        return str(root)  # the daemon's root: already resolved, and it exists
-    base = Path(raw).expanduser() if raw else root
-    if not base.is_absolute():
-        base = root / base
+# ---- what could never run ------------------------------------------------------------
+
+
+def _surrogate(text: str) -> str | None:
+    """Why `text` cannot be encoded for a program (a lone surrogate), or None."""
     try:
-        cwd = base.resolve(strict=True)
-    except (OSError, RuntimeError):
-        raise invalid([f"cwd: {show(raw)} does not exist"]) from None
-    if not cwd.is_dir():
-        raise invalid([f"cwd: {show(raw)} is not a directory"])
-    roots = [root] + [Path(r).expanduser().resolve() for r in config.agent.allowed_roots]
-    if not any(cwd == r or cwd.is_relative_to(r) for r in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise errors.Forbidden(
-            f"cwd: {show(raw)} (resolved {cwd}) is outside the project root and "
-            f"agent.allowed_roots (allowed: {allowed})",
-            {"cwd": str(cwd), "allowed_roots": [str(r) for r in roots]},
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        return (
+            f"contains a lone surrogate (U+{ord(char):04X} at character {exc.start}), which "
+            "is not text and cannot be encoded as UTF-8; send valid Unicode"
         )
-    return str(cwd)
+    return None
 
 
-def resolve_executable(name: str, cwd: str, env: dict[str, str]) -> str | None:
-    """The file `name` would run as: a path (relative to the task cwd) or a PATH search."""
-    if "/" in name:
-        path = os.path.join(cwd, name)
-        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-    return shutil.which(name, path=env.get("PATH", os.defpath))
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, text) for every string inside `value`, keys of objects included."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield path, key
+                yield from _strings(item, f"{path}.{key}")
 
 
-def _check_allowed(name: str, resolved: str, patterns: list[str]) -> None:
-    if not patterns:
-        return
-    base = os.path.basename(name)
-    for pat in patterns:
-        candidates = (name, resolved) if "/" in pat else (name, base)
-        if any(fnmatch.fnmatchcase(c, pat) for c in candidates):
-            return
-    raise errors.Forbidden(
-        f"command[0]: {show(name)} is not allowed (agent.allowed_commands: {', '.join(patterns)})",
-        {"command": name, "allowed_commands": patterns},
-    )
+def unrunnable(p: SubmitParams) -> list[str]:
+    """What in a submission no program could ever be started with (nothing is stored)."""
+    issues: list[str] = []
+    for name in ("prompt", "command", "agent", "cwd", "priority", "env", "metadata"):
+        for path, text in _strings(getattr(p, name), name):
+            reason = _surrogate(text)
+            if reason:
+                issues.append(f"{path}: {show(text)} {reason}")
+    if issues:
+        return issues  # the sizes below need encodable text
+    for i, arg in enumerate(p.command or []):
+        size = len(arg.encode())
+        if size > MAX_ARG_BYTES:
+            issues.append(
+                f"command[{i}]: is too long ({size} bytes; one argument can be at most "
+                f"{MAX_ARG_BYTES} bytes on Linux)"
+            )
+    for key, val in p.env.items():
+        size = len(key.encode()) + 1 + len(val.encode())
+        if size > MAX_ARG_BYTES:
+            issues.append(
+                f"env.{key}: is too large ({size} bytes as NAME=value; one environment "
+                f"entry can be at most {MAX_ARG_BYTES} bytes on Linux)"
+            )
+        if val == ENV_REDACTED:
+            issues.append(
+                f"env.{key}: {show(val)} is reserved: it is how stored tasks show a hidden "
+                "value; send the real value"
+            )
+    if p.cwd is not None and "\0" in p.cwd:
+        issues.append(f"cwd: {show(p.cwd)} contains a NUL character")
+    return issues
+
+
+def _program(argv0: str, cwd: str, config: Config, field: str) -> str:
+    exe = find_program(argv0, cwd, config)
+    if exe is None:
+        raise Refused(
+            f"{field}: {show(argv0)} is not an executable found on PATH or relative to cwd "
+            f"{cwd} (bare names are looked up on the daemon's PATH, never the task's env)",
+            command=argv0,
+        )
+    return exe
+
+
+# ---- at submit -----------------------------------------------------------------------
 
 
 def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: str) -> Task:
@@ -200,33 +259,38 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: st
                 f"(an argv list), not {which}"
             ]
         )
+    issues = unrunnable(p)
+    if issues:
+        raise invalid(issues)
     if p.command is not None:
         bad = [i for i, a in enumerate(p.command) if "\0" in a]
         if bad:
             raise invalid([f"command[{bad[0]}]: contains a NUL character"])
         if not p.command[0]:
             raise invalid(["command[0]: must name a program"])
-    cwd = _resolve_cwd(p.cwd, root, config)
+    try:
+        cwd = str(root) if p.cwd is None else resolve_cwd(p.cwd, root, config)
+        if p.command is not None:
+            argv = list(p.command)
+            argv[0] = _program(argv[0], cwd, config, "command[0]")
+            check_allowed(p.command[0], argv[0], config, root)
+        else:
+            argv = agent_argv(config, p.prompt or "", p.agent)
+            argv[0] = _program(argv[0], cwd, config, "agent.command[0]")
+    except Refused as exc:
+        raise _rpc_error(exc, agent=p.command is None) from None
     env = child_env(config, p.env)
-    if p.command is not None:
-        exe = resolve_executable(p.command[0], cwd, env)
-        if exe is None:
-            raise invalid(
-                [
-                    f"command[0]: {show(p.command[0])} is not an executable found "
-                    f"on PATH or relative to cwd {cwd}"
-                ]
-            )
-        _check_allowed(p.command[0], exe, config.agent.allowed_commands)
-    else:
-        argv = agent_argv(config, p.prompt or "", p.agent)
-        if resolve_executable(argv[0], cwd, env) is None:
-            raise errors.Unavailable(
-                f"agent.command[0]: {show(argv[0])} is not an executable found on PATH; "
-                "install the agent or set agent.command in the config",
-                {"agent_command": argv[0]},
-            )
+    size, limit = exec_size(argv, env) + _EXEC_SLACK, arg_max()
+    if size > limit:
+        raise invalid(
+            [
+                f"env: the command line and environment come to {size} bytes, over the "
+                f"system's ARG_MAX of {limit} bytes for starting a program; pass large "
+                "values in a file instead"
+            ]
+        )
     timeout = p.timeout_s or config.daemon.action_timeout_minutes * 60
+    policy = p.on_interrupt or config.tasks.interrupt_policy(prompt=p.prompt is not None)
     return Task(
         id=new_id,
         prompt=p.prompt,
@@ -237,6 +301,41 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: st
         env=dict(p.env),
         timeout_s=float(timeout),
         max_retries=p.max_retries,
+        on_interrupt=ON_INTERRUPT[ON_INTERRUPT.index(policy)],  # one shared string
         source=p.source or source,
         metadata=dict(p.metadata),
     )
+
+
+def _rpc_error(exc: Refused, agent: bool) -> errors.RpcError:
+    if agent and "command" in exc.data:
+        return errors.Unavailable(
+            f"{exc}; install the agent or set agent.command in the config",
+            {"agent_command": exc.data["command"]},
+        )
+    if exc.forbidden:
+        return errors.Forbidden(str(exc), exc.data)
+    return invalid([str(exc)])
+
+
+# ---- at spawn ------------------------------------------------------------------------
+
+
+def spawn_plan(config: Config, root: Path, task: Task) -> tuple[list[str], str]:
+    """The argv and cwd to start `task` with now, checked again: a queued task may wait
+    long, and its cwd, its program, the config or the daemon itself (a restart loses env
+    values) may have changed since submit. Raises Refused, a ValueError, with the
+    reason the task fails with."""
+    lost = task.lost_env()
+    if lost:
+        raise Refused(
+            f"the value of env {', '.join(lost)} was not kept across a daemon restart "
+            "(task env values are never written to disk); resubmit the task"
+        )
+    cwd = str(root) if task.cwd is None else resolve_cwd(task.cwd, root, config)
+    argv = task_argv(config, task)
+    name = argv[0]
+    argv[0] = _program(name, cwd, config, "command[0]" if task.command else "agent.command[0]")
+    if task.command is not None:
+        check_allowed(name, argv[0], config, root)
+    return argv, cwd

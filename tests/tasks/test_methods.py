@@ -41,7 +41,8 @@ def with_escape_routes(root: Path) -> None:
 def shared() -> Iterator[DaemonProc]:
     """One daemon for the tests that do not restart it (much faster than one each)."""
     cfg = task_config(
-        agent={"allowed_commands": [os.path.basename(prog()[0]) + "*", "true", "/bin/e*"]}
+        # The test interpreter is not on PATH: allowed by a glob over its resolved path.
+        agent={"allowed_commands": [os.path.dirname(prog()[0]) + "/python*", "true", "/bin/e*"]}
     )
     cfg["daemon"]["max_request_bytes"] = 16 * 1024 * 1024
     with daemon_in_tmp(cfg, prepare=with_escape_routes) as d:
@@ -150,7 +151,7 @@ def test_submit_get_list_logs_wait(shared: DaemonProc) -> None:
     assert task["cwd"] == str(shared.root / "sub") and task["source"] == "rpc"
     done = shared.call("task.wait", id=task["id"], timeout_s=20)
     assert done["state"] == "completed" and done["output_tail"] == "hello\n"
-    assert done["metadata"] == {"k": [1]} and done["env"] == {"FOO": "bar"}
+    assert done["metadata"] == {"k": [1]} and done["env"] == {"FOO": "<redacted>"}
     listed = shared.call("task.list", state="completed", limit=1)
     assert listed["tasks"][0]["id"] == task["id"]  # newest first
     assert "output_tail" not in listed["tasks"][0]  # summaries only

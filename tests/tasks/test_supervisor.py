@@ -213,7 +213,9 @@ def test_kill9_mid_run_then_restart_loses_nothing(
 ) -> None:
     d = start_daemon(task_config(cap=2))
     gate, pidfile = project / "gate", project / "pids"
-    ids = [submit(d, prog("--pidfile", str(pidfile), "--gate", str(gate)))["id"] for _ in range(2)]
+    # A retry each: an interrupted run goes again only with one left (on_interrupt).
+    gated = prog("--pidfile", str(pidfile), "--gate", str(gate))
+    ids = [submit(d, gated, max_retries=1)["id"] for _ in range(2)]
     ids += [submit(d, prog("--say", f"q{i}"))["id"] for i in range(4)]
     wait_for(lambda: len(pids_in(pidfile)) == 2, 10, "two running children")
     orphans = pids_in(pidfile)
@@ -236,7 +238,9 @@ def test_shutdown_keeps_queued_tasks_for_the_next_start(
 ) -> None:
     d = start_daemon(task_config(cap=1, grace=0.2))
     gate, pidfile = project / "gate", project / "pids"
-    running = submit(d, prog("--pidfile", str(pidfile), "--ignore-term", "--gate", str(gate)))
+    running = submit(
+        d, prog("--pidfile", str(pidfile), "--ignore-term", "--gate", str(gate)), max_retries=1
+    )
     queued = [submit(d, prog("--say", f"later{i}"))["id"] for i in range(3)]
     wait_for(lambda: pids_in(pidfile), 10, "the running child")
     assert d.stop() == 0

@@ -24,7 +24,7 @@ API for the supervisor and RPC methods (all on the event loop thread):
     store.found_running() -> [Task]  # running when the daemon died: the executor stops
                                      # what is left, then store.recover(id)
     await store.recover(id) -> Task  # running -> interrupted -> queued (attempt + 1)
-                                     # or failed, per tasks.requeue_interrupted
+                                     # or failed, per the task's on_interrupt and retries
     store.interrupted() -> [Task]    # left interrupted by a crash: store.recover(id)
     await store.prune() -> int     # retention; also at start, periodically, on excess
     store.log_file(task) -> Path   # where the task's full output goes
@@ -293,15 +293,20 @@ class TaskStore(Subsystem):
 
     async def recover(self, task_id: str) -> Task:
         """An attempt the daemon lost (it stopped or died while the task ran): recorded
-        interrupted, then requeued (attempt + 1) or failed per tasks.requeue_interrupted.
-        Also finishes the job for a task left interrupted by a crash between the two."""
+        interrupted, then requeued (attempt + 1) or failed per the task's on_interrupt
+        (records older than it: tasks.on_interrupt for its kind). A requeue is a retry:
+        it needs one of max_retries left and uses it up, so nothing runs again on every
+        start. Also finishes the job for a task left interrupted by a crash between."""
         task = self._index.tasks[task_id]
         if task.state == TaskState.RUNNING:
             why = "interrupted: the daemon stopped while this task was running"
             task = await self.update(task_id, state=TaskState.INTERRUPTED, error=why)
         if task.state != TaskState.INTERRUPTED:
             return task
-        if self.cfg.requeue_interrupted:
+        policy = task.on_interrupt or self.cfg.interrupt_policy(prompt=task.prompt is not None)
+        retries_left = task.max_retries - (task.attempt - 1)
+        lost = task.lost_env()  # read back from disk: its env values are gone
+        if policy == "requeue" and retries_left > 0 and not lost:
             return await self.update(
                 task_id,
                 state=TaskState.QUEUED,
@@ -310,7 +315,23 @@ class TaskStore(Subsystem):
                 started_at=None,
                 retry_at=None,
             )
-        return await self.update(task_id, state=TaskState.FAILED, runner=None)
+        if policy != "requeue":
+            why = (
+                "not run again: its on_interrupt is fail (resubmit it, or submit it with "
+                "on_interrupt requeue and max_retries >= 1 to allow a re-run)"
+            )
+        elif lost:
+            why = (
+                f"not run again: the value of env {', '.join(lost)} was not kept across "
+                "the restart (task env values are never written to disk); resubmit it"
+            )
+        else:
+            why = (
+                f"not run again: no retry left (max_retries {task.max_retries}, attempt "
+                f"{task.attempt}); a re-run after an interruption uses up a retry"
+            )
+        error = f"{task.error or 'interrupted'}; {why}"
+        return await self.update(task_id, state=TaskState.FAILED, runner=None, error=error)
 
     async def prune(self) -> int:
         """Remove finished tasks past retention (age or count) and their log files."""

@@ -274,7 +274,10 @@ def test_acknowledged_submits_survive_sigkill_of_the_daemon(
             with Client(project, timeout=10) as c:
                 while not stop.is_set():
                     argv = ["true", f"c{n}-{i}"]
-                    task = c.call("task.submit", command=argv, metadata={"n": n, "i": i})
+                    # A retry: the task running at the kill may run again (on_interrupt).
+                    task = c.call(
+                        "task.submit", command=argv, metadata={"n": n, "i": i}, max_retries=1
+                    )
                     with lock:
                         acked[task["id"]] = argv
                     i += 1
