@@ -24,9 +24,14 @@ class AgentSection:
     agent_args: list[str] = spec(
         factory=lambda: ["--agent", "{agent}"], doc="appended when a task names an agent"
     )
-    env: dict[str, str] = spec(factory=dict, doc="extra environment for every task")
+    env: dict[str, str] = spec(
+        factory=dict, doc="extra environment for every task; its PATH finds programs"
+    )
     allowed_commands: list[str] = spec(
-        factory=list, doc="executable names or globs a command task may run; empty = any"
+        factory=list,
+        doc="programs a command task may run; empty = any. A name (or a glob of names) "
+        "allows only what it finds on the daemon's PATH; a pattern with / is a glob over "
+        "the program's resolved absolute path",
     )
     allowed_roots: list[str] = spec(
         factory=list, doc="absolute dirs a task cwd may be in besides the project root"
