@@ -8,17 +8,25 @@ BATCH_WINDOW_S after its first event: the log is a record, not an acknowledgemen
 pay a thread hop and an fsync for every two or three events. The file is rotated by
 size (`events.jsonl.1`, `.2`). If the disk cannot keep up, the backlog is bounded and
 what is shed is counted.
+
+A batch is written whole or not at all: a write the disk takes only part of (a full
+disk) is cut back to the last whole line, so the next batch never glues onto half an
+event. What could not be written is counted (`lost`, `write_errors`) and the reason is
+in status (`last_error`) until a later batch is written again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from aiwgd.infra.durable import write_all
 
 if TYPE_CHECKING:
     from aiwgd.events.model import Event
@@ -37,7 +45,9 @@ class EventLog:
         self.written = 0
         self.shed = 0
         self.rotations = 0
-        self.write_errors = 0
+        self.write_errors = 0  # batches (or single events) that could not be written
+        self.lost = 0  # events never written: refused by the disk, or not encodable
+        self.last_error: str | None = None  # cleared once a batch is written again
         self._backlog: deque[Event] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +90,8 @@ class EventLog:
             "shed": self.shed,
             "rotations": self.rotations,
             "write_errors": self.write_errors,
+            "lost": self.lost,
+            "last_error": self.last_error,
         }
 
     def _drain_backlog(self) -> list[Event]:
@@ -95,16 +107,33 @@ class EventLog:
             self._wake.clear()
             events = self._drain_backlog()
             if events:
-                try:
-                    await asyncio.to_thread(self._write, events)
-                except OSError as exc:
-                    self.write_errors += 1
-                    log.error(
-                        "cannot write the event log",
-                        extra={"file": str(self.path), "error": str(exc)},
-                    )
+                await asyncio.to_thread(self._write_batch, events)
             if self._closing and not self._backlog:
                 return
+
+    def _write_batch(self, events: list[Event]) -> None:
+        """Write a batch (in a worker thread); count and report what the disk refused."""
+        before = self.written
+        try:
+            self._write(events)
+        except OSError as exc:
+            lost = len(events) - (self.written - before)
+            self.lost += lost
+            self.write_errors += 1
+            first = self.last_error is None
+            self.last_error = f"cannot write {self.path}: {exc.strerror or exc}"
+            if first or self.write_errors % 1000 == 0:  # a full disk fails every batch
+                log.error(
+                    "cannot write the event log; events not written are counted as lost",
+                    extra={"file": str(self.path), "error": str(exc), "lost": self.lost},
+                )
+            return
+        if self.last_error is not None:
+            log.warning(
+                "the event log is written again",
+                extra={"file": str(self.path), "lost": self.lost},
+            )
+            self.last_error = None
 
     def _write(self, events: list[Event]) -> None:
         try:
@@ -114,10 +143,8 @@ class EventLog:
         chunk: list[bytes] = []
         chunk_len = 0
         for e in events:
-            try:
-                line = (json.dumps(e.to_dict(), default=str, ensure_ascii=False) + "\n").encode()
-            except (ValueError, TypeError, RuntimeError):  # data mutated or unserialisable
-                self.write_errors += 1
+            line = self._encode(e)
+            if line is None:
                 continue
             if size + chunk_len + len(line) > self.max_bytes and size + chunk_len > 0:
                 # Fill the file up to its limit, then rotate: no file ends up oversized
@@ -130,13 +157,43 @@ class EventLog:
         if chunk:
             self._append(chunk)
 
+    def _encode(self, event: Event) -> bytes | None:
+        data = event.to_dict()
+        try:
+            try:
+                text = json.dumps(data, default=str, ensure_ascii=False)
+                return (text + "\n").encode()
+            except UnicodeEncodeError:
+                # A lone surrogate (a file name that is not UTF-8, as os.fsdecode gives
+                # it): UTF-8 cannot hold it, a JSON \uXXXX escape can; keep the event.
+                return (json.dumps(data, default=str) + "\n").encode()
+        except (ValueError, TypeError, RuntimeError) as exc:  # mutated or not serialisable
+            self.write_errors += 1
+            self.lost += 1
+            log.error(
+                "event not written to the event log",
+                extra={"event": event.id, "type": event.type, "error": str(exc)},
+            )
+            return None
+
     def _append(self, lines: list[bytes]) -> None:
         if not lines:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)  # RDWR: pread
         try:
-            os.write(fd, b"".join(lines))
-            os.fsync(fd)
+            start = os.fstat(fd).st_size
+            data = b"".join(lines)
+            if start and os.pread(fd, 1, start - 1) != b"\n":
+                # Half a line left by a crash (or a cut that failed): end it, so this
+                # batch's first event is not glued to it (readers skip the broken one).
+                data = b"\n" + data
+            try:
+                write_all(fd, data)
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)  # none of this batch, not half a line
+                raise
         finally:
             os.close(fd)
         self.written += len(lines)

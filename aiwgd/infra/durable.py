@@ -6,6 +6,7 @@ Standard library only: the config package (shared with the CLI) writes through h
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ __all__ = [
     "atomic_file",
     "ensure_private_dir",
     "fsync_dir",
+    "write_all",
     "write_atomic",
     "write_json_atomic",
 ]
@@ -67,6 +69,17 @@ def ensure_private_dir(path: Path) -> None:
     """Create `path` (and parents) and force it to mode 0700."""
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` or raise: one write may take only part (a full disk,
+    a file size limit) and says nothing; the next one raises with the reason."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # never for a regular file, but never loop on it either
+            raise OSError(errno.EIO, "the write took no bytes")
+        view = view[written:]
 
 
 def append_line(fh: Any, line: str, sync: bool = True) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiwgd.infra.durable import atomic_file, fsync_dir
+from aiwgd.infra.durable import atomic_file, fsync_dir, write_all
 
 log = logging.getLogger("aiwgd.journal")
 
@@ -333,14 +332,3 @@ class Journal:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
         self._fh = os.fdopen(fd, "ab", buffering=0)
         self.size = len(rest)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte or raise: a write may take only part (a full disk, a file size
-    limit), and the next one says why."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:  # never for a regular file, but never loop on it either
-            raise OSError(errno.EIO, "the write took no bytes")
-        view = view[written:]
