@@ -9,7 +9,9 @@ that reads slowly only loses its own events (counted; it is told once with an
 from __future__ import annotations
 
 import itertools
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +59,44 @@ class ListParams:
 class EmitParams:
     type: str = spec(check=event_type, doc='dotted lowercase words, e.g. "ci.finished"')
     data: dict[str, Any] = spec(factory=dict)
+
+    def validate(self) -> list[tuple[str, str]]:
+        # JSON may carry a lone surrogate ("\\ud800"); UTF-8 cannot, so the event could
+        # be neither logged nor sent on as UTF-8. Refused here rather than acknowledged.
+        try:
+            json.dumps(self.data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return list(_lone_surrogates(self.data, "data"))
+        return []
+
+
+def _lone_surrogates(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, message) for each string (or key) in `value` UTF-8 cannot encode."""
+    stack = [(value, path)]
+    while stack:  # no recursion: parsed JSON may be nested deeper than the stack
+        item, where = stack.pop()
+        if isinstance(item, str):
+            bad = _surrogate(item)
+            if bad:
+                yield where, f"contains a lone surrogate ({bad}), which UTF-8 cannot encode; {FIX}"
+        elif isinstance(item, dict):
+            for key, sub in reversed(item.items()):
+                bad = _surrogate(key)
+                if bad:
+                    yield where, f"key {key!a} contains a lone surrogate ({bad}); {FIX}"
+                else:
+                    stack.append((sub, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{where}[{i}]") for i, sub in reversed(list(enumerate(item))))
+
+
+FIX = "send text, or encode binary data (e.g. base64)"
+
+
+def _surrogate(text: str) -> str | None:
+    """The first lone surrogate in `text`, escaped for a message (e.g. \\ud800)."""
+    bad = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+    return None if bad is None else f"{bad!a}"[1:-1]
 
 
 @dataclass
