@@ -74,7 +74,7 @@ def build(
     supervisor = Supervisor(config, paths.root, store, lifecycle, executor)
     tasks_methods.register(api, supervisor)
 
-    actions = ActionRunner(router, supervisor.submit)
+    actions = ActionRunner(router, supervisor.submit, supervisor.cancel)
     automation = Automation(
         router, actions, config, paths.runtime_state_file, paths.daemon_dir / "automation.jsonl"
     )

@@ -34,10 +34,13 @@ def render_status(result: dict[str, Any]) -> str:
         lines.append(
             f"{r['id']}  [{'on ' if r['enabled'] else 'off'}]  {trig} -> {r['action']}"
             + ("  (needs approval)" if r.get("requires_approval") else "")
+            + (f"  overlap {r['overlap']}" if r.get("overlap") else "")
         )
+        # Runs the overlap policy dropped or cancelled, only when there were some.
+        extra = "".join(f", {c[k]} {k}" for k in ("skipped", "replaced") if c.get(k))
         lines.append(
             f"    matched {c['matched']}, ran {c['executed']} ({c['succeeded']} ok, "
-            f"{c['failed']} failed), held back {c['suppressed']}; last "
+            f"{c['failed']} failed), held back {c['suppressed']}{extra}; last "
             f"{ago(r.get('last_fired_at'))}: {r.get('last_result') or '-'}"
         )
     return "\n".join(lines)

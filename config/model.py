@@ -244,6 +244,11 @@ class Condition:
         return []
 
 
+# What a rule's trigger does while an earlier run of the rule is still going
+# (aiwgd.actions.overlap); cron jobs have skip, queue and allow.
+RULE_OVERLAP = ("skip", "queue", "replace", "allow")
+
+
 @dataclass
 class Rule:
     id: str = spec(min_len=1)
@@ -251,10 +256,38 @@ class Rule:
     action: Action = spec()
     description: str = ""
     conditions: list[Condition] = spec(factory=list)
-    cooldown_s: float = spec(0, ge=0)
+    cooldown_s: float = spec(0, ge=0, doc="a trigger held back by it runs when it ends")
     max_per_minute: int = spec(30, ge=1, le=10_000)
     enabled: bool = True
     requires_approval: bool = False
+    overlap: str | None = spec(
+        None,
+        choices=RULE_OVERLAP,
+        doc="while a run is going: skip, queue (one waits, the latest), replace, allow; "
+        "default queue for task actions, allow for the others",
+    )
+
+    @property
+    def overlap_policy(self) -> str:
+        """`overlap`, or its default: queue for a task action, allow for the others.
+
+        A task (a test run, an agent) is worth coalescing; a notification (emit,
+        webhook, log) is owed to every event.
+        """
+        if self.overlap is not None:
+            return self.overlap
+        return "queue" if self.action.type == "task" else "allow"
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.overlap == "replace" and self.action.type != "task":
+            return [
+                (
+                    "overlap",
+                    '"replace" cancels the running task, so it needs a "task" action '
+                    f'(this rule\'s action is "{self.action.type}"); use "queue" or "skip"',
+                )
+            ]
+        return []
 
 
 def _duplicate_ids(key: str, ids: list[str]) -> list[tuple[str, str]]:

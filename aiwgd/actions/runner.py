@@ -35,10 +35,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aiwgd.actions")
 
-__all__ = ["ActionError", "ActionRunner", "ActionTemplateError", "SubmitTask", "sign"]
+__all__ = [
+    "ActionError",
+    "ActionRunner",
+    "ActionTemplateError",
+    "CancelTask",
+    "SubmitTask",
+    "sign",
+]
 
 # `await submit(spec, source) -> task dict`: the supervisor's public method.
 SubmitTask = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
+# `await cancel(task_id)`: the supervisor's; returns once the task has ended.
+CancelTask = Callable[[str], Awaitable[Any]]
 
 SIGNATURE_HEADER = "X-Aiwg-Signature"
 WEBHOOK_TIMEOUT_S = 10.0
@@ -60,9 +69,15 @@ def sign(secret: str, body: bytes) -> str:
 
 
 class ActionRunner:
-    def __init__(self, router: EventRouter, submit_task: SubmitTask | None = None) -> None:
+    def __init__(
+        self,
+        router: EventRouter,
+        submit_task: SubmitTask | None = None,
+        cancel_task: CancelTask | None = None,
+    ) -> None:
         self.router = router
         self.submit_task = submit_task
+        self._cancel_task = cancel_task
 
     # ---- dry run -----------------------------------------------------------------------
     def plan(self, action: Action, event: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +152,21 @@ class ActionRunner:
             last = attempt > self.router.settings.max_retries
             return Outcome(Verdict.FAILED if last else Verdict.RETRY, error=exc)
         return Outcome(Verdict.SUCCEEDED, result)
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task an action started and wait until it is gone.
+
+        False (logged, not raised) if it had ended already or no supervisor runs here.
+        """
+        if self._cancel_task is None:
+            log.warning("no task supervisor here to cancel a task", extra={"task_id": task_id})
+            return False
+        try:
+            await self._cancel_task(task_id)
+        except errors.RpcError as exc:
+            log.info("task not cancelled", extra={"task_id": task_id, "reason": exc.message})
+            return False
+        return True
 
     async def _task(
         self, plan: dict[str, Any], metadata: dict[str, Any], source: str

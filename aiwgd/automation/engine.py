@@ -1,37 +1,47 @@
-"""The automation engine: event -> rule trigger -> conditions -> loop guard -> action.
+"""The automation engine: event -> trigger -> conditions -> loop guard -> overlap -> action.
 
 Two kinds of router subscription, so a failing action is retried and dead-lettered on
 its own without ever re-running the matching (or anyone else's action):
 
 - one matcher, "automation", on the event types that enabled rules trigger on (no
-  retries: matching cannot fail). For each enabled rule whose trigger and conditions
-  match, the loop guard (cooldown_s, max_per_minute) decides; an accepted execution
-  either waits for approval or is handed to the rule's executor with `router.deliver`;
+  retries: matching cannot fail). Each enabled rule whose trigger and conditions
+  match takes the event through its loop guard (aiwgd.automation.rulestate:
+  `max_per_minute` drops, `cooldown_s` delays: the latest trigger it held back is
+  tried again when the cooldown ends). An accepted execution waits for approval if
+  the rule requires it, then passes the rule's overlap gate (aiwgd.actions.overlap,
+  `Rule.overlap_policy`: queue for task actions, allow for the others, unless set):
+  it starts now, is skipped, or waits for the run going (one waits: a newer trigger
+  supersedes it; `replace` also cancels the running task). A run lasts until its
+  action finished, or for a task action until the task ended. Starting a run hands
+  the event to the rule's executor with `router.deliver`;
 - one executor per rule, "automation:<rule id>", with no patterns and retries on: it
   runs the action (`ActionRunner.attempt`). An ActionError makes the router retry it
   (events.max_retries, doubling from events.retry_base_ms), then dead-letter it;
   `dlq.replay` hands the event back to the executor of the same name, which runs the
-  action again.
+  action again (outside the overlap gate: a person asked for it).
 
-A template error (a field the event lacks) fails the execution at once: retrying
-cannot make the field appear. A task action's task is followed ("automation:tasks",
-aiwgd.actions.outcome.StartedTasks) until it ends, for the execution's `task_state`.
-Reload swaps rules by id: executors of kept rules keep their queues and pending
-retries, so no accepted event is lost.
+A template error (a field the event lacks, a value that would be an option) fails
+the execution at once: retrying cannot change the event. A task action's task is
+followed ("automation:tasks", aiwgd.actions.outcome.StartedTasks) until it ends, for
+the execution's `task_state` and the end of its run. Reload swaps rules by id:
+executors of kept rules keep their queues and pending retries, and kept rules their
+runs and counters, so no accepted event is lost. The execution log and the counters
+are read back from the history file at start (aiwgd.automation.executions).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
-from aiwgd.actions.outcome import Outcome, StartedTasks, Verdict
 from aiwgd.automation.conditions import explain
 from aiwgd.automation.executions import Execution, ExecutionLog, ExecutionState
+from aiwgd.automation.rulestate import RuleState
+from aiwgd.automation.runs import Runs
 from aiwgd.config.model import Rule
 from aiwgd.events.model import Event
 from aiwgd.infra.runtime_state import read_section, write_section
@@ -49,41 +59,9 @@ log = logging.getLogger("aiwgd.automation")
 __all__ = ["Automation"]
 
 MAX_PENDING = 100  # approvals waiting; beyond this, new ones are refused (and counted)
-MAX_INFLIGHT = 10_000  # executions handed to executors and not yet finished; tasks followed
 RUNTIME_KEY = "automation"
 
 S = ExecutionState
-
-
-@dataclass
-class RuleState:
-    rule: Rule
-    executor: Subscription | None = None
-    matched: int = 0
-    executed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    last_fired_at: float | None = None
-    last_result: str | None = None
-    last_mono: float | None = None
-    recent: deque[float] = field(default_factory=deque)  # monotonic accept times, 60 s window
-    suppress_logged_at: float = 0.0
-
-    def guard(self, now: float) -> str | None:
-        """None if the rule may act now (and records it), else why it is held back."""
-        rule = self.rule
-        if rule.cooldown_s and self.last_mono is not None:
-            left = rule.cooldown_s - (now - self.last_mono)
-            if left > 0:
-                return f"cooldown: {left:.1f}s of {rule.cooldown_s:g}s left"
-        while self.recent and now - self.recent[0] >= 60.0:
-            self.recent.popleft()
-        if len(self.recent) >= rule.max_per_minute:
-            return f"max_per_minute: {rule.max_per_minute} executions in the last 60s"
-        self.recent.append(now)
-        self.last_mono = now
-        return None
 
 
 class Automation(Subsystem):
@@ -104,18 +82,16 @@ class Automation(Subsystem):
         self.overrides: dict[str, bool] = {}  # rule id -> enabled, set over RPC, persisted
         self.rules: dict[str, RuleState] = {}
         self.pending: OrderedDict[str, Execution] = OrderedDict()
-        self.inflight: OrderedDict[tuple[str, str], Execution] = OrderedDict()
-        # The tasks that succeeded executions submitted, until they end.
-        self.tasks: StartedTasks[Execution] = StartedTasks(
-            router, "automation:tasks", "rule", self._task_ended, limit=MAX_INFLIGHT
-        )
         self.log = ExecutionLog(log_file)
+        self.runs = Runs(router, runner, self.log, self.rules_get)
         self._config_rules = list(config.rules)
         self._matcher: Subscription | None = None
+        self._restored: dict[str, dict[str, Any]] = {}  # rule id -> counters from history
         self.refused_pending = 0
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        self._restored = self.log.load()
         if self.state_file is not None:
             saved = read_section(self.state_file, RUNTIME_KEY)
             self.enabled = bool(saved.get("enabled", True))
@@ -125,13 +101,14 @@ class Automation(Subsystem):
             self._restore_pending(saved.get("pending"))
         self._matcher = self.router.subscribe([], self._match, "automation", retries=False)
         self._set_rules(self._config_rules)
-        self.tasks.start()
+        self.runs.start()
 
     async def stop(self, fast: bool = False) -> None:
         if self._matcher is not None:
             self.router.unsubscribe(self._matcher)
-        self.tasks.stop()
+        self.runs.stop()
         for rs in self.rules.values():
+            rs.cancel_timer()
             if rs.executor is not None:
                 self.router.unsubscribe(rs.executor)
         self.log.close()
@@ -141,23 +118,29 @@ class Automation(Subsystem):
         log.info("rules reloaded", extra={"rules": len(self.rules)})
 
     def _set_rules(self, rules: list[Rule]) -> None:
-        """Swap rule definitions by id; executors and counters of kept rules stay."""
+        """Swap rule definitions by id; executors, runs and counters of kept rules stay."""
         new: dict[str, RuleState] = {}
         for rule in rules:
-            rs = self.rules.pop(rule.id, None) or RuleState(rule)
+            rs = self.rules.pop(rule.id, None)
+            if rs is None:
+                rs = RuleState(rule)
+                rs.restore(self._restored.pop(rule.id, {}))
             rs.rule = rule
             if rs.executor is None:
                 name = f"automation:{rule.id}"
-                rs.executor = self.router.subscribe([], self._executor(rule.id), name)
+                rs.executor = self.router.subscribe([], self.runs.executor(rule.id), name)
             new[rule.id] = rs
         for gone in self.rules.values():  # removed from the config
+            gone.cancel_timer()
             if gone.executor is not None:
                 # Events waiting for a retry go to the dead-letter queue, not nowhere.
                 self.router.unsubscribe(gone.executor)
-            for key in [k for k in self.inflight if k[0] == gone.rule.id]:
-                self.inflight.pop(key).set_state(S.FAILED, "the rule was removed by a reload")
+            self.runs.forget_rule(gone)
         self.rules = new
         self._narrow_matcher()
+
+    def rules_get(self, rule_id: str) -> RuleState | None:
+        return self.rules.get(rule_id)
 
     def _narrow_matcher(self) -> None:
         # The matcher hears only what some enabled rule triggers on: with no rules, the
@@ -243,11 +226,34 @@ class Automation(Subsystem):
             if not matched:
                 continue
             rs.matched += 1
-            held = rs.guard(now)
-            if held is not None:
-                self._suppressed(rs, ev, held, now)
-                continue
+            self._consider(rs, ev, event, now)
+
+    def _consider(
+        self, rs: RuleState, ev: dict[str, Any], event: Event, now: float, again: bool = False
+    ) -> None:
+        """The loop guard's say on a matched event; `again`: a deferred one, counted once."""
+        held = rs.guard(now)
+        if held is None:
+            rs.cancel_timer()  # a deferred trigger is older than this one: it gives way
             self._accept(rs, ev, event)
+            return
+        if not again:
+            self._suppressed(rs, ev, held.reason, now)
+        if held.retry_in is not None:
+            # The cooldown only delays: the latest trigger it held back runs when it ends,
+            # so the last save of a burst is still acted on.
+            rs.deferred = event
+            if rs.timer is None:
+                loop = asyncio.get_running_loop()
+                rs.timer = loop.call_later(held.retry_in, self._cooldown_over, rs.rule.id)
+
+    def _cooldown_over(self, rule_id: str) -> None:
+        rs = self.rules.get(rule_id)
+        if rs is None:
+            return
+        event, rs.deferred, rs.timer = rs.deferred, None, None
+        if event is not None and self.enabled and self.rule_enabled(rs):
+            self._consider(rs, event.to_dict(), event, time.monotonic(), again=True)
 
     def _suppressed(self, rs: RuleState, ev: dict[str, Any], why: str, now: float) -> None:
         rs.suppressed += 1
@@ -273,7 +279,7 @@ class Automation(Subsystem):
             if len(self.pending) >= MAX_PENDING:
                 self.refused_pending += 1
                 exe.set_state(S.REJECTED, f"approval list full ({MAX_PENDING} pending)")
-                self._finished(rs, exe)
+                self.runs.finished(rs, exe)
                 return
             rs.last_result = f"pending approval ({exe.id})"
             self.pending[exe.id] = exe
@@ -281,80 +287,7 @@ class Automation(Subsystem):
             data = {"execution_id": exe.id, "rule_id": rs.rule.id, "event_id": ev.get("id")}
             self.router.publish("automation.pending", data, "automation")
             return
-        self._hand_over(rs, exe, event)
-
-    def _hand_over(self, rs: RuleState, exe: Execution, event: Event) -> None:
-        """Deliver a queued execution's event to the rule's executor (retries on failure)."""
-        self.inflight[(rs.rule.id, exe.event["id"])] = exe
-        while len(self.inflight) > MAX_INFLIGHT:
-            self.inflight.popitem(last=False)
-        assert rs.executor is not None
-        if not self.router.deliver(rs.executor, event):
-            self.inflight.pop((rs.rule.id, exe.event["id"]), None)
-            exe.set_state(S.FAILED, "the rule's executor queue is full; event dropped")
-            self._finished(rs, exe)
-
-    # ---- execution ---------------------------------------------------------------------
-    def _executor(self, rule_id: str) -> Any:
-        async def run(event: Event) -> None:
-            await self._execute(rule_id, event)
-
-        return run
-
-    async def _execute(self, rule_id: str, event: Event) -> None:
-        rs = self.rules.get(rule_id)
-        if rs is None:
-            return  # the rule was removed by a reload; nothing to do
-        key = (rule_id, event.id)
-        exe = self.inflight.get(key)
-        if exe is None:  # a dead letter replayed by dlq.replay: a new execution
-            exe = Execution(rule_id, event.to_dict(), action=rs.rule.action.type)
-            self.log.add(exe)
-            self.inflight[key] = exe
-        exe.attempts += 1
-        exe.set_state(S.RUNNING)
-        meta = {"rule_id": rule_id, "event_id": event.id, "execution_id": exe.id}
-        out = await self.runner.attempt(rs.rule.action, exe.event, meta, "rule", exe.attempts)
-        if out.verdict is Verdict.RETRY:
-            exe.set_state(S.RETRYING, str(out.error))
-        else:
-            self.inflight.pop(key, None)
-            if out.verdict is Verdict.SUCCEEDED:
-                self._succeeded(exe, out)
-            else:
-                exe.set_state(S.FAILED, str(out.error))
-            self._finished(rs, exe)
-        # Raises a failure: the router retries it, or dead-letters it after the last
-        # attempt; a hopeless one (a missing field) is not dead-lettered.
-        out.hand_back()
-
-    def _succeeded(self, exe: Execution, out: Outcome) -> None:
-        exe.result = out.result
-        exe.task_id = out.task_id
-        if exe.task_id is not None:
-            exe.task_state = out.result.get("state")
-            ended = self.tasks.track(exe.task_id, exe)
-            if ended is not None:
-                exe.task_state = ended
-        exe.set_state(S.SUCCEEDED)
-
-    def _finished(self, rs: RuleState, exe: Execution) -> None:
-        if exe.state is S.SUCCEEDED:
-            rs.executed += 1
-            rs.succeeded += 1
-            rs.last_result = "succeeded" + (f" (task {exe.task_id})" if exe.task_id else "")
-        elif exe.state is S.FAILED:
-            rs.executed += 1
-            rs.failed += 1
-            rs.last_result = f"failed: {exe.error}"
-            fields = {"rule_id": rs.rule.id, "execution_id": exe.id, "error": exe.error}
-            log.warning("rule action failed", extra=fields)
-        else:
-            rs.last_result = f"{exe.state}: {exe.error}" if exe.error else str(exe.state)
-        self.log.persist(exe)
-
-    def _task_ended(self, exe: Execution, task_id: str, state: str) -> None:
-        exe.task_state = state
+        self.runs.hand_over(rs, exe, event)
 
     # ---- approvals ---------------------------------------------------------------------
     def approve(self, execution_id: str) -> dict[str, Any]:
@@ -364,7 +297,7 @@ class Automation(Subsystem):
             exe.set_state(S.REJECTED, "the rule no longer exists")
             return exe.to_dict()
         exe.set_state(S.QUEUED)
-        self._hand_over(rs, exe, Event.from_dict(exe.event))
+        self.runs.hand_over(rs, exe, Event.from_dict(exe.event))
         return exe.to_dict()
 
     def reject(self, execution_id: str, reason: str | None = None) -> dict[str, Any]:
@@ -372,7 +305,7 @@ class Automation(Subsystem):
         exe.set_state(S.REJECTED, reason or "rejected by a user")
         rs = self.rules.get(exe.rule_id)
         if rs is not None:
-            self._finished(rs, exe)
+            self.runs.finished(rs, exe)
         return exe.to_dict()
 
     def _pending(self, execution_id: str) -> Execution:

@@ -6,16 +6,21 @@ One Execution is one rule acting on one event. Its states and the one transition
     pending   -> queued | rejected   (approved, or rejected: by a user, a full
                                       approval list, or a rule gone since)
     queued    -> running | failed    (handed to the rule's executor; failed if its
-                                      queue is full or a reload removes the rule)
+              | skipped              queue is full or a reload removes the rule;
+                                     skipped by the rule's overlap policy: a run
+                                     is going and it is `skip`, or a newer trigger
+                                     took its place in the queue)
     running   -> retrying | succeeded | failed
     retrying  -> running | failed    (the router delivers the event again)
 
-An execution starts pending (the rule requires approval) or queued. succeeded, failed
-and rejected are final. The in-memory log keeps the newest `LOG_SIZE`; finished
-executions whose rule still exists are also appended (fsynced) to
-`.aiwg/daemon/automation.jsonl`, rotated once past a size cap, so their history
-survives a restart for humans reading the file (the `automation.log` method reads
-only the in-memory log).
+An execution starts pending (the rule requires approval) or queued. succeeded, failed,
+rejected and skipped are final. The in-memory log keeps the newest `LOG_SIZE`;
+finished executions whose rule still exists are also appended (fsynced) to
+`.aiwg/daemon/automation.jsonl`, rotated once past a size cap, and appended again
+when the task they started ends (the newest line of an id wins). Each line also
+carries its rule's counters then (`rule`). At start `load()` reads the file and its
+rotated predecessor back (bounded by the cap), so `automation.log` and the rule
+counters go on where they were.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ __all__ = ["FINISHED", "TRANSITIONS", "Execution", "ExecutionLog", "ExecutionSta
 
 LOG_SIZE = 1000
 FILE_MAX_BYTES = 1_048_576
+# load() reads at most this much of each file: the live one may pass the cap by a
+# line before it rotates; a file grown by hand must not stall the start.
+READ_MAX_BYTES = 2 * FILE_MAX_BYTES
 
 
 class ExecutionState(StrEnum):
@@ -50,19 +58,21 @@ class ExecutionState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    SKIPPED = "skipped"
 
 
 S = ExecutionState
 TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
     S.PENDING: frozenset({S.QUEUED, S.REJECTED}),
-    S.QUEUED: frozenset({S.RUNNING, S.FAILED}),
+    S.QUEUED: frozenset({S.RUNNING, S.FAILED, S.SKIPPED}),
     S.RUNNING: frozenset({S.RETRYING, S.SUCCEEDED, S.FAILED}),
     S.RETRYING: frozenset({S.RUNNING, S.FAILED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),
     S.REJECTED: frozenset(),
+    S.SKIPPED: frozenset(),
 }
-FINISHED = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED})
+FINISHED = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.SKIPPED})
 
 _seq = itertools.count(1)
 _PREFIX = f"{int(time.time()):x}-{os.getpid():x}"  # unique across restarts
@@ -113,6 +123,42 @@ class Execution:
             out["event"] = ev
         return out
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Execution:
+        """Rebuild one from a history line (`to_dict(with_event=True)`); ValueError if damaged."""
+        if not isinstance(data, dict):
+            raise ValueError("a history line must be an object")
+        event = data.get("event")
+        if not isinstance(event, dict):
+            event = {"id": data.get("event_id"), "type": data.get("event_type")}
+        try:
+            exe = cls(
+                str(data["rule_id"]),
+                event,
+                ExecutionState(data["state"]),
+                str(data["id"]),
+                float(data["created_at"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an execution ({exc!r})") from None
+        for name, kinds in _OPTIONAL.items():
+            value = data.get(name)
+            if isinstance(value, kinds) and not isinstance(value, bool):
+                setattr(exe, name, value)
+        return exe
+
+
+# Fields a history line may lack or hold damaged: kept only when of the right type.
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "finished_at": (int, float),
+    "attempts": int,
+    "action": str,
+    "result": dict,
+    "task_id": str,
+    "task_state": str,
+    "error": str,
+}
+
 
 class ExecutionLog:
     """The newest executions in memory; persisted ones appended to a rotated file."""
@@ -134,14 +180,42 @@ class ExecutionLog:
                 if n >= limit:
                     return
 
-    def persist(self, exe: Execution) -> None:
-        """Append a finished execution to the file; a disk error is logged, not raised."""
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Read the history files back into memory; the newest `rule` snapshot per rule id.
+
+        A damaged line (a torn last line after a crash, a line edited by hand) is skipped.
+        """
+        if self.path is None:
+            return {}
+        latest: dict[str, Execution] = {}
+        rules: dict[str, dict[str, Any]] = {}
+        for path in (self.path.with_name(self.path.name + ".1"), self.path):
+            for line in _tail_lines(path, READ_MAX_BYTES):
+                try:
+                    data = json.loads(line)
+                    exe = Execution.from_dict(data)
+                except ValueError:
+                    continue
+                if exe.state not in FINISHED:
+                    continue  # only finished ones are written; anything else was edited
+                latest[exe.id] = exe  # an update line replaces the first one
+                if isinstance(data.get("rule"), dict):
+                    rules[exe.rule_id] = data["rule"]
+        # deque(maxlen) keeps the newest; stable sort keeps the file's order for ties.
+        self.items.extend(sorted(latest.values(), key=lambda e: e.created_at))
+        return rules
+
+    def persist(self, exe: Execution, rule: dict[str, Any] | None = None) -> None:
+        """Append an execution (and its rule's snapshot) to the file; errors are logged."""
         if self.path is None:
             return
         try:
             if self._fh is None:
                 self._fh = self.path.open("a", encoding="utf-8")
-            line = json.dumps(exe.to_dict(with_event=True), separators=(",", ":"), default=str)
+            record = exe.to_dict(with_event=True)
+            if rule is not None:
+                record["rule"] = rule
+            line = json.dumps(record, separators=(",", ":"), default=str)
             append_line(self._fh, line)
             if self._fh.tell() > FILE_MAX_BYTES:
                 self._rotate()
@@ -157,3 +231,21 @@ class ExecutionLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _tail_lines(path: Path, limit: int) -> list[str]:
+    """The whole lines among the last `limit` bytes of `path` ([] if it is missing)."""
+    try:
+        with path.open("rb") as fh:
+            start = max(0, fh.seek(0, os.SEEK_END) - limit)
+            fh.seek(start)
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.error("cannot read the automation log", extra={"path": str(path), "error": str(exc)})
+        return []
+    lines = data.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # cut by the limit: not a whole line
+    return [raw.decode("utf-8", "replace") for raw in lines if raw.strip()]

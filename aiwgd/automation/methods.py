@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiwgd import errors
 from aiwgd.actions.templates import TemplateError
 from aiwgd.automation.conditions import explain
-from aiwgd.automation.engine import RuleState
+from aiwgd.automation.rulestate import RuleState
 from aiwgd.config.schema import spec
 from aiwgd.rpc.registry import Api, NoParams
 
@@ -149,13 +149,11 @@ def describe(auto: Automation) -> dict[str, Any]:
                 "requires_approval": r.requires_approval,
                 "cooldown_s": r.cooldown_s,
                 "max_per_minute": r.max_per_minute,
-                "counts": {
-                    "matched": rs.matched,
-                    "executed": rs.executed,
-                    "succeeded": rs.succeeded,
-                    "failed": rs.failed,
-                    "suppressed": rs.suppressed,
-                },
+                "overlap": r.overlap_policy,
+                "counts": rs.counts(),
+                "running": rs.gate.labels(),
+                "queued": [exe.id for exe, _ in rs.gate.waiting],
+                "deferred": rs.deferred.id if rs.deferred is not None else None,
                 "last_fired_at": rs.last_fired_at,
                 "last_result": rs.last_result,
             }
@@ -202,4 +200,5 @@ def dry_run(auto: Automation, ev: dict[str, Any]) -> dict[str, Any]:
 def _peek_guard(rs: RuleState, now: float) -> str | None:
     """What the loop guard would say right now, without recording anything."""
     probe = RuleState(rs.rule, last_mono=rs.last_mono, recent=deque(rs.recent))
-    return probe.guard(now)
+    held = probe.guard(now)
+    return None if held is None else held.reason

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from aiwgd.actions.overlap import RunGate
 from aiwgd.config.schema import dump
 
 if TYPE_CHECKING:
     from aiwgd.config.model import ScheduleJob
     from aiwgd.events.router import Subscription
 
-__all__ = ["JobState", "action_json", "instant", "iso", "ts"]
+__all__ = ["MAX_QUEUED", "JobState", "action_json", "instant", "iso", "ts"]
+
+MAX_QUEUED = 100  # runs waiting behind a running one (overlap: queue)
 
 
 def instant(t: datetime) -> float:
@@ -47,8 +49,8 @@ class JobState:
     last_run_at: float | None = None
     last_result: str | None = None
     override: bool | None = None  # enabled/disabled over RPC (persisted)
-    running: dict[str, str] = field(default_factory=dict)  # run (event) id -> task id or ""
-    queued: deque[dict[str, Any]] = field(default_factory=deque)
+    # Runs going (run id = the cron.fired event id) and fires waiting (overlap: queue).
+    gate: RunGate[dict[str, Any]] = field(default_factory=lambda: RunGate(MAX_QUEUED))
     attempts: dict[str, int] = field(default_factory=dict)
     executor: Subscription | None = None
     fired: int = 0

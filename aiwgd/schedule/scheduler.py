@@ -14,8 +14,9 @@ backoff, then the dead-letter queue; `ActionRunner.attempt` gives the verdict) w
 the `cron.fired` event as its template context. A run lasts until its action
 finishes, or for a task action until the task reaches a terminal state (followed by
 aiwgd.actions.outcome.StartedTasks, "schedule:tasks"); `overlap` decides what a fire
-does while a run is still going: skip (publish `cron.skipped`), queue (run afterwards)
-or allow.
+does while a run is still going: skip (publish `cron.skipped`), queue (run afterwards;
+at most MAX_QUEUED wait, the oldest gives way) or allow. The runs going and the fires
+waiting are the job's RunGate (aiwgd.actions.overlap), the mechanism rules use too.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
 from aiwgd.actions.outcome import StartedTasks, Verdict
+from aiwgd.actions.overlap import Admission
 from aiwgd.infra.runtime_state import read_section, write_section
 from aiwgd.lifecycle import Subsystem
 from aiwgd.schedule.cronmath import latest_at_or_before, missed_run, next_after, zone
-from aiwgd.schedule.jobs import JobState, action_json, instant, iso, ts
+from aiwgd.schedule.jobs import MAX_QUEUED, JobState, action_json, instant, iso, ts
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,7 +51,6 @@ log = logging.getLogger("aiwgd.scheduler")
 __all__ = ["Scheduler"]
 
 MAX_SLEEP_S = 300.0
-MAX_QUEUED = 100  # runs waiting behind a running one (overlap: queue)
 RUNTIME_KEY = "schedule"
 
 
@@ -219,11 +220,12 @@ class Scheduler(Subsystem):
     def _trigger(
         self, js: JobState, scheduled: datetime, manual: bool = False, catch_up: bool = False
     ) -> dict[str, Any]:
-        """Fire one run of a job now, subject to its overlap policy."""
+        """Fire one run of a job now, subject to its overlap policy (aiwgd.actions.overlap)."""
         info = {"scheduled_for": scheduled.isoformat(), "manual": manual, "catch_up": catch_up}
-        if js.runs_action and js.running:
-            running = [t or run for run, t in js.running.items()]
-            if js.job.overlap == "skip":
+        if js.runs_action:
+            running = js.gate.labels()
+            admission, dropped = js.gate.admit(js.job.overlap, info)
+            if admission is Admission.SKIP:
                 js.skipped += 1
                 js.last_result = f"skipped: previous run still running ({', '.join(running)})"
                 self.router.publish(
@@ -234,13 +236,11 @@ class Scheduler(Subsystem):
                     extra={"job_id": js.job.id, "running": running},
                 )
                 return {"fired": False, "skipped": True, "running": running, **info}
-            if js.job.overlap == "queue":
-                if len(js.queued) >= MAX_QUEUED:
-                    js.skipped += 1
-                    js.last_result = f"skipped: {MAX_QUEUED} runs already queued"
-                    return {"fired": False, "skipped": True, "running": running, **info}
-                js.queued.append(info)
+            if admission is not Admission.START:  # queue
                 js.last_result = f"queued behind {', '.join(running)}"
+                if dropped is not None:  # the oldest waiting run gives way to this one
+                    js.skipped += 1
+                    js.last_result += f" (queue full: {MAX_QUEUED}; the oldest gave way)"
                 return {"fired": False, "queued": True, **info}
         return self._start_run(js, info)
 
@@ -254,7 +254,7 @@ class Scheduler(Subsystem):
         if not js.runs_action:
             js.last_result = "fired"
         else:
-            js.running[event.id] = ""
+            js.gate.begin(event.id)
             js.last_result = "running"
             assert js.executor is not None
             if not self.router.deliver(js.executor, event):
@@ -272,7 +272,8 @@ class Scheduler(Subsystem):
         if js is None or isinstance(js.job.action, str):
             return  # removed or turned into a label by a reload
         run_id = event.id
-        js.running.setdefault(run_id, "")  # a dead letter replayed: a run again
+        if run_id not in js.gate.running:  # a dead letter replayed: a run again
+            js.gate.begin(run_id)
         attempt = js.attempts[run_id] = js.attempts.get(run_id, 0) + 1
         meta = {"job_id": job_id, "event_id": run_id}
         out = await self.runner.attempt(js.job.action, event.to_dict(), meta, "schedule", attempt)
@@ -288,7 +289,7 @@ class Scheduler(Subsystem):
             if ended is not None:
                 self._finish(js, run_id, f"task {task_id} {ended}")
             else:
-                js.running[run_id] = task_id
+                js.gate.begin(run_id, task_id)
                 js.last_result = f"running: task {task_id}"
         # Raises a failure: the router retries it, or dead-letters it after the last
         # attempt; a hopeless one (a missing field) is not dead-lettered.
@@ -300,11 +301,11 @@ class Scheduler(Subsystem):
             self._finish(js, owner[1], f"task {task_id} {state}")
 
     def _finish(self, js: JobState, run_id: str, result: str) -> None:
-        js.running.pop(run_id, None)
         js.attempts.pop(run_id, None)
         js.last_result = result
-        if js.queued and not js.running:
-            self._start_run(js, js.queued.popleft())
+        waiting = js.gate.end(run_id)
+        if waiting is not None:
+            self._start_run(js, waiting)
         self._save()
 
     # ---- RPC-facing ------------------------------------------------------------------
@@ -317,8 +318,8 @@ class Scheduler(Subsystem):
 
     def run_now(self, job_id: str) -> dict[str, Any]:
         js = self.get(job_id)
-        if js.runs_action and js.running and js.job.overlap == "skip":
-            running = ", ".join(t or r for r, t in js.running.items())
+        if js.runs_action and js.gate.busy and js.job.overlap == "skip":
+            running = ", ".join(js.gate.labels())
             raise errors.Conflict(
                 f"job {job_id!r} is still running ({running}) and its overlap policy is "
                 '"skip"; wait for it to finish or set overlap to "queue" or "allow"'
@@ -360,8 +361,8 @@ class Scheduler(Subsystem):
             "last_fire": iso(js.last_fire),
             "last_run_at": js.last_run_at,
             "last_result": js.last_result,
-            "running": [t or r for r, t in js.running.items()],
-            "queued": len(js.queued),
+            "running": js.gate.labels(),
+            "queued": len(js.gate.waiting),
             "fired": js.fired,
             "skipped": js.skipped,
         }

@@ -119,7 +119,7 @@ def test_file_edit_to_watcher_to_rule_to_task(start_daemon: Any, project: Path) 
     out = project / "ran.json"
     # The README's safe pattern: the value is its own argv element, never shell text.
     script = f'printf "%s" "$1" > "{out}"'
-    action = {"type": "task", "command": ["sh", "-c", script, "sh", "{{data.path}}"]}
+    action = {"type": "task", "command": ["sh", "-c", script, "--", "{{data.path}}"]}
     r = rule(
         "on-edit",
         "file.modified",
@@ -357,7 +357,8 @@ def test_enable_disable_persist_across_restart(start_daemon: Any) -> None:
     d2.call("automation.enable", rule_id="r")
     d2.call("events.emit", type="t.c", data={})
     wait_for(lambda: status_of(d2, "r")["counts"]["executed"] == 1, 5, "r to run again")
-    assert status_of(d2, "other")["counts"]["executed"] == 1  # t.b was ignored while off
+    # One before the restart (counters survive it) and t.c; t.b was ignored while off.
+    assert status_of(d2, "other")["counts"]["executed"] == 2
     with pytest.raises(RpcError) as info:
         d2.call("automation.enable", rule_id="nope")
     assert info.value.code == -32001 and "no rule with id 'nope'" in info.value.message
