@@ -10,6 +10,14 @@ from typing import TYPE_CHECKING, Any
 from aiwgd import errors
 from aiwgd.actions.templates import TemplateError
 from aiwgd.automation.conditions import explain
+from aiwgd.automation.results import (
+    AutomationStatus,
+    DryRun,
+    ExecutionList,
+    ExecutionRecord,
+    PendingList,
+    Switched,
+)
 from aiwgd.automation.rulestate import RuleState
 from aiwgd.config.schema import spec
 from aiwgd.rpc.registry import Api, NoParams
@@ -18,8 +26,6 @@ if TYPE_CHECKING:
     from aiwgd.automation.engine import Automation
 
 __all__ = ["register"]
-
-OBJ = {"type": "object"}
 
 
 @dataclass
@@ -62,7 +68,7 @@ def register(api: Api, auto: Automation) -> None:
     @api.method(
         "automation.status",
         "Whether automation is on, and every rule with its counts, last fire and last result.",
-        result=OBJ,
+        result=AutomationStatus,
     )
     async def status(ctx: Any, p: NoParams) -> dict[str, Any]:
         return describe(auto)
@@ -71,7 +77,7 @@ def register(api: Api, auto: Automation) -> None:
         "automation.enable",
         "Switch automation (or one rule) on; survives restarts.",
         RuleRef,
-        result=OBJ,
+        result=Switched,
         raises=(errors.NotFound,),
     )
     async def enable(ctx: Any, p: RuleRef) -> dict[str, Any]:
@@ -81,7 +87,7 @@ def register(api: Api, auto: Automation) -> None:
         "automation.disable",
         "Switch automation (or one rule) off; survives restarts.",
         RuleRef,
-        result=OBJ,
+        result=Switched,
         raises=(errors.NotFound,),
     )
     async def disable(ctx: Any, p: RuleRef) -> dict[str, Any]:
@@ -92,7 +98,7 @@ def register(api: Api, auto: Automation) -> None:
         "Dry run: which rules an event would trigger, why the "
         "others would not, and what each action would do.",
         TestParams,
-        result=OBJ,
+        result=DryRun,
     )
     async def test(ctx: Any, p: TestParams) -> dict[str, Any]:
         ev = p.event
@@ -100,12 +106,16 @@ def register(api: Api, auto: Automation) -> None:
         event = {"id": ev.id, "type": ev.type, "source": ev.source, "time": when, "data": ev.data}
         return dry_run(auto, event)
 
-    @api.method("automation.log", "Recent rule executions, newest first.", LogParams, result=OBJ)
+    @api.method(
+        "automation.log", "Recent rule executions, newest first.", LogParams, result=ExecutionList
+    )
     async def log(ctx: Any, p: LogParams) -> dict[str, Any]:
         items = [e.to_dict() for e in auto.log.newest(p.rule_id, p.limit)]
         return {"executions": items, "count": len(items)}
 
-    @api.method("automation.pending", "Executions waiting for approval, oldest first.", result=OBJ)
+    @api.method(
+        "automation.pending", "Executions waiting for approval, oldest first.", result=PendingList
+    )
     async def pending(ctx: Any, p: NoParams) -> dict[str, Any]:
         items = [e.to_dict(with_event=True) for e in auto.pending.values()]
         return {"pending": items, "count": len(items)}
@@ -114,7 +124,7 @@ def register(api: Api, auto: Automation) -> None:
         "automation.approve",
         "Run a pending execution's action now.",
         ExecutionRef,
-        result=OBJ,
+        result=ExecutionRecord,
         raises=(errors.NotFound, errors.Conflict),
     )
     async def approve(ctx: Any, p: ExecutionRef) -> dict[str, Any]:
@@ -124,7 +134,7 @@ def register(api: Api, auto: Automation) -> None:
         "automation.reject",
         "Drop a pending execution without running it.",
         RejectParams,
-        result=OBJ,
+        result=ExecutionRecord,
         raises=(errors.NotFound, errors.Conflict),
     )
     async def reject(ctx: Any, p: RejectParams) -> dict[str, Any]:

@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Any
 from aiwgd import errors
 from aiwgd.config.schema import spec
 from aiwgd.events.model import Event, matches
+from aiwgd.events.results import (
+    DlqList,
+    EventList,
+    Purged,
+    Replayed,
+    Subscribed,
+    Unsubscribed,
+)
 from aiwgd.events.router import EventRouter, Subscription
 
 if TYPE_CHECKING:
@@ -212,13 +220,12 @@ def select(history: list[Event], p: ListParams) -> list[Event]:
 def register(api: Api, router: EventRouter) -> None:
     """events.list|emit|subscribe|unsubscribe and dlq.list|replay|purge."""
     subs = SocketSubscriptions(router)
-    obj = {"type": "object"}
 
     @api.method(
         "events.list",
         "Recent events, oldest first; filter by type glob, source, since (event id or Unix time).",
         ListParams,
-        result=obj,
+        result=EventList,
         raises=(errors.NotFound,),
     )
     async def list_events(ctx: Any, p: ListParams) -> dict[str, Any]:
@@ -226,7 +233,7 @@ def register(api: Api, router: EventRouter) -> None:
         return {"events": [e.to_dict() for e in found], "count": len(found)}
 
     @api.method(
-        "events.emit", 'Publish an event (source "rpc"); returns it.', EmitParams, result=obj
+        "events.emit", 'Publish an event (source "rpc"); returns it.', EmitParams, result=Event
     )
     async def emit(ctx: Any, p: EmitParams) -> dict[str, Any]:
         return router.publish(p.type, p.data, "rpc").to_dict()
@@ -235,7 +242,7 @@ def register(api: Api, router: EventRouter) -> None:
         "events.subscribe",
         'Receive matching events on this connection as "event" notifications until it closes.',
         SubscribeParams,
-        result=obj,
+        result=Subscribed,
         raises=(errors.LimitExceeded,),
     )
     async def subscribe(ctx: Any, p: SubscribeParams) -> dict[str, Any]:
@@ -245,7 +252,7 @@ def register(api: Api, router: EventRouter) -> None:
         "events.unsubscribe",
         "End one of this connection's subscriptions.",
         UnsubscribeParams,
-        result=obj,
+        result=Unsubscribed,
         raises=(errors.NotFound,),
     )
     async def unsubscribe(ctx: Any, p: UnsubscribeParams) -> dict[str, Any]:
@@ -259,7 +266,7 @@ def register(api: Api, router: EventRouter) -> None:
         "dlq.list",
         "Dead letters (events a subscriber failed on), oldest first.",
         DlqListParams,
-        result=obj,
+        result=DlqList,
     )
     async def dlq_list(ctx: Any, p: DlqListParams) -> dict[str, Any]:
         entries = router.dlq.select(p.subscriber, p.limit)
@@ -269,7 +276,7 @@ def register(api: Api, router: EventRouter) -> None:
         "dlq.replay",
         "Re-deliver dead letters to the subscriber that failed.",
         ReplayParams,
-        result=obj,
+        result=Replayed,
         raises=(errors.NotFound,),
     )
     async def dlq_replay(ctx: Any, p: ReplayParams) -> dict[str, Any]:
@@ -281,7 +288,7 @@ def register(api: Api, router: EventRouter) -> None:
         "dlq.purge",
         "Drop dead letters: one by id, or all.",
         PurgeParams,
-        result=obj,
+        result=Purged,
         raises=(errors.NotFound,),
     )
     async def dlq_purge(ctx: Any, p: PurgeParams) -> dict[str, Any]:

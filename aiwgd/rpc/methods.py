@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from aiwgd import errors
 from aiwgd.config.schema import spec
 from aiwgd.rpc.registry import Api, NoParams
+from aiwgd.rpc.results import DaemonStatus, OpenRpcDocument, Pong, Reloaded, Stopping
 
 
 class DaemonControl(Protocol):
@@ -29,32 +30,36 @@ class StopParams:
 
 def register(api: Api, daemon: DaemonControl) -> None:
     """ping, daemon.*, rpc.discover."""
-    obj = {"type": "object"}
 
-    @api.method("ping", 'Liveness check; answers "pong".', result={"const": "pong"})
-    async def ping(ctx: Any, p: NoParams) -> str:
+    @api.method("ping", 'Liveness check; answers "pong".', result=Pong)
+    async def ping(ctx: Any, p: NoParams) -> Pong:
         return "pong"
 
-    @api.method("daemon.status", "Pid, uptime, config state and every subsystem.", result=obj)
+    @api.method(
+        "daemon.status", "Pid, uptime, config state and every subsystem.", result=DaemonStatus
+    )
     async def status(ctx: Any, p: NoParams) -> dict[str, Any]:
         return daemon.status()
 
     @api.method(
-        "daemon.stop", "Stop gracefully (or fast); answers before stopping.", StopParams, result=obj
+        "daemon.stop",
+        "Stop gracefully (or fast); answers before stopping.",
+        StopParams,
+        result=Stopping,
     )
-    async def stop(ctx: Any, p: StopParams) -> dict[str, Any]:
+    async def stop(ctx: Any, p: StopParams) -> Stopping:
         daemon.request_stop(fast=p.fast, reason="rpc")
         return {"stopping": True, "pid": daemon.pid}
 
     @api.method(
         "daemon.reload",
         "Re-read and apply the config file; a bad file changes nothing.",
-        result=obj,
+        result=Reloaded,
         raises=(errors.ConfigInvalid,),
     )
     async def reload(ctx: Any, p: NoParams) -> dict[str, Any]:
         return await daemon.reload()
 
-    @api.method("rpc.discover", "This API as an OpenRPC document.", result=obj)
-    async def discover(ctx: Any, p: NoParams) -> dict[str, Any]:
+    @api.method("rpc.discover", "This API as an OpenRPC document.", result=OpenRpcDocument)
+    async def discover(ctx: Any, p: NoParams) -> OpenRpcDocument:
         return api.discover()

@@ -2,8 +2,10 @@
 
 Methods are declared once with `Api.method(...)`; the same declaration validates
 incoming params (unknown keys, types, ranges) and generates `rpc.discover`'s OpenRPC
-document, so the two can never disagree. Each subsystem adds its methods from its own
-`methods.py`; the daemon-level ones are in aiwgd.rpc.methods.
+document, so the two can never disagree. A method's `result` is a type too (see
+aiwgd.rpc.resultschema), and each error it may raise is listed with its code and
+meaning. Each subsystem adds its methods from its own `methods.py`; the daemon-level
+ones are in aiwgd.rpc.methods.
 """
 
 from __future__ import annotations
@@ -15,10 +17,24 @@ from typing import Any
 from aiwgd import __version__, errors
 from aiwgd.config.schema import ValidationError, json_schema, parse
 from aiwgd.rpc.protocol import Handler
+from aiwgd.rpc.results import ErrorObject, MethodObject, OpenRpcDocument
+from aiwgd.rpc.resultschema import result_schema
 
 VERSION = __version__
 
 Impl = Callable[[Any, Any], Awaitable[Any]]
+
+# The meaning of each application error code (the README's table), for the `message`
+# an OpenRPC Error Object requires; a raised error's own message says the particulars.
+ERROR_MESSAGES: dict[int, str] = {
+    errors.NOT_FOUND: "Not found: no such task, job, rule, execution or entry",
+    errors.CONFLICT: "Conflict: the thing is not in a state that allows this",
+    errors.SHUTTING_DOWN: "Shutting down: the daemon no longer takes work",
+    errors.LIMIT_EXCEEDED: "Limit exceeded",
+    errors.FORBIDDEN: "Forbidden: not allowed by the daemon's policy",
+    errors.CONFIG_INVALID: "Config invalid: the file was not applied (data.errors says why)",
+    errors.UNAVAILABLE: "Unavailable: the subsystem or program needed is not available",
+}
 
 
 @dataclass
@@ -31,7 +47,7 @@ class MethodSpec:
     name: str
     summary: str
     params: type
-    result: dict[str, Any]
+    result: Any  # a type (see aiwgd.rpc.resultschema)
     impl: Impl
     errors: list[int] = field(default_factory=list)
 
@@ -39,22 +55,27 @@ class MethodSpec:
 class Api:
     def __init__(self) -> None:
         self.methods: dict[str, MethodSpec] = {}
+        self._document: OpenRpcDocument | None = None
 
     def method(
         self,
         name: str,
         summary: str,
         params: type = NoParams,
-        result: dict[str, Any] | None = None,
+        result: Any = Any,
         raises: tuple[type[errors.RpcError], ...] = (),
     ) -> Callable[[Impl], Impl]:
-        """Register `impl(ctx, params)` as RPC method `name`."""
+        """Register `impl(ctx, params)` as RPC method `name`, answering a `result`."""
 
         def deco(impl: Impl) -> Impl:
             if name in self.methods:
                 raise ValueError(f"method {name} registered twice")
+            unknown = [e.__name__ for e in raises if e.code not in ERROR_MESSAGES]
+            if unknown:
+                raise ValueError(f"method {name}: no meaning recorded for {unknown}")
             codes = [e.code for e in raises]
-            self.methods[name] = MethodSpec(name, summary, params, result or {}, impl, codes)
+            self.methods[name] = MethodSpec(name, summary, params, result, impl, codes)
+            self._document = None
             return impl
 
         return deco
@@ -76,27 +97,34 @@ class Api:
 
         return handler
 
-    def discover(self) -> dict[str, Any]:
-        """An OpenRPC document built from the registered definitions."""
-        methods = []
-        for m in sorted(self.methods.values(), key=lambda m: m.name):
-            schema = json_schema(m.params)
-            required = set(schema.get("required", []))
-            methods.append(
-                {
-                    "name": m.name,
-                    "summary": m.summary,
-                    "paramStructure": "by-name",
-                    "params": [
-                        {"name": k, "required": k in required, "schema": v}
-                        for k, v in schema.get("properties", {}).items()
-                    ],
-                    "result": {"name": "result", "schema": m.result},
-                    "errors": [{"code": c} for c in m.errors],
-                }
-            )
+    def discover(self) -> OpenRpcDocument:
+        """An OpenRPC document built from the registered definitions (built once)."""
+        if self._document is None:
+            methods = [self._describe(m) for m in sorted(self.methods.values(), key=_name)]
+            self._document = {
+                "openrpc": "1.3.2",
+                "info": {"title": "aiwgd", "version": VERSION},
+                "methods": methods,
+            }
+        return self._document
+
+    @staticmethod
+    def _describe(m: MethodSpec) -> MethodObject:
+        schema = json_schema(m.params)
+        required = set(schema.get("required", []))
+        errs: list[ErrorObject] = [{"code": c, "message": ERROR_MESSAGES[c]} for c in m.errors]
         return {
-            "openrpc": "1.3.2",
-            "info": {"title": "aiwgd", "version": VERSION},
-            "methods": methods,
+            "name": m.name,
+            "summary": m.summary,
+            "paramStructure": "by-name",
+            "params": [
+                {"name": k, "required": k in required, "schema": v}
+                for k, v in schema.get("properties", {}).items()
+            ],
+            "result": {"name": "result", "schema": result_schema(m.result)},
+            "errors": errs,
         }
+
+
+def _name(m: MethodSpec) -> str:
+    return m.name

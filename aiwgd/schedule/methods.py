@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any
 from aiwgd import errors
 from aiwgd.config.schema import spec
 from aiwgd.rpc.registry import Api, NoParams
+from aiwgd.schedule.results import Fired, JobSwitched, ScheduleList
 
 if TYPE_CHECKING:
     from aiwgd.schedule.scheduler import Scheduler
 
 __all__ = ["register"]
-
-OBJ = {"type": "object"}
 
 
 @dataclass
@@ -24,7 +23,9 @@ class JobRef:
 
 def register(api: Api, sched: Scheduler) -> None:
     @api.method(
-        "schedule.list", "Every job with its next fire time, last run and result.", result=OBJ
+        "schedule.list",
+        "Every job with its next fire time, last run and result.",
+        result=ScheduleList,
     )
     async def list_jobs(ctx: Any, p: NoParams) -> dict[str, Any]:
         jobs = [sched.describe(js) for js in sched.jobs.values()]
@@ -34,7 +35,7 @@ def register(api: Api, sched: Scheduler) -> None:
         "schedule.run",
         "Fire a job now (its overlap policy applies).",
         JobRef,
-        result=OBJ,
+        result=Fired,
         raises=(errors.NotFound, errors.Conflict),
     )
     async def run(ctx: Any, p: JobRef) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def register(api: Api, sched: Scheduler) -> None:
         "schedule.enable",
         "Switch a job on; survives restarts.",
         JobRef,
-        result=OBJ,
+        result=JobSwitched,
         raises=(errors.NotFound, errors.Unavailable),
     )
     async def enable(ctx: Any, p: JobRef) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def register(api: Api, sched: Scheduler) -> None:
         "schedule.disable",
         "Switch a job off; survives restarts.",
         JobRef,
-        result=OBJ,
+        result=JobSwitched,
         raises=(errors.NotFound, errors.Unavailable),
     )
     async def disable(ctx: Any, p: JobRef) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from typing import Any
 from aiwgd import errors
 from aiwgd.config.schema import spec
 from aiwgd.rpc.registry import Api, NoParams
-from aiwgd.tasks.model import SOURCES, TaskState
+from aiwgd.tasks.model import SOURCES, Task, TaskState
+from aiwgd.tasks.results import TaskList, TaskLogsResult, TaskStats
 from aiwgd.tasks.spec import ChatParams, SubmitParams
 from aiwgd.tasks.supervisor import Supervisor
 
@@ -114,14 +115,13 @@ def read_log(path: Path, offset: int, limit: int, final: bool) -> tuple[str, int
 
 def register(api: Api, sup: Supervisor) -> None:
     """Add the task and chat methods to the method table."""
-    obj = {"type": "object"}
     app_errors = (errors.NotFound, errors.Forbidden, errors.ShuttingDown, errors.Unavailable)
 
     @api.method(
         "task.submit",
         "Queue an agent prompt or a command; returns the task.",
         SubmitParams,
-        result=obj,
+        result=Task,
         raises=app_errors,
     )
     async def submit(ctx: Any, p: SubmitParams) -> dict[str, Any]:
@@ -131,7 +131,7 @@ def register(api: Api, sup: Supervisor) -> None:
         "chat.send",
         "Send a message to the agent (a chat task, priority normal).",
         ChatParams,
-        result=obj,
+        result=Task,
         raises=app_errors,
     )
     async def chat(ctx: Any, p: ChatParams) -> dict[str, Any]:
@@ -142,14 +142,17 @@ def register(api: Api, sup: Supervisor) -> None:
         "task.get",
         "One task with its output tail.",
         IdParams,
-        result=obj,
+        result=Task,
         raises=(errors.NotFound,),
     )
     async def get(ctx: Any, p: IdParams) -> dict[str, Any]:
         return sup.get(p.id)
 
     @api.method(
-        "task.list", "Task summaries (newest first) and the total matching.", ListParams, result=obj
+        "task.list",
+        "Task summaries (newest first) and the total matching.",
+        ListParams,
+        result=TaskList,
     )
     async def list_(ctx: Any, p: ListParams) -> dict[str, Any]:
         page, total = sup.list(
@@ -166,14 +169,17 @@ def register(api: Api, sup: Supervisor) -> None:
         "task.cancel",
         "Cancel a queued task, or stop a running one (stop ladder).",
         CancelParams,
-        result=obj,
+        result=Task,
         raises=(errors.NotFound, errors.Conflict),
     )
     async def cancel(ctx: Any, p: CancelParams) -> dict[str, Any]:
         return await sup.cancel(p.id, wait=p.wait)
 
     @api.method(
-        "task.stats", "Counts per state, running, queued, cap and totals.", NoParams, result=obj
+        "task.stats",
+        "Counts per state, running, queued, cap and totals.",
+        NoParams,
+        result=TaskStats,
     )
     async def stats(ctx: Any, p: NoParams) -> dict[str, Any]:
         return sup.stats()
@@ -182,7 +188,7 @@ def register(api: Api, sup: Supervisor) -> None:
         "task.wait",
         "Answer when the task is terminal, or at timeout_s.",
         WaitParams,
-        result=obj,
+        result=Task,
         raises=(errors.NotFound,),
     )
     async def wait(ctx: Any, p: WaitParams) -> dict[str, Any]:
@@ -192,7 +198,7 @@ def register(api: Api, sup: Supervisor) -> None:
         "task.logs",
         "The task's output from a byte offset; follow streams it.",
         LogsParams,
-        result=obj,
+        result=TaskLogsResult,
         raises=(errors.NotFound,),
     )
     async def logs(ctx: Any, p: LogsParams) -> dict[str, Any]:

@@ -351,7 +351,9 @@ def test_discover_lists_every_method_with_its_params(daemon: DaemonProc) -> None
             },
         }
     ]
-    assert methods["daemon.reload"]["errors"] == [{"code": -32006}]
+    # An OpenRPC Error Object: its code and its meaning (tests/rpc/test_openrpc.py).
+    (reload_error,) = methods["daemon.reload"]["errors"]
+    assert reload_error["code"] == -32006 and "Config invalid" in reload_error["message"]
     assert methods["ping"]["params"] == []
     # Every listed method exists and validates with the same definitions: an unknown
     # param is -32602 (never -32601, never executed).

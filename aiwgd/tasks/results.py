@@ -1,0 +1,61 @@
+"""What the task methods answer, as types (published by rpc.discover).
+
+A task is answered as `Task.to_dict()` builds it, so its schema is generated from the
+`Task` dataclass itself: a field added there is in the document at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypedDict
+
+from aiwgd.rpc.resultschema import Without
+from aiwgd.tasks.model import Task, TaskState
+
+# task.list's summaries: the record without its output (Task.summary()).
+TaskSummary = Annotated[Task, Without("output_tail")]
+StateCounts = Annotated[dict[str, int], "tasks per state, every state (zeros included)"]
+
+
+class TaskList(TypedDict):
+    tasks: Annotated[list[TaskSummary], "newest first"]
+    total: Annotated[int, "tasks matching the filters, in all"]
+    limit: int
+    offset: int
+
+
+class TaskStats(TypedDict):
+    counts: StateCounts
+    running: int
+    queued: int
+    waiting_retry: Annotated[int, "queued tasks waiting out a retry backoff"]
+    cap: Annotated[int, "daemon.max_parallel_actions"]
+    max_active: Annotated[int, "the most tasks ever running at once"]
+    stored: int
+    totals: Annotated[dict[str, int], "counts since the daemon started"]
+    accepting: bool
+
+
+class TaskLogs(TypedDict):
+    """task.logs without `follow`: one chunk of the log."""
+
+    id: str
+    state: TaskState
+    offset: int
+    data: str
+    next_offset: int
+    size: int
+    eof: bool
+
+
+class TaskLogsFollowed(TypedDict):
+    """task.logs with `follow`: the end, once the output came as notifications."""
+
+    id: str
+    state: TaskState | Literal["pruned"]
+    next_offset: int
+    size: int
+    eof: bool
+    exit_code: int | None
+
+
+TaskLogsResult = TaskLogs | TaskLogsFollowed
