@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import aiwgd
 from aiwgd.config import Paths, resolve_root
 from aiwgd.daemon import Daemon, StartupError
 from aiwgd.infra.pidlock import AlreadyRunning
@@ -14,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiwgd", description="aiwg daemon (foreground)")
     parser.add_argument("--root", help="project root (default: $AIWG_ROOT or the cwd)")
     parser.add_argument("--foreground", action="store_true", help="accepted; always true")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {aiwgd.__version__}")
     parser.add_argument(
         "--no-stderr-log",
         action="store_true",
