@@ -46,7 +46,11 @@ class TasksSection:
         16_384, ge=0, le=1_048_576, doc="output kept in the store per task (full log on disk)"
     )
     log_max_bytes: int = spec(
-        10 * 1_048_576, ge=1_024, le=1 << 40, doc="cap of each task's log file"
+        10 * 1_048_576,
+        ge=1_024,
+        le=1 << 40,
+        doc="cap of a task's log: past it, the head and each attempt's last "
+        "min(cap / 2, 1 MiB) bytes are kept, the cut marked",
     )
     compact_every: int = spec(
         10_000, ge=10, le=10_000_000, doc="journal entries before tasks.json is rewritten"

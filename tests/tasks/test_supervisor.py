@@ -130,9 +130,10 @@ def test_huge_output_is_capped_with_marker_and_bounded_tail(
     log = Path(done["log_path"])
     size = log.stat().st_size
     assert 1_048_576 <= size < 1_048_576 + 1024
-    text = log.read_bytes()[-400:].decode()
-    assert "output truncated: log cap of 1048576 bytes reached" in text
-    assert "bytes of output dropped" in text
+    text = log.read_bytes()
+    assert b"[aiwgd] log cap of 1048576 bytes" in text  # the head, then the cut marked
+    assert b"bytes of output cut; the last 524288 bytes follow" in text
+    assert text.endswith(b"END\n")  # and the tail: the end of the output is kept
     assert len(done["output_tail"].encode()) <= 4096
     assert done["output_tail"].endswith("END\n")  # the tail is the latest output
     assert d.call("ping") == "pong"

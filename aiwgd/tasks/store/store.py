@@ -58,6 +58,7 @@ from aiwgd.config import Config, Paths
 from aiwgd.config.tasks import TasksSection
 from aiwgd.infra.durable import ensure_private_dir
 from aiwgd.lifecycle import Subsystem
+from aiwgd.procs.output import ring_path
 from aiwgd.tasks.model import (
     EVENT_FOR_STATE,
     TERMINAL,
@@ -343,6 +344,7 @@ class TaskStore(Subsystem):
             return 0
         ids = [t.id for t in doomed]
         logs = [self.log_file(t) for t in doomed]
+        logs += [ring_path(p) for p in logs]  # a tail a crash left held back
         line = self.storelog.line({"op": "del", "ids": ids})
         for task_id in ids:
             self._index.drop(task_id)
