@@ -22,9 +22,15 @@ default); this module decides when attempts start and what their ends mean.
 Shutdown: new submissions get ShuttingDown; running tasks may finish for up to
 `daemon.stop_grace_seconds` (not at all on a fast stop), then go down the ladder and
 are recorded interrupted, then requeued (or failed, per tasks.requeue_interrupted);
-queued tasks stay queued on disk and run after the next start. Start-up has the
-executor stop what is left of tasks that were running when the daemon died (local:
-PID + create time checked), then records them interrupted.
+queued tasks stay queued on disk and run after the next start.
+
+Crash safety: an attempt's `running` state is durable *before* its program starts, and
+where it runs (the executor's `runner`) is recorded right after, off the critical
+path. So after a kill -9 at any moment the next start finds every task that may have
+a process running; the executor stops what is left (local: by the recorded PID +
+create time and by the AIWG_TASK_ID mark in the processes' environment, which also
+covers an attempt whose runner was never recorded), the attempt is recorded
+interrupted and counted, and one sweep stops anything else an earlier run started.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from aiwgd.tasks.waiters import Waiters
 log = logging.getLogger("aiwgd.supervisor")
 
 S = TaskState
+NO_EXIT = Exit(None, None)  # an attempt that ended before its program started
 # When the store refuses to record that a broken task failed (a full disk), it is tried
 # again after this delay, doubling up to the maximum: the task must not stay running.
 FAIL_SAFE_RETRY_S = 1.0
@@ -71,6 +78,12 @@ class Slot:
         self.reason = self.reason or reason
         if self.attempt is not None:
             self.attempt.stop(reason)
+
+    def attach(self, attempt: Attempt) -> None:
+        """The attempt started; a stop asked for while it was starting applies now."""
+        self.attempt = attempt
+        if self.reason is not None:
+            attempt.stop(self.reason)
 
 
 class Supervisor(Subsystem):
@@ -104,6 +117,12 @@ class Supervisor(Subsystem):
                 )
             self.totals["recovered"] += 1
             await self.store.recover(task.id)
+        for task_id, pids in (await self.executor.sweep()).items():
+            # An escapee of a task that ended, or an attempt whose running record was
+            # lost with the journal's tail: never left running.
+            log.warning(
+                "stopped processes an earlier run left", extra={"task": task_id, "pids": pids}
+            )
         for task in self.store.interrupted():  # a crash between the two updates
             await self.store.recover(task.id)
         for task in self.store.queued():  # creation order: FIFO within a priority
@@ -245,24 +264,27 @@ class Supervisor(Subsystem):
 
     async def _attempt(self, slot: Slot, task: Task) -> None:
         log_path = self.store.log_file(task)
+        timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
+        # Durable before the spawn: whatever happens next (a kill -9 included), the next
+        # start finds the task running, stops what it started (by its runner or by the
+        # mark in the processes' environment) and counts the attempt as interrupted.
+        # A task never runs without a record saying so.
+        await self.store.update(task.id, state=S.RUNNING, **_cleared_fields(task))
+        if slot.reason is not None:  # cancelled or shut down while that was written
+            await self._ended(task, *outcome(Ending(NO_EXIT, slot.reason), timeout), NO_EXIT, "")
+            return
         try:
             attempt = await self.executor.start(
                 task, log_path, lambda: self._waiters.notify(task.id)
             )
         except SpawnError as exc:
-            await self.store.update(task.id, state=S.RUNNING)
-            await self._ended(task, S.FAILED, str(exc), Exit(None, None), "")
+            await self._ended(task, S.FAILED, str(exc), NO_EXIT, "")
             return
-        slot.attempt = attempt
-        if slot.reason is not None:
-            attempt.stop(slot.reason)  # cancelled while it was starting
+        slot.attach(attempt)
         self.totals["started"] += 1
-        # Recorded while the attempt already works, so the journal's fsync overlaps it;
-        # it is awaited before the final state, and the journal keeps call order.
-        recorded = asyncio.ensure_future(
-            self.store.update(task.id, state=S.RUNNING, **_running_fields(task, attempt))
-        )
-        timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
+        # Where it runs is recorded while the attempt already works, so that fsync
+        # overlaps it; it is awaited before the final state (the journal keeps call order).
+        recorded = asyncio.ensure_future(self.store.update(task.id, runner=attempt.placement()))
         ending: Ending = await attempt.wait(timeout)
         self._free_slot(task.id)  # really gone: the next task need not wait for the disk
         await recorded
@@ -396,11 +418,8 @@ class Supervisor(Subsystem):
         }
 
 
-def _running_fields(task: Task, attempt: Attempt) -> dict[str, Any]:
-    """What the running-state journal line records: only what changed."""
-    fields: dict[str, Any] = {"runner": attempt.placement()}
-    # A retry clears what the previous attempt left (only then: smaller journal lines).
-    for name in ("exit_code", "signal", "error", "retry_at", "finished_at"):
-        if getattr(task, name) is not None:
-            fields[name] = None
-    return fields
+def _cleared_fields(task: Task) -> dict[str, Any]:
+    """What the running-state journal line clears: only what a previous attempt left
+    (a retry; otherwise nothing, for smaller journal lines)."""
+    names = ("exit_code", "signal", "error", "retry_at", "finished_at")
+    return {name: None for name in names if getattr(task, name) is not None}

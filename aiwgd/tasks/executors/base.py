@@ -2,7 +2,8 @@
 means; an executor runs it.
 
 An `Executor` starts one attempt of a task and returns an `Attempt`, recovers what an
-earlier daemon run left behind, and takes config changes. An `Attempt` says where it
+earlier daemon run left behind (`recover` per task found running, then one `sweep`
+for anything else it started), and takes config changes. An `Attempt` says where it
 runs (`placement()`, journalled as the task's `runner` before the wait), can be asked
 to stop with a reason, waits for its end and makes sure nothing of it is left, and
 shows its output tail. `LocalExecutor` (child processes on this machine) is the
@@ -81,8 +82,15 @@ class Executor(Protocol):
         ...
 
     async def recover(self, task: Task) -> list[int]:
-        """Stop whatever an earlier daemon run left of `task` (its `runner`); returns
-        what was stopped (local: PIDs)."""
+        """Stop whatever an earlier daemon run left of `task` (found by its `runner`,
+        which may be missing: the daemon died right after the spawn); returns what
+        was stopped (local: PIDs)."""
+        ...
+
+    async def sweep(self) -> dict[str, list[int]]:
+        """Stop whatever an earlier daemon run started that is still running, whatever
+        its task's state (local: every process marked with this project); returns
+        {task id: what was stopped}. Called once at start, after `recover`."""
         ...
 
     def apply_config(self, config: Config) -> None:

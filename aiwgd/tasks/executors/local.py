@@ -19,6 +19,7 @@ from typing import Any
 
 from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle
+from aiwgd.procs import marks
 from aiwgd.procs.child import Child
 from aiwgd.procs.registry import ChildRegistry
 from aiwgd.procs.tree import kill_leftovers
@@ -79,11 +80,36 @@ class LocalExecutor:
         return {TASK_MARK: task_id, ROOT_MARK: str(self.root)}
 
     async def recover(self, task: Task) -> list[int]:
+        hit: list[int] = []
         runner = task.runner or {}
         pgid = runner.get("pgid") or runner.get("pid")
-        if not pgid:
-            return []
-        return await asyncio.to_thread(kill_leftovers, pgid, runner.get("create_time"))
+        if pgid:
+            hit = await asyncio.to_thread(kill_leftovers, pgid, runner.get("create_time"))
+        # No runner recorded (the daemon died right after the spawn), or a process
+        # that left the group: the mark in the environment still names the task.
+        stopped = await self._stop_marked(task.id)
+        return hit + [p for p in stopped.get(task.id, []) if p not in hit]
+
+    async def sweep(self) -> dict[str, list[int]]:
+        return await self._stop_marked(None)
+
+    async def _stop_marked(self, task_id: str | None) -> dict[str, list[int]]:
+        """Down the stop ladder with every process (of `task_id`, or of any task) that
+        carries this project's mark: at start-up none of them is ours yet."""
+
+        def scan() -> list[marks.MarkedProcess]:
+            return marks.find_marked(TASK_MARK, task_id, where={ROOT_MARK: str(self.root)})
+
+        found = await asyncio.to_thread(scan)
+        if not found:
+            return {}
+        report = await asyncio.to_thread(marks.stop_marked, found, self.grace(), rescan=scan)
+        if report.survivors:
+            log.error("processes survive SIGKILL", extra={"processes": report.describe()})
+        out: dict[str, list[int]] = {}
+        for p in report.stopped:
+            out.setdefault(p.value, []).append(p.pid)
+        return out
 
     def grace(self) -> float:
         # Read at each stop, so a reload applies to the next one.
