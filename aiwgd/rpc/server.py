@@ -1,34 +1,56 @@
-"""The Unix socket server: framing, peer checks, per-connection concurrency.
+"""The Unix socket server: accepting, framing, peer checks, per-connection concurrency.
 
 One JSON text per line. Each line is handled in its own asyncio task so a client may
 pipeline requests; a per-connection semaphore bounds that, which also gives natural
 backpressure: a client that sends but never reads stops being read from, and nobody
 else notices.
+
+Connections take at most half the open-files limit (raised toward the hard limit at
+start): the rest belong to the task store, the logs and the children's pipes, which
+idle clients must never starve. A client over the cap is told so (-32004) and closed,
+and refusals are logged once per interval. The accept loop is ours, not asyncio's:
+asyncio's logs a traceback for every accept() that fails for want of descriptors,
+thousands a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from aiwgd import errors
 from aiwgd.config import Config
+from aiwgd.infra.fdlimit import raise_open_files_limit
 from aiwgd.lifecycle import Subsystem
 from aiwgd.rpc.protocol import Dispatcher, encode, error_object
 
 log = logging.getLogger("aiwgd.rpc")
 
 MAX_CONNECTIONS = 1024
+# A deep backlog: a burst of clients must queue, not get EAGAIN (the default of 100
+# fills up as soon as 100 scripts connect at once).
+BACKLOG = 1024
+ACCEPTS_PER_WAKE = 128  # then other work runs; the rest are taken on the next turn
 IN_FLIGHT_PER_CONNECTION = 64
 READ_CHUNK = 65536
+REFUSAL_LOG_INTERVAL_S = 10.0
+ACCEPT_RETRY_S = 1.0  # after accept() found no descriptor left
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def connection_cap(fd_limit: int) -> int:
+    """Connections allowed under an open-files limit: half of it, at most MAX_CONNECTIONS."""
+    return max(8, min(MAX_CONNECTIONS, fd_limit // 2))
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -102,28 +124,44 @@ class RpcServer(Subsystem):
         self.path = path
         self.dispatcher = dispatcher
         self.max_line = max_line
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._serving: set[asyncio.Task[None]] = set()  # one per connection
         self._uid = os.getuid()
+        self.fd_limit = 0
+        self.max_connections = MAX_CONNECTIONS
+        self.refused = 0
+        self._refused_logged = 0
+        self._refusal_logged_at: float | None = None
+        self._out_of_fds = 0
+        self._out_of_fds_logged_at: float | None = None
 
     async def start(self) -> None:
+        self.fd_limit = raise_open_files_limit()
+        self.max_connections = connection_cap(self.fd_limit)
         Path(self.path).unlink(missing_ok=True)
-        old = os.umask(0o177)  # socket born 0600: no window where others may connect
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            # A deep backlog: a burst of clients must queue, not get EAGAIN (the
-            # default of 100 fills up as soon as 100 scripts connect at once).
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=self.path, backlog=MAX_CONNECTIONS
-            )
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
+            old = os.umask(0o177)  # socket born 0600: no window where others may connect
+            try:
+                sock.bind(self.path)
+            finally:
+                os.umask(old)
+            os.chmod(self.path, 0o600)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._listener = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
 
     async def stop(self, fast: bool = False) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
         if self._tasks and not fast:
             # Let replies already being computed (daemon.stop's own answer) go out.
             await asyncio.wait(set(self._tasks), timeout=0.5)
@@ -138,10 +176,91 @@ class RpcServer(Subsystem):
 
     def status(self) -> dict[str, Any]:
         return {
-            "state": "running" if self._server else "stopped",
+            "state": "running" if self._listener else "stopped",
             "socket": self.path,
             "connections": len(self.connections),
+            "max_connections": self.max_connections,
+            "refused": self.refused,
+            "fd_limit": self.fd_limit,
         }
+
+    # ---- accepting ---------------------------------------------------------------------
+    def _accept(self) -> None:
+        """The listener is readable: take what is waiting (a bounded number per turn)."""
+        for _ in range(ACCEPTS_PER_WAKE):
+            if self._listener is None:
+                return
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_FDS:
+                    raise
+                self._pause_accepting(exc)
+                return
+            if len(self._serving) >= self.max_connections:
+                self._refuse(conn)
+                continue
+            conn.setblocking(False)
+            task = asyncio.create_task(self._open(conn))
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Over the cap: say why and close, at once (nothing is kept for this client)."""
+        message = (
+            f"Limit exceeded: too many connections (at most {self.max_connections}); "
+            "close idle ones and retry"
+        )
+        with contextlib.suppress(OSError):  # a few bytes fit any socket buffer
+            conn.send(encode(error_object(errors.LIMIT_EXCEEDED, message)))
+        conn.close()
+        self.refused += 1
+        now = time.monotonic()
+        last = self._refusal_logged_at
+        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "connections refused: too many open",
+                extra={
+                    "refused": self.refused - self._refused_logged,
+                    "since_s": None if last is None else round(now - last, 1),
+                    "max_connections": self.max_connections,
+                },
+            )
+            self._refusal_logged_at = now
+            self._refused_logged = self.refused
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """No descriptor left for accept(): stop listening a moment, say so once a while."""
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._listener.fileno())
+        loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
+        self._out_of_fds += 1
+        now = time.monotonic()
+        last = self._out_of_fds_logged_at
+        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+            log.error(
+                "cannot accept connections: out of file descriptors",
+                extra={"error": str(exc), "times": self._out_of_fds, "fd_limit": self.fd_limit},
+            )
+            self._out_of_fds_logged_at = now
+            self._out_of_fds = 0
+
+    def _resume_accepting(self) -> None:
+        if self._listener is not None:
+            asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
+
+    async def _open(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn)
+        except OSError:
+            conn.close()
+            return
+        await self._serve(reader, writer)
 
     async def _reject(self, writer: asyncio.StreamWriter, code: int, message: str) -> None:
         with contextlib.suppress(Exception):
@@ -156,11 +275,6 @@ class RpcServer(Subsystem):
             log.warning("refused connection from another user", extra={"peer_uid": uid})
             await self._reject(
                 writer, errors.FORBIDDEN, f"Forbidden: peer uid {uid} is not the daemon's owner"
-            )
-            return
-        if len(self.connections) >= MAX_CONNECTIONS:
-            await self._reject(
-                writer, errors.LIMIT_EXCEEDED, "Limit exceeded: too many connections"
             )
             return
         conn = Connection(writer)
