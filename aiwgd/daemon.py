@@ -2,6 +2,13 @@
 
 `Daemon.serve()` runs the three phases in order; `run()` is the sync wrapper. Signal
 handlers only set flags or schedule coroutines; the loop acts on them.
+
+Signals are the loop's from the first line of `serve()` (before `main()` starts the
+loop, aiwgd.infra.signals remembers them and they are replayed here). A SIGTERM or
+SIGINT during start-up aborts it between steps: what started is stopped in reverse,
+the socket, PID file and lock are released, and the exit is clean (0). A SIGHUP
+during start-up is a reload once start-up is done. When `serve()` returns, the
+handlers that were there before it are put back.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from aiwgd.config import Config, Paths, ValidationError, load_file, load_or_crea
 from aiwgd.infra import daemonlog
 from aiwgd.infra.durable import ensure_private_dir, write_json_atomic
 from aiwgd.infra.pidlock import PidLock
+from aiwgd.infra.signals import HANDLED, PendingSignals
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs import reaper
 from aiwgd.subsystems import Subsystems, build
@@ -47,15 +55,23 @@ def _log_size(cfg: Config) -> tuple[int, int]:
 
 
 class Daemon:
-    def __init__(self, paths: Paths, log_to_stderr: bool = True) -> None:
+    def __init__(
+        self, paths: Paths, log_to_stderr: bool = True, pending: PendingSignals | None = None
+    ) -> None:
         self.paths = paths
         self.log_to_stderr = log_to_stderr
+        self.pending = pending  # signals that arrived before the loop ran
+        self._previous_handlers: dict[int, Any] = {}
+        self._holding_lock = False
+        self._ready = False
+        self._reload_asked = False  # a SIGHUP during start-up
         self.pid = os.getpid()
         self.config: Config = Config()
         self.lock = PidLock(paths.lock_file, paths.pid_file)
         self.lifecycle = Lifecycle()
         self.parts: Subsystems | None = None
         self.subsystems: list[Subsystem] = []  # in start order
+        self._started: list[Subsystem] = []  # what shutdown() must stop
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self.stop_reason = ""
@@ -89,9 +105,22 @@ class Daemon:
         if self.parts is not None:
             self.parts.router.publish(type, data, "daemon")
 
-    async def startup(self) -> None:
+    def _aborted(self, where: str) -> bool:
+        """A stop was asked for during start-up: go no further (shutdown() cleans up)."""
+        if self.lifecycle.stopping.is_set():
+            log.info("start-up aborted: stop requested", extra={"at": where})
+            return True
+        return False
+
+    async def startup(self) -> bool:
+        """Start everything; False if a stop request cut it short (then call shutdown).
+
+        Raises StartupError / AlreadyRunning when the daemon refuses to start."""
+        if self.lifecycle.stopping.is_set():
+            return False
         self._prepare_dirs()
         self.lock.acquire()  # raises AlreadyRunning
+        self._holding_lock = True
         self.config = self._load_config()
         max_bytes, backups = _log_size(self.config)
         daemonlog.setup(
@@ -104,24 +133,31 @@ class Daemon:
         log.info("starting", extra={"pid": self.pid, "root": str(self.paths.root)})
         self._adopt_orphans()
         self._build()
-        started: list[Subsystem] = []
         try:
             for sub in self.subsystems:
+                if self._aborted(f"before {sub.name}"):
+                    return False
                 await sub.start()
-                started.append(sub)
+                self._started.append(sub)
         except Exception as exc:
-            for sub in reversed(started):
+            for sub in reversed(self._started):
                 with contextlib.suppress(Exception):
                     await sub.stop(fast=True)
+            self._started.clear()
             if isinstance(exc, (StartupError, OSError)):
                 raise StartupError(str(exc)) from None
             raise
+        if self._aborted("before ready"):
+            return False
         self.lock.write_pid()
-        self._install_signals()
         self._spawn(self._heartbeat())
+        self._ready = True
         self._publish("daemon.started", {"pid": self.pid})
         sd_notify(f"READY=1\nMAINPID={self.pid}")
         log.info("ready", extra={"socket": str(self.paths.socket)})
+        if self._reload_asked:
+            self._spawn(self._reload_quietly())
+        return True
 
     def _adopt_orphans(self) -> None:
         """Become a child subreaper before any child starts: what a task double-forks
@@ -131,10 +167,34 @@ class Daemon:
             asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, reaper.reap)
 
     def _install_signals(self) -> None:
+        """The loop handles stop and reload signals from now on; those that arrived
+        before (main() remembered them) are acted on now, in order."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop, False, "SIGTERM")
-        loop.add_signal_handler(signal.SIGINT, self.request_stop, False, "SIGINT")
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_quietly()))
+        for sig in HANDLED:
+            self._previous_handlers[sig] = signal.getsignal(sig)
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        for sig in self.pending.take() if self.pending is not None else []:
+            self._on_signal(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP:
+            if self._ready:
+                self._spawn(self._reload_quietly())
+            else:
+                self._reload_asked = True  # the file may have changed: read it once up
+        else:
+            self.request_stop(False, sig.name)
+
+    def _restore_signals(self) -> None:
+        """Give the signals back to what handled them before serve() (main()'s
+        recorder), so one arriving while the process exits never kills it."""
+        loop = asyncio.get_running_loop()
+        for sig, previous in self._previous_handlers.items():
+            loop.remove_signal_handler(sig)
+            with contextlib.suppress(TypeError, ValueError):
+                signal.signal(sig, previous)
+        self._previous_handlers.clear()
+        loop.remove_signal_handler(signal.SIGCHLD)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -237,26 +297,47 @@ class Daemon:
 
     # ---- shutdown --------------------------------------------------------------------
     async def shutdown(self) -> None:
+        """Stop what started (all of it, or what start-up got to), release the files."""
         sd_notify("STOPPING=1")
         log.info("stopping", extra={"reason": self.stop_reason})
-        self._publish("daemon.stopping", {"reason": self.stop_reason})
-        for sub in reversed(self.subsystems):
+        if self._ready:
+            self._publish("daemon.stopping", {"reason": self.stop_reason})
+        for sub in reversed(self._started):
             try:
                 await sub.stop(fast=self.lifecycle.fast_stop.is_set())
             except Exception:
                 log.exception("subsystem failed to stop cleanly", extra={"subsystem": sub.name})
+        self._started.clear()
         for task in list(self._background):
             task.cancel()
-        self.paths.state_file.unlink(missing_ok=True)
-        self.lock.release()
+        if self._holding_lock:  # else these files are another daemon's
+            self.paths.state_file.unlink(missing_ok=True)
+            self.lock.release()
+            self._holding_lock = False
         log.info("stopped")
 
     async def serve(self) -> None:
-        await self.startup()
+        self._install_signals()  # before anything else: see the module docstring
         try:
-            await self.main_loop()
+            try:
+                ready = await self.startup()
+            except BaseException:
+                self._release_lock_on_error()
+                raise
+            try:
+                if ready:
+                    await self.main_loop()
+            finally:
+                await self.shutdown()
         finally:
-            await self.shutdown()
+            self._restore_signals()
+
+    def _release_lock_on_error(self) -> None:
+        # A refused start-up (bad config, a subsystem that could not start) leaves no
+        # socket or PID file behind; the lock goes with it.
+        if self._holding_lock:
+            self.lock.release()
+            self._holding_lock = False
 
     def run(self) -> int:
         """Run until stopped; 0 on a clean stop. Raises StartupError/AlreadyRunning."""

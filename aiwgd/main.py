@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-import aiwgd
-from aiwgd.config import Paths, resolve_root
-from aiwgd.daemon import Daemon, StartupError
-from aiwgd.infra.pidlock import AlreadyRunning
+from aiwgd.infra.signals import PendingSignals
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First: a SIGHUP or SIGTERM during start-up must neither kill the daemon nor be
+    # lost (the loop takes them over and replays them). So the daemon's modules (a
+    # few hundred milliseconds of imports) are loaded only after this.
+    pending = PendingSignals().install()
+
+    import aiwgd
+    from aiwgd.config import Paths, resolve_root
+    from aiwgd.daemon import Daemon, StartupError
+    from aiwgd.infra.pidlock import AlreadyRunning
+
     parser = argparse.ArgumentParser(prog="aiwgd", description="aiwg daemon (foreground)")
     parser.add_argument("--root", help="project root (default: $AIWG_ROOT or the cwd)")
     parser.add_argument("--foreground", action="store_true", help="accepted; always true")
@@ -24,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = Paths(resolve_root(args.root))
     try:
-        return Daemon(paths, log_to_stderr=not args.no_stderr_log).run()
+        return Daemon(paths, log_to_stderr=not args.no_stderr_log, pending=pending).run()
     except AlreadyRunning as exc:
         print(f"aiwgd: {exc}", file=sys.stderr)
         return 1
