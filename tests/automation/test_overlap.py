@@ -9,6 +9,7 @@ controls, not a race it hopes to win.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,14 @@ def settled(d: DaemonProc, rule_id: str, count: int) -> list[dict[str, Any]] | N
     return items
 
 
+def save(path: Path) -> None:
+    """Save as an editor does, by renaming over: one change, so one event per save even
+    on a loaded machine (a truncate then a write can be seen as two saves)."""
+    tmp = path.parent.parent / f".saving-{path.name}"  # outside the watched src/
+    tmp.write_text("v2\n")
+    os.replace(tmp, path)
+
+
 def starts(rec: Path) -> list[str]:
     return [name for kind, name, _, _ in records(rec) if kind == "start"]
 
@@ -93,7 +102,7 @@ def test_three_saves_at_once_give_one_run_and_one_queued_with_the_latest(
     d = start_daemon({"watch": watch_src(), "rules": [task_rule("tests", rec, gate)]})
     wait_watching(d)
     for name in ("a.py", "b.py", "c.py"):
-        (src / name).write_text("v2\n")
+        save(src / name)
     wait_for(lambda: rule_status(d, "tests")["counts"]["matched"] == 3, 15, "three matches")
     wait_for(lambda: starts(rec), 15, "the first run to start")
     (gate).touch()  # let the runs finish
@@ -124,19 +133,21 @@ def test_a_save_during_the_cooldown_runs_once_the_cooldown_ends(
 ) -> None:
     rec, gate = project / "runs.log", project / "gate"
     gate.touch()  # runs end at once: only the cooldown holds anything back
-    cooldown = 1.5
+    # Long enough that the next two saves land inside it even on a loaded machine.
+    cooldown = 4.0
     r = task_rule("tests", rec, gate, cooldown_s=cooldown)
     d = start_daemon({"watch": watch_src(), "rules": [r]})
     wait_watching(d)
-    (src / "a.py").write_text("v2\n")
-    wait_for(lambda: starts(rec) == ["src/a.py"], 15, "the first run")
+    save(src / "a.py")
+    wait_for(lambda: rule_status(d, "tests")["counts"]["executed"] == 1, 15, "the first run")
     # Two more saves inside the cooldown: held back, and the latest one is kept.
-    (src / "b.py").write_text("v2\n")
+    save(src / "b.py")
     wait_for(lambda: rule_status(d, "tests")["counts"]["matched"] == 2, 15, "the 2nd match")
-    (src / "c.py").write_text("v2\n")
+    save(src / "c.py")
     wait_for(lambda: rule_status(d, "tests")["counts"]["matched"] == 3, 15, "the 3rd match")
     assert rule_status(d, "tests")["counts"]["suppressed"] == 2
 
+    assert rule_status(d, "tests")["deferred"] is not None
     items = wait_for(lambda: settled(d, "tests", 2), 20, "the held-back save to run")
     assert starts(rec) == ["src/a.py", "src/c.py"]
     # It ran when the cooldown ended, not before.
@@ -151,9 +162,9 @@ def test_replace_cancels_the_running_task_and_starts_anew(
     r = task_rule("tests", rec, gate, overlap="replace")
     d = start_daemon({"watch": watch_src(), "rules": [r], "daemon": {"stop_grace_seconds": 1}})
     wait_watching(d)
-    (src / "a.py").write_text("v2\n")
+    save(src / "a.py")
     wait_for(lambda: starts(rec) == ["src/a.py"], 15, "the first run")
-    (src / "b.py").write_text("v2\n")
+    save(src / "b.py")
     wait_for(lambda: starts(rec) == ["src/a.py", "src/b.py"], 15, "the replacing run")
     first, second = executions(d, "tests")
     old = d.call("task.get", id=first["task_id"])
@@ -175,7 +186,7 @@ def test_replace_with_three_saves_at_once_finishes_only_the_latest(
     d = start_daemon({"watch": watch_src(), "rules": [r], "daemon": {"stop_grace_seconds": 1}})
     wait_watching(d)
     for name in ("a.py", "b.py", "c.py"):
-        (src / name).write_text("v2\n")
+        save(src / name)
     wait_for(lambda: rule_status(d, "tests")["counts"]["matched"] == 3, 15, "three matches")
 
     def first_cancelled() -> bool:
@@ -188,10 +199,13 @@ def test_replace_with_three_saves_at_once_finishes_only_the_latest(
     items = wait_for(lambda: settled(d, "tests", 3), 20, "three settled executions")
     newest = [e["data"]["path"] for e in file_events(d) if e["type"] == "file.modified"][-1]
     ended = [name for kind, name, _, _ in records(rec) if kind == "end"]
-    assert ended == [newest]
-    assert [e["state"] for e in items] == ["succeeded", "skipped", "succeeded"]
-    assert [e["task_state"] for e in items] == ["cancelled", None, "completed"]
-    assert rule_status(d, "tests")["counts"]["replaced"] == 1
+    assert ended == [newest]  # only the latest save's run finished
+    assert (items[-1]["state"], items[-1]["task_state"]) == ("succeeded", "completed")
+    # The middle one gave way while it waited (skipped), or, if the saves reached the
+    # daemon far enough apart, it started and was replaced in its turn.
+    assert items[1]["state"] == "skipped" or items[1]["task_state"] == "cancelled"
+    replaced = rule_status(d, "tests")["counts"]["replaced"]
+    assert replaced == sum(1 for e in items if e["task_state"] == "cancelled")
 
 
 def test_skip_drops_a_trigger_while_a_run_is_going(
@@ -201,9 +215,9 @@ def test_skip_drops_a_trigger_while_a_run_is_going(
     r = task_rule("tests", rec, gate, overlap="skip")
     d = start_daemon({"watch": watch_src(), "rules": [r]})
     wait_watching(d)
-    (src / "a.py").write_text("v2\n")
+    save(src / "a.py")
     wait_for(lambda: starts(rec) == ["src/a.py"], 15, "the first run")
-    (src / "b.py").write_text("v2\n")
+    save(src / "b.py")
     wait_for(lambda: len(executions(d, "tests")) == 2, 15, "the second trigger")
     gate.touch()
     items = wait_for(lambda: settled(d, "tests", 2), 20, "both to settle")
