@@ -64,6 +64,7 @@ class StoreLog:
         self.entries = 0  # lines in the journal file since the last compaction
         self.refused = 0  # lines the disk refused (and their changes undone)
         self.compaction_failed = False
+        self.inflight: dict[str, asyncio.Future[None]] = {}  # a task's line on its way
         self.compacting: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
         self.writing: asyncio.Future[int] | None = None  # the snapshot thread's result
@@ -125,9 +126,31 @@ class StoreLog:
                 {"file": str(self.journal.path), "errno": exc.errno},
             ) from None
 
-    async def commit(self, line: bytes) -> None:
-        """send() and confirm(): returns once `line` is on disk, else Unavailable."""
-        await self.confirm(self.send(line))
+    async def commit(
+        self, line: bytes, key: str | None = None, undo: Callable[[], None] | None = None
+    ) -> None:
+        """Returns once `line` is on disk. If the disk refuses it, `undo` (which puts
+        memory back as it was before the change) runs, then Unavailable is raised.
+        While it is on its way, `settled(key)` waits for it."""
+        fut = self.send(line)
+        if key is not None:
+            self.inflight[key] = fut
+
+        def done(f: asyncio.Future[None]) -> None:
+            # A callback, not code after the await: a cancelled caller's change is
+            # still undone, before anyone waiting in settled() goes on.
+            if key is not None and self.inflight.get(key) is f:
+                del self.inflight[key]
+            if undo is not None and (f.cancelled() or f.exception() is not None):
+                undo()
+
+        fut.add_done_callback(done)
+        await self.confirm(fut)
+
+    async def settled(self, key: str) -> None:
+        """Wait until no change of `key` is on its way to disk (no yield if none is)."""
+        while key in self.inflight:
+            await asyncio.wait([self.inflight[key]])
 
     # ---- compaction ------------------------------------------------------------------
     async def compact(self) -> None:
