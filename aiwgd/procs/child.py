@@ -272,7 +272,8 @@ class Child:
         if not reaper.active():
             return True
         ours = reaper.spawned_pids()
-        return any(pid not in ours for pid in marks.children_of(os.getpid()))
+        adopted = marks.children_of(os.getpid(), main_thread_only=True)  # once per end
+        return any(pid not in ours for pid in adopted)
 
     async def _scan(self) -> tuple[list[int], dict[int, float | None]]:
         skip = reaper.spawned_pids() - {self.pid}  # other children's trees are theirs

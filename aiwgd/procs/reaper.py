@@ -111,7 +111,9 @@ def reap() -> list[int]:
     spawned), so a child is always owned before its SIGCHLD is handled.
     """
     reaped = []
-    for pid in marks.children_of(os.getpid()):
+    # Adopted orphans go to our main thread (see marks.children_of): one small read,
+    # since this runs on every SIGCHLD, our own children's exits included.
+    for pid in marks.children_of(os.getpid(), main_thread_only=True):
         if pid in _spawned or marks.state(pid) != "Z":
             continue
         try:
