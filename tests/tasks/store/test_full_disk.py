@@ -11,7 +11,6 @@ journal is not reported damaged.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,8 @@ def store_status(d: DaemonProc) -> dict[str, Any]:
     return status
 
 
-def test_full_disk_loses_no_acknowledged_task_and_recovers(project: Path) -> None:
-    gate = Path(tempfile.mkdtemp(prefix="aiwg-gate-")) / "open"
+def test_full_disk_loses_no_acknowledged_task_and_recovers(project: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "open"  # off the small disk
     daemons: list[DaemonProc] = []
     with tmpfs(project, "4m"):
         try:
