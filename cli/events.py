@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aiwgd.cli.daemonctl import CtlError
-from aiwgd.cli.options import Json, Root, client, emit, json_object_arg, want_json
+from aiwgd.cli.options import Json, Root, UsageError, client, emit, json_object_arg, want_json
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a subscriber failed on.")
 
@@ -62,10 +61,7 @@ def events(
         human = "\n".join(event_line(e) for e in result["events"]) or "no events"
         emit(result, as_json, human)
         return
-    try:
-        _follow(root, type_ or "*", source, params, as_json)
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how one stops following
+    _follow(root, type_ or "*", source, params, as_json)  # until Ctrl-C (exit 130)
 
 
 def _follow(
@@ -144,7 +140,7 @@ def dlq_replay(
 ) -> None:
     """Hand dead letters back to the subscriber that failed (ID, or --all)."""
     if (entry_id is None) == (not all_):
-        raise CtlError("give a dead letter's ID or --all (not both)")
+        raise UsageError("give a dead letter's ID or --all (not both)")
     with client(root) as c:
         result = c.call("dlq.replay", **({"all": True} if all_ else {"id": entry_id}))
     lines = [f"replayed {i}" for i in result["replayed"]]

@@ -19,8 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-# The exit codes of every command (cli/options.py re-exports them; 2, usage, is click's).
-EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
+# The exit codes of every command (cli/options.py re-exports them; click's usage errors
+# exit 2 as ours do); 130 is the shell's code for a program ended by Ctrl-C (128 + SIGINT).
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 1, 2, 3, 130
+# The daemon refused the params the command line gave (a bad --priority, a bad RPC param):
+# the same mistake as a bad option, so the same exit code.
+INVALID_PARAMS = -32602
 HOT = ("status", "ping")
 # How long a quick call waits for the daemon's answer unless `aiwg --timeout S` says:
 # long enough for a busy daemon, short enough that a person sees a stopped one at once.
@@ -112,13 +116,18 @@ def _guarded(fn: Callable[[], int]) -> int:
         return EXIT_NOT_RUNNING
     except RpcError as exc:
         print(f"aiwg: error {exc.code}: {exc.describe()}", file=sys.stderr)
-        return EXIT_ERROR
+        return rpc_exit_code(exc.code)
     except TimeoutError as exc:
         print(f"aiwg: {timed_out(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except (CtlError, ClientError, RootError, OSError) as exc:
         print(f"aiwg: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def rpc_exit_code(code: int) -> int:
+    """The exit code for a JSON-RPC error answer: 2 for refused params, else 1."""
+    return EXIT_USAGE if code == INVALID_PARAMS else EXIT_ERROR
 
 
 def timed_out(exc: TimeoutError) -> str:
@@ -138,9 +147,12 @@ def run(argv: list[str]) -> int | None:
 
 def entry() -> None:
     """Console script `aiwg`."""
-    code = run(sys.argv[1:])
-    if code is None:
-        from aiwgd.cli.main import main
+    try:
+        code = run(sys.argv[1:])
+        if code is None:
+            from aiwgd.cli.main import main
 
-        code = main()
+            code = main()
+    except KeyboardInterrupt:  # Ctrl-C anywhere, even while Python imports typer
+        code = EXIT_INTERRUPTED
     sys.exit(code)

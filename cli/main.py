@@ -1,6 +1,7 @@
 """`aiwg`: the thin command-line client. Talks to the daemon only over its socket.
 
-Exit codes: 0 ok, 1 error (one line on stderr), 2 usage, 3 daemon not running.
+Exit codes: 0 ok, 1 error (one line on stderr), 2 usage (a bad option or argument, or
+params the daemon refuses), 3 daemon not running, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from typing import Annotated
 
 import typer
 
-from aiwgd.cli import daemonctl, fastpath, render
+from aiwgd.cli import completion, daemonctl, fastpath, render
 from aiwgd.cli.daemonctl import CtlError
 from aiwgd.cli.options import (
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_NOT_RUNNING,
+    EXIT_USAGE,
     Json,
     Opts,
     QuickTimeout,
     Root,
+    UsageError,
     client,
     emit,
     json_object_arg,
@@ -31,7 +35,9 @@ from aiwgd.client import ClientError, DaemonNotRunning, RpcError
 from aiwgd.config.paths import RootError
 
 app = typer.Typer(
-    add_completion=False,
+    # --install-completion / --show-completion for the shell that runs aiwg;
+    # `aiwg --show-completion bash` (a shell named) is answered in main().
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -41,8 +47,24 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate, show or create th
 app.add_typer(config_app, name="config")
 
 
+def _version(value: bool) -> None:
+    if value:
+        import aiwgd
+
+        typer.echo(f"aiwg {aiwgd.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _global(root: Root = None, json_out: Json = False, timeout: QuickTimeout = None) -> None:
+def _global(
+    root: Root = None,
+    json_out: Json = False,
+    timeout: QuickTimeout = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
     Opts.root, Opts.json, Opts.timeout = root, json_out, timeout
 
 
@@ -194,17 +216,26 @@ def _register_extensions() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn every failure into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    shell = completion.named_shell(args)
+    if shell is not None:
+        return completion.run(args[0], shell)
     _register_extensions()
     try:
-        rv = app(args=argv, prog_name="aiwg", standalone_mode=False)
+        rv = app(args=args, prog_name="aiwg", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except KeyboardInterrupt:  # typer 0.2x turns Ctrl-C into Exit(130) itself; older ones not
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        typer.echo(f"aiwg: {exc}", err=True)
+        return EXIT_USAGE
     except DaemonNotRunning as exc:
         typer.echo(f"aiwg: {exc}", err=True)
         return EXIT_NOT_RUNNING
     except RpcError as exc:
         typer.echo(f"aiwg: error {exc.code}: {exc.describe()}", err=True)
-        return EXIT_ERROR
+        return fastpath.rpc_exit_code(exc.code)
     except TimeoutError as exc:
         typer.echo(f"aiwg: {fastpath.timed_out(exc)}", err=True)
         return EXIT_ERROR
@@ -218,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _other(exc: Exception) -> int:
     if isinstance(exc, typer.Abort):
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click's form of Ctrl-C
+            return EXIT_INTERRUPTED
         typer.echo("aiwg: aborted", err=True)
         return EXIT_ERROR
     show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)

@@ -11,20 +11,28 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from aiwgd.cli.daemonctl import CtlError
-
 # fastpath.py answers `status` and `ping` without typer, so the codes live there.
-from aiwgd.cli.fastpath import EXIT_ERROR, EXIT_NOT_RUNNING, QUICK_TIMEOUT_S, TIMEOUT_RANGE
+from aiwgd.cli.fastpath import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_RUNNING,
+    EXIT_USAGE,
+    QUICK_TIMEOUT_S,
+    TIMEOUT_RANGE,
+)
 from aiwgd.client import Client
 from aiwgd.config.paths import Paths, resolve_root
 
 __all__ = [
     "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
     "EXIT_NOT_RUNNING",
+    "EXIT_USAGE",
     "Json",
     "Opts",
     "QuickTimeout",
     "Root",
+    "UsageError",
     "client",
     "emit",
     "json_object_arg",
@@ -34,7 +42,10 @@ __all__ = [
 ]
 
 Root = Annotated[
-    str | None, typer.Option("--root", help="project root (default $AIWG_ROOT or cwd)")
+    str | None,
+    typer.Option(
+        "--root", help="project root (default $AIWG_ROOT, else the nearest dir with .aiwg/)"
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
 QuickTimeout = Annotated[
@@ -48,6 +59,10 @@ QuickTimeout = Annotated[
         "follows and waits (-f, task wait) last as long as what they follow",
     ),
 ]
+
+
+class UsageError(Exception):
+    """A mistake on the command line that click cannot see (a param's form): exit 2."""
 
 
 class Opts:
@@ -94,11 +109,11 @@ def client(root: str | None, timeout: float | Literal["quick"] | None = "quick")
 
 
 def json_object_arg(text: str, name: str, must_be: str = "a JSON object") -> dict[str, Any]:
-    """Parse command-line argument `name`, which must hold a JSON object (CtlError if not)."""
+    """Parse command-line argument `name`, which must hold a JSON object (UsageError if not)."""
     try:
         parsed = json.loads(text)
     except ValueError as exc:
-        raise CtlError(f"{name} is not valid JSON: {exc}") from None
+        raise UsageError(f"{name} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
-        raise CtlError(f"{name} must be {must_be}")
+        raise UsageError(f"{name} must be {must_be}")
     return parsed

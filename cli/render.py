@@ -162,8 +162,6 @@ def _follow(path: Path, fmt: Any) -> None:
             except FileNotFoundError:
                 pass
             time.sleep(0.25)
-    except KeyboardInterrupt:
-        pass
-    finally:
+    finally:  # Ctrl-C ends a follow: cli.main exits 130
         if fh is not None:
             fh.close()

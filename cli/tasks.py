@@ -19,8 +19,16 @@ from typing import Annotated, Any
 import typer
 
 from aiwgd.cli import render
-from aiwgd.cli.daemonctl import CtlError
-from aiwgd.cli.options import EXIT_ERROR, Json, Root, client, emit, quick_timeout, want_json
+from aiwgd.cli.options import (
+    EXIT_ERROR,
+    Json,
+    Root,
+    UsageError,
+    client,
+    emit,
+    quick_timeout,
+    want_json,
+)
 
 task_app = typer.Typer(no_args_is_help=True, help="Submit, list, inspect and cancel tasks.")
 
@@ -67,7 +75,7 @@ def _env(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise CtlError(f"--env {item!r}: expected KEY=VALUE")
+            raise UsageError(f"--env {item!r}: expected KEY=VALUE")
         out[key] = value
     return out
 

@@ -235,24 +235,28 @@ def test_rpc_prints_result_json(daemon: DaemonProc) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "expected", "code"),
     [
-        (["rpc", "nope.nothing"], "aiwg: error -32601: Method not found: nope.nothing"),
+        (["rpc", "nope.nothing"], "aiwg: error -32601: Method not found: nope.nothing", 1),
         (
             ["rpc", "daemon.stop", '{"fast": "yes"}'],
             'aiwg: error -32602: Invalid params: fast: "yes" is not true or false',
+            2,  # usage: params the daemon refuses
         ),
         (
             ["rpc", "ping", "{bad"],
             "aiwg: PARAMS_JSON is not valid JSON: "
             "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+            2,
         ),
-        (["rpc", "ping", "[1]"], "aiwg: PARAMS_JSON must be a JSON object of named params"),
+        (["rpc", "ping", "[1]"], "aiwg: PARAMS_JSON must be a JSON object of named params", 2),
     ],
 )
-def test_rpc_errors_are_one_line(daemon: DaemonProc, args: list[str], expected: str) -> None:
+def test_rpc_errors_are_one_line(
+    daemon: DaemonProc, args: list[str], expected: str, code: int
+) -> None:
     out = aiwg(daemon.root, *args)
-    assert out.returncode == 1
+    assert out.returncode == code
     assert one_line_error(out) == expected
     assert daemon.call("ping") == "pong"
 

@@ -247,7 +247,7 @@ def test_dlq_rpc_and_cli_errors(daemon: DaemonProc) -> None:
     r = run_cli(daemon.root, "dlq", "replay", "dl-missing")
     assert r.returncode == 1 and "error -32001" in r.stderr and "Traceback" not in r.stderr
     r = run_cli(daemon.root, "dlq", "replay")
-    assert r.returncode == 1 and "ID or --all" in r.stderr
+    assert r.returncode == 2 and "ID or --all" in r.stderr  # a usage mistake
     r = run_cli(daemon.root, "dlq", "list")
     assert r.returncode == 0 and "empty" in r.stdout
 
@@ -255,10 +255,10 @@ def test_dlq_rpc_and_cli_errors(daemon: DaemonProc) -> None:
 def test_events_cli_lists_emits_and_follows(daemon: DaemonProc) -> None:
     r = run_cli(daemon.root, "emit", "ci.finished", '{"ok": true}')
     assert r.returncode == 0 and "emitted ci.finished" in r.stdout
-    r = run_cli(daemon.root, "emit", "Nope")
-    assert r.returncode == 1 and "error -32602" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(daemon.root, "emit", "Nope")  # usage mistakes: exit 2
+    assert r.returncode == 2 and "error -32602" in r.stderr and "Traceback" not in r.stderr
     r = run_cli(daemon.root, "emit", "a.b", "[1]")
-    assert r.returncode == 1 and "JSON object" in r.stderr
+    assert r.returncode == 2 and "JSON object" in r.stderr
     r = run_cli(daemon.root, "events", "--type", "ci.*")
     assert r.returncode == 0 and "ci.finished" in r.stdout and '{"ok":true}' in r.stdout
     assert "daemon.started" not in r.stdout

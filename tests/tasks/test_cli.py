@@ -85,10 +85,10 @@ def test_cancel_and_errors_are_one_line(d: DaemonProc) -> None:
     assert err.startswith("aiwg: error -32002: task ") and "already cancelled" in err
     code, _, err = cli(d, "task", "get", "nope")
     assert code == 1 and err == "aiwg: error -32001: no task with id 'nope'\n"
-    code, _, err = cli(d, "task", "submit", "x", "--priority", "urgent")
-    assert code == 1 and '"urgent" is not a priority' in err and err.count("\n") == 1
+    code, _, err = cli(d, "task", "submit", "x", "--priority", "urgent")  # usage: exit 2
+    assert code == 2 and '"urgent" is not a priority' in err and err.count("\n") == 1
     code, _, err = cli(d, "task", "run", "--env", "NOEQUALS", "--", "true")
-    assert code == 1 and err == "aiwg: --env 'NOEQUALS': expected KEY=VALUE\n"
+    assert code == 2 and err == "aiwg: --env 'NOEQUALS': expected KEY=VALUE\n"
     code, _, err = cli(d, "task", "run", "--cwd", "/", "--", "true")
     assert code == 1 and "-32005" in err and "outside the project root" in err
 
