@@ -4,9 +4,11 @@
 group), never through a shell, with output to the task's log; the child is in the
 process registry while it lives. `LocalAttempt.wait()` waits for whichever comes
 first (exit, a stop request, the timeout), takes the child down the stop ladder when
-it must, and returns only once every process it started is gone. The PID, group and
-create time are this executor's state: the task records them as its `runner`, and
-`recover()` uses them to stop what an earlier daemon run left behind.
+it must, and returns only once every process it started is gone (those that left its
+group too: they carry the task's mark, `AIWG_TASK_ID` and `AIWG_ROOT` in their
+environment). The PID, group and create time are this executor's state: the task
+records them as its `runner`, and `recover()` uses them, and the mark, to stop what
+an earlier daemon run left behind; `sweep()` stops whatever else carries the mark.
 """
 
 from __future__ import annotations
