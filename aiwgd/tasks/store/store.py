@@ -48,7 +48,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -94,10 +94,6 @@ class TaskStore(Subsystem):
         # Outstanding write errors by kind (journal, compaction, ids), newest last; a
         # kind is cleared by its next success, so status tells when the disk recovered.
         self._errors: dict[str, str] = {}
-        # The write on its way to disk for a task: the next change of that task waits
-        # for it, so a change is always built on durable state and undoing a refused
-        # one can never undo another.
-        self._inflight: dict[str, asyncio.Future[None]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -230,7 +226,7 @@ class TaskStore(Subsystem):
             if self._index.get(task.id) is task:
                 self._index.drop(task.id)
 
-        await self._commit(task.id, line, undo)
+        await self.storelog.commit(line, task.id, undo)
         self._publish(task, None)
         return task
 
@@ -238,10 +234,11 @@ class TaskStore(Subsystem):
         """Change fields (and maybe the state, per the table); returns the new Task.
 
         If the disk refuses the change (Unavailable), the task is left as it was."""
-        while task_id in self._inflight:
-            # Only when a change of this task is still on its way to disk (rare): with
-            # nothing in flight there is no await here, so journal order is call order.
-            await asyncio.wait([self._inflight[task_id]])
+        # A change of this task still on its way to disk is waited for (rare: with
+        # nothing in flight there is no await here, so journal order is call order), so
+        # a change is always built on durable state and undoing a refused one can never
+        # undo another.
+        await self.storelog.settled(task_id)
         old = self._index.get(task_id)
         if old is None:
             raise errors.NotFound(f"no task {task_id}", {"id": task_id})
@@ -285,7 +282,7 @@ class TaskStore(Subsystem):
             if self._index.get(task_id) is new:
                 self._index.put(old)
 
-        await self._commit(task_id, line, undo)
+        await self.storelog.commit(line, task_id, undo)
         if new.state in TERMINAL:
             self._maybe_prune()
         if new.state != old.state:
@@ -348,9 +345,7 @@ class TaskStore(Subsystem):
         line = self.storelog.line({"op": "del", "ids": ids})
         for task_id in ids:
             self._index.drop(task_id)
-        fut = self.storelog.send(line)
-        fut.add_done_callback(lambda f: self._restore(doomed) if _refused(f) else None)
-        await self.storelog.confirm(fut)  # refused: the tasks are back, their logs kept
+        await self.storelog.commit(line, undo=lambda: self._restore(doomed))  # refused: kept
         await asyncio.to_thread(_unlink_all, logs)
         self.pruned += len(ids)
         log.info("pruned finished tasks", extra={"count": len(ids)})
@@ -361,23 +356,6 @@ class TaskStore(Subsystem):
         await self.storelog.compact()
 
     # ---- internals -------------------------------------------------------------------
-    async def _commit(self, task_id: str, line: bytes, undo: Callable[[], None]) -> None:
-        """Make `line` (a change of `task_id`, already applied in memory) durable; if
-        the disk refuses it, `undo` the change and raise Unavailable."""
-        fut = self.storelog.send(line)
-        self._inflight[task_id] = fut
-
-        def settled(f: asyncio.Future[None]) -> None:
-            # A callback, not code after the await: a cancelled caller's change is
-            # still undone if refused, before anyone waiting on this task goes on.
-            if self._inflight.get(task_id) is f:
-                del self._inflight[task_id]
-            if _refused(f):
-                undo()
-
-        fut.add_done_callback(settled)
-        await self.storelog.confirm(fut)
-
     def _restore(self, tasks: Iterable[Task]) -> None:
         """Put back tasks whose removal the disk refused, in creation order."""
         for task in tasks:
@@ -423,11 +401,6 @@ class TaskStore(Subsystem):
                 await self.prune()
             except Exception:
                 log.exception("pruning failed")
-
-
-def _refused(fut: asyncio.Future[None]) -> bool:
-    """Whether a journal write failed (the exception is retrieved here, not lost)."""
-    return fut.cancelled() or fut.exception() is not None
 
 
 def _unlink_all(paths: list[Path]) -> None:
