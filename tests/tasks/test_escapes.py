@@ -102,15 +102,24 @@ def test_a_double_forked_child_is_gone_after_aiwg_stop(
 
 
 def test_adopted_orphans_are_reaped_and_task_exit_codes_are_kept(
-    start_daemon: DaemonFactory,
+    start_daemon: DaemonFactory, project: Path
 ) -> None:
     d = start_daemon(task_config(cap=4))
     # Each task double-forks short-lived processes (the daemon adopts them, they exit,
-    # SIGCHLD arrives) while the task's own exit status (3) must reach its record.
-    script = "for i in 1 2 3; do (setsid sleep 0.05 &); done; sleep 0.2; exit 3"
-    ids = [submit(d, ["sh", "-c", script])["id"] for _ in range(8)]
+    # SIGCHLD arrives) while the task's own exit status (3) must reach its record. One
+    # orphan writes its parent's PID once its own parent is gone: the daemon adopted it.
+    ppid = project / "ppid-{}"
+    orphans = "for i in 1 2 3; do (setsid sleep 0.05 &); done"
+    tell = '(setsid sh -c \'sleep 0.1; cut -d" " -f4 /proc/$$/stat > "$0"\' "$F" &)'
+    wait = 'while [ ! -s "$F" ]; do sleep 0.01; done'
+    ids = []
+    for n in range(8):
+        script = f"F={str(ppid).format(n)}; {orphans}; {tell}; {wait}; exit 3"
+        ids.append(submit(d, ["sh", "-c", script])["id"])
     done = [wait_terminal(d, i) for i in ids]
     assert [(t["state"], t["exit_code"]) for t in done] == [("failed", 3)] * 8
+    parents = {int(Path(str(ppid).format(n)).read_text()) for n in range(8)}
+    assert parents == {d.pid}, "orphans of the tasks were not re-parented to the daemon"
 
     def zombies() -> list[int]:
         kids = psutil.Process(d.pid).children()
