@@ -42,6 +42,13 @@ class TasksSection:
     max_finished: int = spec(
         10_000, ge=0, le=10_000_000, doc="at most this many finished tasks are kept"
     )
+    max_finished_mb: float = spec(
+        128,
+        gt=0,
+        le=1_048_576,
+        doc="and at most about this much memory (prompt, command, env, metadata, output "
+        "tail, error): the oldest finished tasks go first",
+    )
     output_tail_bytes: int = spec(
         16_384, ge=0, le=1_048_576, doc="output kept in the store per task (full log on disk)"
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiwgd import errors
-from aiwgd.config.schema import spec
+from aiwgd.config.schema import show, spec
 from aiwgd.events.model import Event, matches
 from aiwgd.events.results import (
     DlqList,
@@ -37,6 +37,9 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 64
 # Types and globs are short words; a glob is compiled and cached (fnmatch keeps 32,768
 # patterns), so a long one would cost memory long after the call.
 MAX_TYPE_LEN = 200
+# An event is a notice, kept in memory (events.history) and sent to every subscriber:
+# bulk belongs in a file whose path the event carries.
+MAX_EVENT_DATA_BYTES = 256 * 1024
 
 
 def event_type(value: str) -> str | None:
@@ -72,9 +75,12 @@ class EmitParams:
         # JSON may carry a lone surrogate ("\\ud800"); UTF-8 cannot, so the event could
         # be neither logged nor sent on as UTF-8. Refused here rather than acknowledged.
         try:
-            json.dumps(self.data, ensure_ascii=False).encode()
+            size = len(json.dumps(self.data, ensure_ascii=False).encode())
         except UnicodeEncodeError:
             return list(_lone_surrogates(self.data, "data"))
+        if size > MAX_EVENT_DATA_BYTES:
+            why = f"is too large ({size} bytes as JSON, at most {MAX_EVENT_DATA_BYTES})"
+            return [("data", f"{show(self.data)} {why}; put bulk in a file, send its path")]
         return []
 
 

@@ -22,7 +22,8 @@ Public API (stable; other subsystems rely on it):
   (`.aiwg/daemon/dlq.jsonl`); `dlq.replay` hands the event again to the live
   subscriber with the same `name`, so give retrying subscribers stable names.
   `retries=False`: a failure is counted and logged only (socket subscriptions).
-- Every event is kept in the in-memory history (`events.history`) and appended to
+- Every event is kept in the in-memory history (the newest `events.history`, within
+  `events.history_max_mb`; see aiwgd.events.history) and appended to
   `.aiwg/daemon/events.jsonl` (size-rotated), which also refills the history at start.
 """
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from aiwgd.config.events import EventsSection
 from aiwgd.events.dlq import DeadLetters
 from aiwgd.events.eventlog import EventLog
+from aiwgd.events.history import History
 from aiwgd.events.model import Event, matches
 from aiwgd.lifecycle import Subsystem
 
@@ -119,7 +120,7 @@ class EventRouter(Subsystem):
     def __init__(self, history: int = 1000, queue_size: int = 10_000) -> None:
         # configure() replaces these with the config's settings before start().
         self.settings = EventsSection(history=history, queue_size=queue_size)
-        self.history: deque[Event] = deque(maxlen=self.settings.history)
+        self.history = History(self.settings.history, _history_bytes(self.settings))
         self.subscriptions: list[Subscription] = []
         self.published = 0
         self.dlq = DeadLetters(None, self.settings.dlq_max)
@@ -132,7 +133,7 @@ class EventRouter(Subsystem):
     def configure(self, paths: Paths | None, settings: EventsSection) -> None:
         """Set files and limits before start(); without paths nothing is persisted."""
         self.settings = settings
-        self.history = deque(self.history, maxlen=settings.history)
+        self.history.resize(settings.history, _history_bytes(settings))
         if paths is not None:
             self.dlq = DeadLetters(paths.dlq_file, settings.dlq_max)
             self.log = EventLog(paths.events_file, int(settings.log_max_mb * 1024 * 1024))
@@ -156,8 +157,7 @@ class EventRouter(Subsystem):
     async def apply_config(self, config: Config) -> None:
         new = config.events
         old, self.settings = self.settings, new
-        if new.history != old.history:
-            self.history = deque(self.history, maxlen=new.history)
+        self.history.resize(new.history, _history_bytes(new))
         for sub in self.subscriptions:
             if sub.maxsize == old.queue_size:  # followed the default: keep following it
                 sub.maxsize = new.queue_size
@@ -170,6 +170,7 @@ class EventRouter(Subsystem):
             "state": "running",
             "published": self.published,
             "history": len(self.history),
+            "history_bytes": self.history.bytes,
             "subscribers": [s.status() for s in self.subscriptions],
             "dlq": self.dlq.status(),
             "log": self.log.status() if self.log is not None else None,
@@ -321,3 +322,7 @@ class EventRouter(Subsystem):
             replayed.append(entry["id"])
         await self.dlq.remove(replayed)
         return {"replayed": replayed, "skipped": skipped}
+
+
+def _history_bytes(settings: EventsSection) -> int:
+    return int(settings.history_max_mb * 1_048_576)

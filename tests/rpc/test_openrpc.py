@@ -33,7 +33,10 @@ def meta_validator() -> jsonschema.Draft7Validator:
     tools = json.loads((DATA / "json-schema-tools-meta-schema-1.7.0.json").read_text())
     resource = Resource.from_contents(tools, default_specification=DRAFT7)
     registry: Registry[Any] = Registry().with_resources(
-        [("https://meta.json-schema.tools", resource), ("https://meta.json-schema.tools/", resource)]
+        [
+            ("https://meta.json-schema.tools", resource),
+            ("https://meta.json-schema.tools/", resource),
+        ]
     )
     return jsonschema.Draft7Validator(openrpc, registry=registry)
 

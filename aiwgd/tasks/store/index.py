@@ -3,11 +3,16 @@
 Pure in-memory state with no I/O, kept apart from aiwgd/store.py (which makes each
 change durable first). Insertion order is creation order (ids are minted in order and
 replay appends), so "newest first" is a reversed walk and needs no sort.
+
+Retention bounds finished tasks by age, by count and by bytes: `finished_bytes` is
+the sum of `footprint()` over finished tasks, kept up to date as they come and go (a
+finished task never changes again, so its footprint is computed once each way).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -19,12 +24,35 @@ log = logging.getLogger("aiwgd.taskindex")
 
 IMMUTABLE = frozenset({"id", "created_at"})
 UPDATABLE = frozenset(FIELD_NAMES) - IMMUTABLE
+# What a stored task costs besides its variable-size fields: the Task object, its
+# fixed fields and the index's slot (bench/store.py: about 800 bytes a task).
+TASK_OVERHEAD = 800
+# Built once: json.dumps with options builds an encoder per call (footprint() runs for
+# every finished task loaded at start).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def footprint(task: Task) -> int:
+    """Roughly the memory a task holds: the size of its variable fields plus overhead.
+
+    Characters stand in for bytes: cheap to count, and a finished task's memory is
+    mostly text (prompt, output tail, metadata, env).
+    """
+    n = TASK_OVERHEAD + len(task.output_tail) + len(task.prompt or "") + len(task.error or "")
+    if task.command:
+        n += sum(len(arg) for arg in task.command)
+    if task.env:
+        n += sum(len(k) + len(v) for k, v in task.env.items())
+    if task.metadata:
+        n += len(_ENCODER.encode(task.metadata))
+    return n
 
 
 class TaskIndex:
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
         self.by_state: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
+        self.finished_bytes = 0  # sum of footprint() over finished tasks
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -39,13 +67,19 @@ class TaskIndex:
         old = self.tasks.get(task.id)
         if old is not None:
             self.by_state[old.state] -= 1
+            if old.state in TERMINAL:
+                self.finished_bytes -= footprint(old)
         self.tasks[task.id] = task
         self.by_state[task.state] += 1
+        if task.state in TERMINAL:
+            self.finished_bytes += footprint(task)
 
     def drop(self, task_id: str) -> Task | None:
         task = self.tasks.pop(task_id, None)
         if task is not None:
             self.by_state[task.state] -= 1
+            if task.state in TERMINAL:
+                self.finished_bytes -= footprint(task)
         return task
 
     def counts(self) -> dict[str, int]:
@@ -138,17 +172,27 @@ class TaskIndex:
             return None
         raise ValueError(f"unknown op {op!r}")
 
-    def expired(self, cutoff: float, max_finished: int) -> list[Task]:
+    def expired(self, cutoff: float, max_finished: int, max_bytes: int | None = None) -> list[Task]:
         """Finished tasks to prune: finished before `cutoff`, then the oldest beyond
-        `max_finished`."""
+        `max_finished`, then the oldest until the rest fit in `max_bytes`."""
         finished = [t for t in self.tasks.values() if t.state in TERMINAL]
         doomed = [t for t in finished if (t.finished_at or t.created_at) < cutoff]
         excess = len(finished) - len(doomed) - max_finished
-        if excess > 0:
+        over = self.finished_bytes - sum(footprint(t) for t in doomed) - (max_bytes or 0)
+        if excess > 0 or (max_bytes is not None and over > 0):
             gone = {t.id for t in doomed}
             keep = sorted(
                 (t for t in finished if t.id not in gone),
                 key=lambda t: (t.finished_at or t.created_at, t.id),
             )
-            doomed.extend(keep[:excess])
+            cut = max(excess, 0)
+            over -= sum(footprint(t) for t in keep[:cut])
+            while max_bytes is not None and over > 0 and cut < len(keep):
+                over -= footprint(keep[cut])
+                cut += 1
+            doomed.extend(keep[:cut])
         return doomed
+
+    def over_budget(self, max_bytes: int) -> bool:
+        """Whether finished tasks hold more than `max_bytes` (see footprint())."""
+        return self.finished_bytes > max_bytes

@@ -142,6 +142,7 @@ class TaskStore(Subsystem):
             "compactions": self.storelog.compactions,
             "last_compaction": self.storelog.last_compaction,
             "pruned": self.pruned,
+            "finished_bytes": self._index.finished_bytes,
             "recovery": self.recovery,
             "last_error": self.last_error,
             "errors": dict(self._errors),
@@ -332,11 +333,11 @@ class TaskStore(Subsystem):
         return await self.update(task_id, state=TaskState.FAILED, runner=None, error=error)
 
     async def prune(self) -> int:
-        """Remove finished tasks past retention (age or count) and their log files."""
+        """Remove finished tasks past retention (age, count or bytes) and their log files."""
         if not self._open:
             return 0
         cutoff = time.time() - self.cfg.retention_days * 86_400
-        doomed = self._index.expired(cutoff, self.cfg.max_finished)
+        doomed = self._index.expired(cutoff, self.cfg.max_finished, self._max_finished_bytes)
         if not doomed:
             return 0
         ids = [t.id for t in doomed]
@@ -380,13 +381,21 @@ class TaskStore(Subsystem):
 
     def _maybe_prune(self) -> None:
         # Between periodic runs, a busy daemon must not pile up far more finished tasks
-        # than tasks.max_finished: prune once the excess reaches 10% (at least 100).
+        # than tasks.max_finished (or max_finished_mb): prune once the excess reaches
+        # 10% (at least 100 tasks).
         finished = self._index.finished()
         limit = self.cfg.max_finished
-        if finished < limit + max(100, limit // 10):
+        budget = self._max_finished_bytes
+        if finished < limit + max(100, limit // 10) and not self._index.over_budget(
+            budget + budget // 10
+        ):
             return
         if self._auto_prune is None or self._auto_prune.done():
             self._auto_prune = asyncio.create_task(self._prune_logged(), name="store-auto-prune")
+
+    @property
+    def _max_finished_bytes(self) -> int:
+        return int(self.cfg.max_finished_mb * 1_048_576)
 
     async def _prune_logged(self) -> None:
         try:
