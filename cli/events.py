@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from aiwgd.cli import render
 from aiwgd.cli.options import Json, Root, UsageError, client, emit, json_object_arg, want_json
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a subscriber failed on.")
@@ -19,21 +20,29 @@ def _stamp(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
-DATA_WIDTH = 120  # a terminal line; --json prints every field
+DATA_WIDTH = 120  # the data shown when no width is known (a pipe); --json has it all
+MIN_DATA = 20  # narrower than this left for the data, and the event's id makes room
 
 
-def event_line(ev: dict[str, Any]) -> str:
+def event_line(ev: dict[str, Any], columns: int | None = None) -> str:
+    """One event for a person: time, type, source, data, id; cut to `columns`."""
     raw = ev.get("data", {})
     # Task events carry the whole task record: unset fields are noise on a terminal.
     shown = (
         {k: v for k, v in raw.items() if v not in (None, {}, [])} if isinstance(raw, dict) else raw
     )
     data = json.dumps(shown, ensure_ascii=False, separators=(",", ":"), default=str)
-    if len(data) > DATA_WIDTH:
-        data = data[: DATA_WIDTH - 3] + "..."
-    return (
-        f"{_stamp(ev.get('time'))}  {ev.get('type')}  [{ev.get('source')}]  {data}  {ev.get('id')}"
-    )
+    head = f"{_stamp(ev.get('time'))}  {ev.get('type')}  [{ev.get('source')}]  "
+    tail = f"  {ev.get('id')}"
+    if columns is None:
+        return head + render.fit(data, DATA_WIDTH) + tail
+    # The data is cut first; the id (also in --json) goes when the data would be too short.
+    if columns - len(head) - len(tail) < MIN_DATA:
+        tail = ""
+    room = columns - len(head) - len(tail)
+    if len(data) > room:
+        return render.fit(head + data, columns)
+    return head + data + tail
 
 
 def events(
@@ -57,9 +66,11 @@ def events(
         params["source"] = source
     if not follow:
         with client(root) as c:
-            result = c.call("events.list", **params)
-        human = "\n".join(event_line(e) for e in result["events"]) or "no events"
-        emit(result, as_json, human)
+            listed = c.call("events.list", **params)["events"]
+        if not listed and not as_json:
+            typer.echo("no events")
+        for ev in listed:
+            _print_event(ev, as_json)  # --json: one event per line, as -f prints them
         return
     _follow(root, type_ or "*", source, params, as_json)  # until Ctrl-C (exit 130)
 
@@ -90,7 +101,7 @@ def _print_event(ev: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(ev, ensure_ascii=False, default=str))  # one event per line
     else:
-        typer.echo(event_line(ev))
+        typer.echo(event_line(ev, render.width()))
 
 
 def emit_event(

@@ -86,7 +86,7 @@ def status(root: str | None, as_json: bool, timeout: float = QUICK_TIMEOUT_S) ->
     from aiwgd.config.paths import Paths, resolve_root
 
     code, info = daemonctl.status(Paths(resolve_root(root, check=True)), timeout)
-    _emit(info, as_json, render.status(info))
+    _emit(info, as_json, "" if as_json else render.status(info, render.width()))
     return code
 
 

@@ -10,6 +10,26 @@ from pathlib import Path
 from typing import Any
 
 
+def width() -> int | None:
+    """Columns to fit lines into: $COLUMNS, else the terminal's; None for a pipe or a file,
+    which gets whole lines (for grep and friends)."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else 0
+    except (OSError, ValueError):  # no terminal after all, or stdout closed/replaced
+        return None
+    return size or None  # a terminal that says 0 columns (a fresh pty) has not said
+
+
+def fit(line: str, columns: int | None) -> str:
+    """`line` cut to `columns` characters, its end marked with "…" (None: unchanged)."""
+    if columns is None or len(line) <= columns:
+        return line
+    return line[: max(columns - 1, 0)] + "…"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -39,7 +59,12 @@ def _subsystem_line(name: str, info: dict[str, Any]) -> str:
     return f"  {name:<12} {state}" + (f"  ({extras})" if extras else "")
 
 
-def status(info: dict[str, Any]) -> str:
+def status(info: dict[str, Any], columns: int | None = None) -> str:
+    """`aiwg status` for a person, each line cut to `columns` (render.width())."""
+    return "\n".join(fit(line, columns) for line in _status(info).split("\n"))
+
+
+def _status(info: dict[str, Any]) -> str:
     if not info.get("running"):
         last = info.get("last_state")
         tail = ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import sys
 import time
 from enum import StrEnum
@@ -18,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aiwgd.cli import render
+from aiwgd.cli import render, tasklist
 from aiwgd.cli.options import (
     EXIT_ERROR,
     Json,
@@ -209,35 +208,6 @@ def run(
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
 
-def _table(tasks: list[dict[str, Any]], width: int) -> str:
-    now = time.time()
-    rows = []
-    for t in tasks:
-        started, finished = t.get("started_at"), t.get("finished_at")
-        dur = (finished or now) - started if started else None
-        rows.append(
-            [
-                t["id"],
-                t["state"],
-                render.duration(now - t["created_at"]),
-                render.duration(dur),
-                t.get("agent") or "-",
-                _what(t),
-            ]
-        )
-    head = ["ID", "STATE", "AGE", "DURATION", "AGENT", "PROMPT/COMMAND"]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
-    used = sum(widths) + 2 * 5
-    room = max(10, width - used)
-    lines = []
-    for r in [head, *rows]:
-        what = r[5] if len(r[5]) <= room else r[5][: room - 1] + "…"
-        lines.append(
-            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + what
-        )
-    return "\n".join(line.rstrip() for line in lines)
-
-
 @task_app.command("list")
 def list_(
     state: Annotated[str | None, typer.Option("--state", help="only this state")] = None,
@@ -248,7 +218,7 @@ def list_(
     root: Root = None,
     json_out: Json = False,
 ) -> None:
-    """Tasks, newest first: id, state, age, duration, agent, prompt/command."""
+    """Tasks, newest first: id, state, priority, age, duration, name, command or prompt."""
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     for key, value in (("state", state), ("agent", agent), ("source", source)):
         if value is not None:
@@ -261,7 +231,7 @@ def list_(
     if not result["tasks"]:
         typer.echo("no tasks")
         return
-    typer.echo(_table(result["tasks"], shutil.get_terminal_size((120, 24)).columns))
+    typer.echo(tasklist.table(result["tasks"], render.width()))
     shown = offset + len(result["tasks"])
     if shown < result["total"] or offset:
         typer.echo(f"({offset + 1}-{shown} of {result['total']})")

@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 
 from tests.taskhelp import prog, task_config, wait_terminal
-from tests.utils import DaemonProc, daemon_in_tmp, run_cli, wait_for
+from tests.utils import DaemonProc, daemon_in_tmp, env_for_tests, run_cli, wait_for
 
 
 @pytest.fixture(scope="module")
 def d() -> Iterator[DaemonProc]:
     with daemon_in_tmp(task_config(cap=2)) as daemon:
         yield daemon
+
+
+def columns(n: int) -> dict[str, str]:
+    return {**env_for_tests(), "COLUMNS": str(n)}
 
 
 def cli(d: DaemonProc, *args: str) -> tuple[int, str, str]:
@@ -54,12 +58,12 @@ def test_list_get_logs_stats(d: DaemonProc) -> None:
     code, out, _ = cli(d, "--json", "task", "submit", long_prompt, "--agent", "rev")
     task_id = json.loads(out)["id"]
     wait_terminal(d, task_id)
-    code, out, _ = cli(d, "task", "list", "--limit", "5")
-    assert code == 0
-    header, first = out.splitlines()[:2]
-    assert header.split() == ["ID", "STATE", "AGE", "DURATION", "AGENT", "PROMPT/COMMAND"]
+    listing = run_cli(d.root, "task", "list", "--limit", "5", env=columns(120))
+    assert listing.returncode == 0
+    header, first = listing.stdout.splitlines()[:2]
+    assert header.split() == ["ID", "STATE", "PRIO", "AGE", "DURATION", "NAME", "WHAT"]
     assert first.split()[:2] == [task_id, "completed"] and " rev " in first
-    assert first.endswith("…") and len(first) <= 120  # cut to fit the (default) width
+    assert first.endswith("…") and len(first) <= 120  # cut to fit $COLUMNS
     code, out, _ = cli(d, "--json", "task", "list", "--agent", "rev")
     listed = json.loads(out)
     assert listed["total"] == 1 and listed["tasks"][0]["id"] == task_id
