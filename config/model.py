@@ -1,7 +1,10 @@
 """The configuration model: one dataclass per section of `.aiwg/daemon.json`.
 
-Defaults and key names match the original AIWG daemon so its files load unchanged
+Key names match the original AIWG daemon so its files load unchanged and mean the same
 (its `webhook` section, which nothing here ever read, is dropped unread: RETIRED_KEYS).
+Defaults match it too, except two that suited no project but its own: the watch on
+`src/` and `test/` (folders most projects lack) and two cron jobs whose labels nothing
+handled; the defaults now watch `.aiwg/` only and schedule nothing.
 Adding a section means adding one class here (or in a sibling module) and one field
 on `Config`.
 """
@@ -99,11 +102,8 @@ class WatchPath:
 
 
 def _default_watch_paths() -> list[WatchPath]:
-    return [
-        WatchPath(".aiwg/", list(FILE_EVENTS), ["*.tmp", "working/**", "daemon/**"]),
-        WatchPath("src/", ["modify"], [], [".ts", ".js", ".mjs"]),
-        WatchPath("test/", ["modify"], [], [".test.ts", ".test.js"]),
-    ]
+    # Only the folder every project has once the daemon ran; a project adds its own.
+    return [WatchPath(".aiwg/", list(FILE_EVENTS), ["*.tmp", "working/**", "daemon/**"])]
 
 
 @dataclass
@@ -190,17 +190,10 @@ class ScheduleJob:
     catch_up: bool = False
 
 
-def _default_jobs() -> list[ScheduleJob]:
-    return [
-        ScheduleJob("health-check", "0 */6 * * *", "doctor"),
-        ScheduleJob("artifact-audit", "0 9 * * 1", "validate-metadata"),
-    ]
-
-
 @dataclass
 class ScheduleSection:
     enabled: bool = True
-    jobs: list[ScheduleJob] = spec(factory=_default_jobs)
+    jobs: list[ScheduleJob] = spec(factory=list)  # a job with nothing to do is noise
 
     def validate(self) -> list[tuple[str, str]]:
         return _duplicate_ids("jobs", [j.id for j in self.jobs])

@@ -140,6 +140,10 @@ def test_defaults_are_the_original_daemons() -> None:
     assert d.schedule.enabled is True
     assert d.rules == []
     original = json.loads(ORIGINAL_DEFAULT_FILE)
+    # Except (issue 8): no watch on src/ and test/, no cron jobs that do nothing visible
+    # (tests/config/test_defaults.py).
+    original["watch"]["paths"] = original["watch"]["paths"][:1]
+    original["schedule"]["jobs"] = []
     assert contains(dump(d), {k: v for k, v in original.items() if k not in RETIRED_KEYS})
 
 
@@ -155,7 +159,9 @@ def test_retired_webhook_section_is_dropped_unread() -> None:
 def test_original_default_file_loads_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
     path.write_text(ORIGINAL_DEFAULT_FILE)
-    assert dump(load_file(path)) == dump(defaults())
+    original = json.loads(ORIGINAL_DEFAULT_FILE)
+    # It means what it says, the watches and jobs our defaults dropped included.
+    assert contains(dump(load_file(path)), {k: v for k, v in original.items() if k != "webhook"})
 
 
 def test_missing_file_is_created_with_defaults_owner_only(tmp_path: Path) -> None:
