@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +45,10 @@ from aiwgd import errors
 from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs.child import Exit
-from aiwgd.tasks.executors.base import Attempt, Ending, EndReason, Executor, SpawnError, outcome
+from aiwgd.tasks.executors.base import Ending, EndReason, Executor, SpawnError, outcome
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.queue import TaskQueue
+from aiwgd.tasks.slot import Slot
 from aiwgd.tasks.spec import SubmitParams, parse_spec, prepare
 from aiwgd.tasks.store.store import TaskStore
 from aiwgd.tasks.waiters import Waiters
@@ -63,27 +63,6 @@ FAIL_SAFE_RETRY_S = 1.0
 FAIL_SAFE_RETRY_MAX_S = 30.0
 # Counters since start, shown by task.stats and daemon.status.
 TOTALS = "submitted started completed failed timed_out cancelled retried interrupted recovered"
-
-
-@dataclass
-class Slot:
-    """A task holding a slot: from before its start until its processes are gone."""
-
-    task_id: str
-    attempt: Attempt | None = None
-    reason: EndReason | None = None  # a stop asked for before the attempt existed
-    job: asyncio.Task[None] | None = None
-
-    def stop(self, reason: EndReason) -> None:
-        self.reason = self.reason or reason
-        if self.attempt is not None:
-            self.attempt.stop(reason)
-
-    def attach(self, attempt: Attempt) -> None:
-        """The attempt started; a stop asked for while it was starting applies now."""
-        self.attempt = attempt
-        if self.reason is not None:
-            attempt.stop(self.reason)
 
 
 class Supervisor(Subsystem):
@@ -265,13 +244,20 @@ class Supervisor(Subsystem):
     async def _attempt(self, slot: Slot, task: Task) -> None:
         log_path = self.store.log_file(task)
         timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
+        if slot.reason is not None:
+            # Stopped before anything was recorded: a cancel ends it here; on shutdown it
+            # stays queued for the next start (nothing ran, no attempt to count).
+            if slot.reason == EndReason.CANCELLED:
+                await self.store.update(task.id, state=S.CANCELLED, error="cancelled before it ran")
+                self.totals["cancelled"] += 1
+            return
         # Durable before the spawn: whatever happens next (a kill -9 included), the next
         # start finds the task running, stops what it started (by its runner or by the
         # mark in the processes' environment) and counts the attempt as interrupted.
         # A task never runs without a record saying so.
         await self.store.update(task.id, state=S.RUNNING, **_cleared_fields(task))
-        if slot.reason is not None:  # cancelled or shut down while that was written
-            await self._ended(task, *outcome(Ending(NO_EXIT, slot.reason), timeout), NO_EXIT, "")
+        if (reason := slot.pending_stop()) is not None:  # asked for while that was written
+            await self._ended(task, *outcome(Ending(NO_EXIT, reason), timeout), NO_EXIT, "")
             return
         try:
             attempt = await self.executor.start(
