@@ -11,10 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiwgd.client import Client, ClientError, DaemonNotRunning
 from aiwgd.config.paths import Paths
+
+if TYPE_CHECKING:
+    from aiwgd.procs.marks import StopReport
 
 START_TIMEOUT_S = 10.0
 
@@ -139,16 +142,29 @@ def _wait_gone(paths: Paths, pid: int, timeout: float) -> bool:
     return False
 
 
-def stop(
-    paths: Paths, timeout: float = 60.0, fast: bool = False, answer_s: float = 5.0
-) -> tuple[int | None, list[str]]:
-    """Stop the daemon and wait until it is gone; returns (pid or None, stale files removed).
+class Stopped(NamedTuple):  # not a dataclass: `aiwg status` imports this module
+    """What `stop()` did."""
+
+    pid: int | None  # the daemon stopped; None: it was not running
+    cleaned: tuple[str, ...] = ()  # stale files removed
+    left: StopReport | None = None  # what it did to task processes a dead daemon left
+
+
+def stop(paths: Paths, timeout: float = 60.0, fast: bool = False, answer_s: float = 5.0) -> Stopped:
+    """Stop the daemon and wait until it is gone. If it is dead, stop the task processes
+    it left (cli/leftovers.py) and remove its stale files.
 
     `answer_s`: how long the daemon may take to answer `daemon.stop` before SIGTERM.
     """
     pid = running_pid(paths)
     if pid is None:
-        return None, clean_stale(paths)
+        from aiwgd.cli import leftovers
+
+        left = leftovers.find(paths)
+        if left and lock_held(paths):  # a daemon started meanwhile: what runs is its own
+            return Stopped(None)
+        done = leftovers.stop(paths, left, leftovers.grace_s(paths, fast)) if left else None
+        return Stopped(None, tuple(clean_stale(paths)), done)
     try:
         with Client(paths.root, timeout=answer_s) as c:
             c.call("daemon.stop", fast=fast)
@@ -159,7 +175,7 @@ def stop(
                 os.kill(pid, signal.SIGTERM)
     if not _wait_gone(paths, pid, timeout):
         raise CtlError(f"daemon (PID {pid}) did not stop within {timeout:.0f}s")
-    return pid, []
+    return Stopped(pid)
 
 
 def status(paths: Paths, answer_s: float = 5.0) -> tuple[int, dict[str, Any]]:
@@ -174,7 +190,10 @@ def status(paths: Paths, answer_s: float = 5.0) -> tuple[int, dict[str, Any]]:
         snapshot = json.loads(paths.state_file.read_text())
     pid = running_pid(paths)
     if pid is None:
-        return 3, {"running": False, "last_state": snapshot or None}
+        from aiwgd.cli import leftovers  # only now: it costs the fast path ~20 ms
+
+        left = [p.to_dict() for p in leftovers.find(paths)]
+        return 3, {"running": False, "last_state": snapshot or None, "left": left}
     return 1, {
         "running": True,
         "answering": False,

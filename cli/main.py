@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from aiwgd.cli import completion, daemonctl, fastpath, render
+from aiwgd.cli import completion, daemonctl, fastpath, leftovers, render
 from aiwgd.cli.daemonctl import CtlError
 from aiwgd.cli.options import (
     EXIT_ERROR,
@@ -91,16 +91,25 @@ def stop(
     json_out: Json = False,
 ) -> None:
     """Stop the daemon and wait until it is gone."""
-    pid, cleaned = daemonctl.stop(paths_for(root), fast=fast, answer_s=quick_timeout())
-    if pid is None:
-        note = f" (removed stale {', '.join(cleaned)})" if cleaned else ""
+    done = daemonctl.stop(paths_for(root), fast=fast, answer_s=quick_timeout())
+    if done.pid is not None:
         emit(
-            {"stopped": False, "running": False, "cleaned": cleaned},
+            {"stopped": True, "pid": done.pid},
             want_json(json_out),
-            f"aiwgd is not running{note}",
+            f"aiwgd stopped (PID {done.pid})",
         )
         return
-    emit({"stopped": True, "pid": pid}, want_json(json_out), f"aiwgd stopped (PID {pid})")
+    # Not running. Its leftover task processes (a kill -9) were stopped now, if any.
+    note = f" (removed stale {', '.join(done.cleaned)})" if done.cleaned else ""
+    lines = [f"aiwgd is not running{note}"]
+    data = {"stopped": False, "running": False, "cleaned": list(done.cleaned), "left": []}
+    if done.left:
+        lines.append(leftovers.stopped_line(done.left))
+        data["left"] = leftovers.stop_report(done.left)
+    emit(data, want_json(json_out), "\n".join(lines))
+    if done.left and done.left.survivors:
+        n = len(done.left.survivors)
+        raise CtlError(f"{n} task process{'es' if n > 1 else ''} still running after SIGKILL")
 
 
 @app.command()

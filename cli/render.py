@@ -73,7 +73,7 @@ def _status(info: dict[str, Any]) -> str:
                 f" (stale state from PID {last.get('pid')}, last heartbeat "
                 f"{ago(last.get('heartbeat_at'))})"
             )
-        return f"aiwgd is not running{tail}"
+        return "\n".join([f"aiwgd is not running{tail}", *_left(info.get("left") or [])])
     if not info.get("answering"):
         head = f"aiwgd is running (PID {info.get('pid')}) but not answering: {info.get('error')}"
         last = info.get("last_state")
@@ -89,6 +89,18 @@ def _status(info: dict[str, Any]) -> str:
             *_details(info),
         ]
     )
+
+
+def _left(left: list[dict[str, Any]]) -> list[str]:
+    """What a dead daemon left running (cli/leftovers.py finds it)."""
+    if not left:
+        return []
+    n = len(left)
+    head = f"{n} task process{'es' if n > 1 else ''} left by it still run{'' if n > 1 else 's'}"
+    return [
+        f"{head} (`aiwg stop` stops them):",
+        *(f"  pid {p['pid']} ({p['name']}), task {p['task']}" for p in left),
+    ]
 
 
 def _details(info: dict[str, Any]) -> list[str]:

@@ -188,7 +188,7 @@ def test_status_not_running_exit_3(project: Path) -> None:
     out = aiwg(project, "status")
     assert (out.returncode, out.stdout) == (3, "aiwgd is not running\n")
     data = json.loads(aiwg(project, "--json", "status").stdout)
-    assert data == {"running": False, "last_state": None}
+    assert data == {"running": False, "last_state": None, "left": []}
 
 
 def test_status_after_kill9_mentions_stale_state(daemon: DaemonProc) -> None:
