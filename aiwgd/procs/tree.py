@@ -14,34 +14,25 @@ import time
 
 import psutil
 
+from aiwgd.procs import marks
+
 GONE_POLL_S = 0.05
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_BOOT_TIME: float | None = None
 
 
 def create_time(pid: int) -> float | None:
     """psutil's create time of `pid` (same value), read straight from /proc when it can.
 
     Recorded for every spawn so a reused PID is never mistaken for our child; reading
-    the one field directly is several times cheaper than building a psutil.Process.
+    the one field directly (aiwgd.procs.marks) is several times cheaper than building
+    a psutil.Process. None once it is gone (and reaped): nothing left to tell apart.
     """
-    global _BOOT_TIME
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-        ticks = int(raw[raw.rindex(b")") + 2 :].split()[19])
-        if _BOOT_TIME is None:
-            _BOOT_TIME = psutil.boot_time()
-        return ticks / _CLK_TCK + _BOOT_TIME
-    except OSError:
-        return None  # already gone (and reaped): nothing left to tell apart
-    except (ValueError, IndexError):
-        try:
-            return float(psutil.Process(pid).create_time())
-        except psutil.Error:
-            return None
+    created = marks.create_time(pid)
+    if created is not None or os.path.isdir(marks.PROC):
+        return created
+    try:  # no /proc here
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def alive(pid: int, create_time: float | None = None) -> bool:
