@@ -18,6 +18,7 @@ import pytest
 
 import aiwgd
 from tests.cli.clihelp import aiwg, one_line_error
+from tests.conftest import DaemonFactory
 from tests.taskhelp import prog
 from tests.utils import REPO, DaemonProc, env_for_tests
 
@@ -100,7 +101,9 @@ def ctrl_c_when(args: list[str], ready: str, timeout: float = 15.0) -> tuple[int
         os.close(master)
 
 
-def test_ctrl_c_on_every_follow_exits_130(daemon: DaemonProc) -> None:
+def test_ctrl_c_on_every_follow_exits_130(start_daemon: DaemonFactory) -> None:
+    # A short grace: the two sleeping tasks go down the ladder at once when it stops.
+    daemon = start_daemon({"daemon": {"stop_grace_seconds": 0.2}})
     root = ["--root", str(daemon.root)]
     task = daemon.call("task.submit", command=prog("--say", "hello", "--sleep", "60"))
     for args, ready in (
