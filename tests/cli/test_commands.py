@@ -19,6 +19,7 @@ from aiwgd.cli.daemonctl import lock_held, running_pid
 from aiwgd.client import Client
 from aiwgd.config import Paths, defaults
 from aiwgd.config.schema import dump
+from tests.cli.clihelp import one_line_error
 from tests.utils import BASE_CONFIG, REPO, DaemonProc, alive, env_for_tests, wait_for, write_config
 
 
@@ -29,15 +30,6 @@ def aiwg(
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=60, env=env or env_for_tests(), cwd=cwd or REPO
     )
-
-
-def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
-    """The error a user sees: exactly one line on stderr, never a traceback."""
-    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout, out
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("aiwg: "), lines
-    return lines[0]
 
 
 @pytest.fixture
