@@ -303,7 +303,7 @@ def main() -> int:
 
         print(
             f"Daemon footprint (idle {idle_s:.0f} s): the loaded daemon above, and one on "
-            "the defaults\n  (file watcher on .aiwg/, src/, test/; two cron jobs)"
+            "the defaults\n  (file watcher on .aiwg/; no cron jobs)"
         )
         time.sleep(1.0)  # let the last connections close
         procs = {"loaded": dproc, "defaults": psutil.Process(plain.pid)}
