@@ -406,10 +406,7 @@ class TaskStore(Subsystem):
     async def _prune_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.prune_interval_minutes * 60)
-            try:
-                await self.prune()
-            except Exception:
-                log.exception("pruning failed")
+            await self._prune_logged()
 
 
 def _unlink_all(paths: list[Path]) -> None:
