@@ -6,6 +6,11 @@ compaction rewrite the whole file atomically (temp + fsync + rename). The file m
 up to 10% over the bound before it is compacted, so a steady stream of failures does not
 rewrite it on every entry. File IO runs in a worker thread, one batch at a time, so a
 burst of dead letters never stalls the event loop.
+
+Lines are UTF-8 JSON, a lone surrogate (a file name that is not UTF-8) escaped as the
+event log writes it. What could not be written is counted (`write_errors`) and the
+reason is in status (`last_error`) until a later write succeeds; no failure of any kind
+ends the writer, so later dead letters are still written.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiwgd.infra.durable import write_atomic
+from aiwgd.infra.durable import write_all, write_atomic
+from aiwgd.infra.jsonline import json_line
 
 log = logging.getLogger("aiwgd.dlq")
 
@@ -35,9 +41,10 @@ class DeadLetters:
         self.max_entries = max_entries
         self.entries: list[dict[str, Any]] = []
         self.evicted = 0
-        self.write_errors = 0
+        self.write_errors = 0  # writes (or single entries) that did not reach the file
+        self.last_error: str | None = None  # cleared once a write succeeds again
         self._file_lines = 0
-        self._pending: list[str] = []
+        self._pending: list[bytes] = []
         self._rewrite = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -115,8 +122,12 @@ class DeadLetters:
             entry["replay_of"] = replay_of
         self.entries.append(entry)
         self._evict()
-        self._pending.append(json.dumps(entry, default=str, ensure_ascii=False))
-        self._kick()
+        try:
+            self._pending.append(json_line(entry))
+        except (ValueError, TypeError, RuntimeError) as exc:  # not serialisable
+            self._failed(f"dead letter {entry['id']} cannot be written as JSON: {exc}")
+        else:
+            self._kick()
         return entry
 
     def _evict(self) -> None:
@@ -164,7 +175,18 @@ class DeadLetters:
             "max": self.max_entries,
             "evicted": self.evicted,
             "write_errors": self.write_errors,
+            "last_error": self.last_error,
         }
+
+    def _failed(self, reason: str) -> None:
+        self.write_errors += 1
+        first = self.last_error is None
+        self.last_error = reason
+        if first or self.write_errors % 1000 == 0:  # a full disk fails every write
+            log.error(
+                "cannot write the dead-letter file; entries are kept in memory",
+                extra={"file": str(self.path), "error": reason},
+            )
 
     # ---- persistence ---------------------------------------------------------------
     def _kick(self) -> None:
@@ -189,8 +211,12 @@ class DeadLetters:
                         # A rewrite holds every entry, so pending appends are in it too.
                         self._rewrite, self._pending = False, []
                         snapshot = list(self.entries)
-                        await asyncio.to_thread(self._write_all, snapshot)
-                        self._file_lines = len(snapshot)
+                        skipped = await asyncio.to_thread(self._write_all, snapshot)
+                        self._file_lines = len(snapshot) - len(skipped)
+                        if skipped:
+                            self._failed(f"dead letters {skipped[:3]} cannot be JSON")
+                        else:
+                            self._written()
                     elif self._file_lines + len(self._pending) > self.max_entries + _slack(
                         self.max_entries
                     ):
@@ -199,27 +225,42 @@ class DeadLetters:
                         lines, self._pending = self._pending, []
                         await asyncio.to_thread(self._append, lines)
                         self._file_lines += len(lines)
-                except OSError as exc:
+                        self._written()
+                except Exception as exc:  # any failure: the writer must outlive it
                     # Keep running on memory; the next write rewrites the whole file.
-                    self.write_errors += 1
                     self._rewrite = True
-                    log.error(
-                        "cannot write the dead-letter file",
-                        extra={"file": str(self.path), "error": str(exc)},
-                    )
+                    if isinstance(exc, OSError):
+                        self._failed(f"cannot write {self.path}: {exc.strerror or exc}")
+                    else:
+                        log.exception("dead-letter writer failed", extra={"file": str(self.path)})
+                        self._failed(f"cannot write {self.path}: {type(exc).__name__}: {exc}")
                     break
             if not self._wake.is_set():
                 self._idle.set()
 
-    def _append(self, lines: list[str]) -> None:
+    def _written(self) -> None:
+        if self.last_error is not None:
+            log.warning("the dead-letter file is written again", extra={"file": str(self.path)})
+            self.last_error = None
+
+    def _append(self, lines: list[bytes]) -> None:
         assert self.path is not None
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as fh:
-            fh.write("".join(line + "\n" for line in lines))
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            write_all(fd, b"".join(lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
-    def _write_all(self, entries: list[dict[str, Any]]) -> None:
+    def _write_all(self, entries: list[dict[str, Any]]) -> list[str]:
+        """Replace the file with `entries`; answer the ids that cannot be JSON (left out)."""
         assert self.path is not None
-        text = "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in entries)
-        write_atomic(self.path, text)
+        lines: list[bytes] = []
+        skipped: list[str] = []
+        for entry in entries:
+            try:
+                lines.append(json_line(entry))
+            except (ValueError, TypeError, RuntimeError):
+                skipped.append(str(entry.get("id")))
+        write_atomic(self.path, b"".join(lines).decode())  # json_line: valid UTF-8
+        return skipped

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiwgd.infra.durable import write_all
+from aiwgd.infra.jsonline import json_line
 
 if TYPE_CHECKING:
     from aiwgd.events.model import Event
@@ -160,13 +161,7 @@ class EventLog:
     def _encode(self, event: Event) -> bytes | None:
         data = event.to_dict()
         try:
-            try:
-                text = json.dumps(data, default=str, ensure_ascii=False)
-                return (text + "\n").encode()
-            except UnicodeEncodeError:
-                # A lone surrogate (a file name that is not UTF-8, as os.fsdecode gives
-                # it): UTF-8 cannot hold it, a JSON \uXXXX escape can; keep the event.
-                return (json.dumps(data, default=str) + "\n").encode()
+            return json_line(data)  # a lone surrogate is escaped, the event kept
         except (ValueError, TypeError, RuntimeError) as exc:  # mutated or not serialisable
             self.write_errors += 1
             self.lost += 1

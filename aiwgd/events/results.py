@@ -42,6 +42,7 @@ class DlqList(TypedDict):
     max: Annotated[int, "events.dlq_max"]
     evicted: Annotated[int, "dropped (oldest first) to stay within max"]
     write_errors: int
+    last_error: Annotated[str | None, "why the last write failed; null once one succeeds"]
     entries: Annotated[list[DeadLetter], "oldest first"]
 
 
