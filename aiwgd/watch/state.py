@@ -63,6 +63,35 @@ def scan_files(dirs: list[str], rules: Rules, limit: int) -> Scan:
 
 
 @dataclass
+class Survey:
+    present: set[str]  # every file there is
+    recent: list[str]  # those whose inode changed (ctime) since the given time
+    complete: bool
+
+
+def survey(dirs: list[str], files: list[str], rules: Rules, since: float) -> Survey:
+    """The files under `dirs` plus `files` that exist, and which of them changed since `since`.
+
+    For a batch of changes watchfiles lost: an unknown file is new, a known one missing
+    is deleted, and a known one is only worth a look when its ctime says it changed.
+    """
+    found = scan_files(dirs, rules, MAX_INDEX)
+    present: set[str] = set()
+    recent: list[str] = []
+    for path in found.files + files:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue  # a file entry that is a directory now: scanned as one after a replan
+        present.add(path)
+        if st.st_ctime >= since:
+            recent.append(path)
+    return Survey(present, recent, found.complete)
+
+
+@dataclass
 class Pending:
     first: float
     due: float
@@ -107,6 +136,13 @@ class Windows:
                 "too many files to index; new files may be reported as modified",
                 extra={"limit": MAX_INDEX},
             )
+
+    def reconcile(self, seen: Survey, now: float, debounce_s: float) -> None:
+        """Open windows for what changed while changes were lost (see survey())."""
+        touched = [p for p in seen.present if p not in self.known] + seen.recent
+        if seen.complete:  # else a known file not listed may still be there
+            touched += [p for p in self.known if p not in seen.present]
+        self.touch(touched, now, debounce_s)
 
     # ---- closing windows -------------------------------------------------------------
     async def run(self) -> None:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiwgd.lifecycle import Subsystem
 from aiwgd.watch.rules import Rules
-from aiwgd.watch.state import MAX_INDEX, Windows, scan_files
+from aiwgd.watch.state import MAX_INDEX, Windows, scan_files, survey
 
 if TYPE_CHECKING:
     from aiwgd.config import Config, Paths
@@ -57,6 +57,17 @@ logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 CHUNK = 250  # changes handled between yields to the event loop
 MAX_STEP_MS = 500  # the slowest watchfiles poll: bounds the latency a long debounce adds
+CTIME_SLACK_S = 0.1  # file ctimes come from a coarse kernel clock
+# watchfiles' Rust core needs every path as UTF-8: a file name that is not valid UTF-8
+# makes it drop the whole pending batch and raise this (an ExceptionGroup from anyio).
+UNDECODABLE = "Unable to decode path"
+
+
+def _undecodable(exc: BaseException) -> str | None:
+    """watchfiles' message if `exc` (or one in its group) is that error, else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        return next((m for e in exc.exceptions if (m := _undecodable(e))), None)
+    return str(exc) if UNDECODABLE in str(exc) else None
 
 
 class WatcherState(StrEnum):
@@ -117,6 +128,7 @@ class FileWatcher(Subsystem):
         self._plan_lock = asyncio.Lock()
         self._retry_s = 1.0
         self._force_next = False
+        self._lost_since: float | None = None  # changes since then were lost: survey them
 
     # ---- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -192,6 +204,7 @@ class FileWatcher(Subsystem):
                 await asyncio.sleep(0)  # awatch registers its inotify watches in its first step
                 await self._stop_watches(old_watches)
             await self._take_in(old, plan, index)
+            await self._recover_lost()
             # A watch that failed in its first step has set self.error already.
             if self.error:
                 self._set_state(WatcherState.ERROR)
@@ -217,6 +230,17 @@ class FileWatcher(Subsystem):
         else:
             self.windows.dirs.update(found.dirs)
             self.windows.touch(files, time.monotonic(), self.section.debounce_ms / 1000)
+
+    async def _recover_lost(self) -> None:
+        """Rebuild from the disk what watchfiles dropped (the watches are running again)."""
+        if self._lost_since is None or not self._watches:
+            return
+        since, self._lost_since = self._lost_since, None
+        files = [e.abs for e in self.rules.entries if e.abs not in self.plan.recursive]
+        seen = await asyncio.to_thread(
+            survey, list(self.plan.recursive), files, self.rules, since - CTIME_SLACK_S
+        )
+        self.windows.reconcile(seen, time.monotonic(), self.section.debounce_ms / 1000)
 
     def _start_watches(self) -> None:
         from watchfiles import awatch  # heavy import kept to the daemon side
@@ -259,12 +283,28 @@ class FileWatcher(Subsystem):
                 pass  # already reported by _consume
 
     async def _consume(self, changes: Any) -> None:
+        # Wall time on purpose: it is compared with file ctimes if a batch is lost.
+        since = time.time()
         try:
             async for batch in changes:
+                since = time.time()  # changes after this are in the next batch
                 await self._intake(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            reason = _undecodable(exc)
+            if reason:
+                # Not a failure of the watch: restart it now and recover the lost batch
+                # (the odd name included, as os.fsdecode spells it) from the disk.
+                log.info(
+                    "a changed file's name is not valid UTF-8; rescanning the watched paths",
+                    extra={"error": reason},
+                )
+                lost = self._lost_since
+                self._lost_since = since if lost is None else min(lost, since)
+                self._force_next = True
+                self._replan_wanted.set()
+                return
             # A watched directory vanished between planning and watching, or the
             # inotify watch limit was hit: report it and plan again after a backoff.
             self.error = f"{type(exc).__name__}: {exc}"
