@@ -177,6 +177,17 @@ class Task:
     output_tail: str = ""
     log_path: str | None = None
 
+    def previous_attempt_fields(self) -> dict[str, Any]:
+        """What a new attempt's running record clears: only what an earlier attempt left
+        (a retry; otherwise nothing, for smaller journal lines)."""
+        names = ("exit_code", "signal", "error", "retry_at", "finished_at")
+        return {name: None for name in names if getattr(self, name) is not None}
+
+    @property
+    def retries_left(self) -> int:
+        """Attempts still allowed after the current one (max_retries counts re-runs)."""
+        return self.max_retries - (self.attempt - 1)
+
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL

@@ -21,8 +21,8 @@ default); this module decides when attempts start and what their ends mean.
 
 Shutdown: new submissions get ShuttingDown; running tasks may finish for up to
 `daemon.stop_grace_seconds` (not at all on a fast stop), then go down the ladder and
-are recorded interrupted, then requeued (or failed, per tasks.requeue_interrupted);
-queued tasks stay queued on disk and run after the next start.
+are recorded interrupted, then requeued or failed (aiwgd.tasks.retries: the task's
+on_interrupt, its retries); queued tasks stay queued on disk and run after the next start.
 
 Crash safety: an attempt's `running` state is durable *before* its program starts, and
 where it runs (the executor's `runner`) is recorded right after, off the critical
@@ -48,6 +48,7 @@ from aiwgd.procs.child import Exit
 from aiwgd.tasks.executors.base import Ending, EndReason, Executor, SpawnError, outcome
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.queue import TaskQueue
+from aiwgd.tasks.retries import retry_delay
 from aiwgd.tasks.slot import Slot
 from aiwgd.tasks.spec import SubmitParams, parse_spec, prepare
 from aiwgd.tasks.store.store import TaskStore
@@ -255,7 +256,7 @@ class Supervisor(Subsystem):
         # start finds the task running, stops what it started (by its runner or by the
         # mark in the processes' environment) and counts the attempt as interrupted.
         # A task never runs without a record saying so.
-        await self.store.update(task.id, state=S.RUNNING, **_cleared_fields(task))
+        await self.store.update(task.id, state=S.RUNNING, **task.previous_attempt_fields())
         if (reason := slot.pending_stop()) is not None:  # asked for while that was written
             await self._ended(task, *outcome(Ending(NO_EXIT, reason), timeout), NO_EXIT, "")
             return
@@ -289,12 +290,8 @@ class Supervisor(Subsystem):
             "error": error,
             "output_tail": tail,
         }
-        retries_left = task.max_retries - (task.attempt - 1)
-        if state in (S.FAILED, S.TIMED_OUT) and retries_left > 0:
-            a = self.config.agent
-            delay = min(
-                a.retry_backoff_seconds * 2 ** (task.attempt - 1), a.retry_backoff_max_seconds
-            )
+        if state in (S.FAILED, S.TIMED_OUT) and task.retries_left > 0:
+            delay = retry_delay(task, self.config.agent)
             new = await self.store.update(
                 task.id,
                 state=S.QUEUED,
@@ -402,10 +399,3 @@ class Supervisor(Subsystem):
             "totals": dict(self.totals),
             "accepting": self._accepting,
         }
-
-
-def _cleared_fields(task: Task) -> dict[str, Any]:
-    """What the running-state journal line clears: only what a previous attempt left
-    (a retry; otherwise nothing, for smaller journal lines)."""
-    names = ("exit_code", "signal", "error", "retry_at", "finished_at")
-    return {name: None for name in names if getattr(task, name) is not None}

@@ -67,6 +67,7 @@ from aiwgd.tasks.model import (
     TaskState,
     check_transition,
 )
+from aiwgd.tasks.retries import after_interrupt
 from aiwgd.tasks.store.changes import StoreLog
 from aiwgd.tasks.store.ids import TaskIds
 from aiwgd.tasks.store.index import UPDATABLE, TaskIndex
@@ -302,35 +303,7 @@ class TaskStore(Subsystem):
             task = await self.update(task_id, state=TaskState.INTERRUPTED, error=why)
         if task.state != TaskState.INTERRUPTED:
             return task
-        policy = task.on_interrupt or self.cfg.interrupt_policy(prompt=task.prompt is not None)
-        retries_left = task.max_retries - (task.attempt - 1)
-        lost = task.lost_env()  # read back from disk: its env values are gone
-        if policy == "requeue" and retries_left > 0 and not lost:
-            return await self.update(
-                task_id,
-                state=TaskState.QUEUED,
-                attempt=task.attempt + 1,
-                runner=None,
-                started_at=None,
-                retry_at=None,
-            )
-        if policy != "requeue":
-            why = (
-                "not run again: its on_interrupt is fail (resubmit it, or submit it with "
-                "on_interrupt requeue and max_retries >= 1 to allow a re-run)"
-            )
-        elif lost:
-            why = (
-                f"not run again: the value of env {', '.join(lost)} was not kept across "
-                "the restart (task env values are never written to disk); resubmit it"
-            )
-        else:
-            why = (
-                f"not run again: no retry left (max_retries {task.max_retries}, attempt "
-                f"{task.attempt}); a re-run after an interruption uses up a retry"
-            )
-        error = f"{task.error or 'interrupted'}; {why}"
-        return await self.update(task_id, state=TaskState.FAILED, runner=None, error=error)
+        return await self.update(task_id, **after_interrupt(task, self.cfg))
 
     async def prune(self) -> int:
         """Remove finished tasks past retention (age, count or bytes) and their log files."""
