@@ -13,6 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     # lost (the loop takes them over and replays them). So the daemon's modules (a
     # few hundred milliseconds of imports) are loaded only after this.
     pending = PendingSignals().install()
+    # Before any thread starts: each thread would otherwise get its own malloc arena.
+    from aiwgd.infra.malloc import limit_arenas
+
+    limit_arenas()
 
     import aiwgd
     from aiwgd.config import Paths, resolve_root

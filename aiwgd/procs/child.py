@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiwgd.procs import marks, reaper
 from aiwgd.procs.output import DEFAULT_LOG_CAP, DEFAULT_TAIL_BYTES, OutputSink
@@ -189,7 +188,7 @@ class Child:
         *,
         cwd: str | os.PathLike[str],
         env: dict[str, str],
-        log_path: Path | None = None,
+        log_path: str | os.PathLike[str] | None = None,
         log_cap: int = DEFAULT_LOG_CAP,
         tail_bytes: int = DEFAULT_TAIL_BYTES,
         header: str | None = None,

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from aiwgd.infra.durable import write_all
 
@@ -31,15 +30,15 @@ MAX_KEEP = 1024 * 1024  # a test summary or an agent's answer fits many times ov
 COPY_CHUNK = 64 * 1024
 
 
-def ring_path(log_path: Path) -> Path:
+def ring_path(log_path: str) -> str:
     """Where the held-back tail of `log_path` waits while its attempt runs."""
-    return log_path.with_name(log_path.name + ".tail")
+    return log_path + ".tail"
 
 
 class RingFile:
     """The last `size` bytes written to it, in a file overwritten in place."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: str, size: int) -> None:
         self.path = path
         self.size = size
         self.total = 0  # bytes ever written; the file holds the last min(total, size)
@@ -81,7 +80,7 @@ class RingFile:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         with contextlib.suppress(OSError):
-            self.path.unlink()
+            os.unlink(self.path)
 
 
 class OutputSink:
@@ -94,12 +93,14 @@ class OutputSink:
 
     def __init__(
         self,
-        path: Path | None,
+        path: str | os.PathLike[str] | None,
         cap: int = DEFAULT_LOG_CAP,
         tail_bytes: int = DEFAULT_TAIL_BYTES,
         on_data: Callable[[], None] | None = None,
     ) -> None:
-        self.path = path
+        # A str, not a Path: on Python 3.12 every Path that is parsed interns its
+        # parts for good, and each task's log name is new (a leak of ~55 bytes a task).
+        self.path = None if path is None else os.fspath(path)
         self.on_data = on_data  # told after each chunk is written (log followers)
         self.cap = cap
         # The tail is small next to a large cap: output that fits the cap is then
@@ -129,7 +130,7 @@ class OutputSink:
                 try:
                     self._fd = os.open(self.path, flags, 0o600)
                 except FileNotFoundError:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(os.path.dirname(self.path), exist_ok=True)
                     self._fd = os.open(self.path, flags, 0o600)
                 # A retry appends to the same file: the head is for the whole file.
                 self.written = os.fstat(self._fd).st_size

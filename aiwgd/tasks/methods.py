@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiwgd import errors
@@ -92,7 +91,9 @@ def _complete(data: bytes, limit: int) -> int:
     return lead  # still being written: leave it for the next read
 
 
-def read_log(path: Path, offset: int, limit: int, final: bool) -> tuple[str, int, int]:
+def read_log(
+    path: str | os.PathLike[str], offset: int, limit: int, final: bool
+) -> tuple[str, int, int]:
     """(text, next_offset, file size) for `limit` bytes from `offset`.
 
     A character split by the limit is completed (up to 3 more bytes); one still being
@@ -229,7 +230,10 @@ def register(api: Api, sup: Supervisor) -> None:
             if done:
                 break
             await sup.changed(p.id, FOLLOW_POLL_S)
-        size = path.stat().st_size if path.exists() else 0
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            size = 0
         state = str(found.state) if found is not None else "pruned"
         return {
             "id": p.id,

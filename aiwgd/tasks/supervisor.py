@@ -333,7 +333,7 @@ class Supervisor(Subsystem):
         """A page of tasks, newest first, and how many match in all."""
         return self.store.list(state=state, agent=agent, source=source, limit=limit, offset=offset)
 
-    def log_file(self, task_id: str) -> tuple[Task, Path]:
+    def log_file(self, task_id: str) -> tuple[Task, str]:
         """The task and the file that holds its whole output."""
         task = self._get(task_id)
         return task, self.store.log_file(task)

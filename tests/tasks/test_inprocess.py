@@ -58,7 +58,7 @@ def test_a_task_runs_to_completion_in_process(project: Path) -> None:
             assert "hello" in done["output_tail"]
             assert done["runner"] is None and len(r.children) == 0  # it went with the attempt
             _, log = r.supervisor.log_file(task["id"])
-            assert "hello" in log.read_text()
+            assert "hello" in Path(log).read_text()
 
     asyncio.run(main())
 

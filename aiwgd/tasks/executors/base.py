@@ -17,7 +17,6 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Protocol
 
 from aiwgd.config import Config
@@ -74,7 +73,7 @@ class Attempt(Protocol):
 class Executor(Protocol):
     name: str
 
-    async def start(self, task: Task, log_path: Path, on_output: Callable[[], None]) -> Attempt:
+    async def start(self, task: Task, log_path: str, on_output: Callable[[], None]) -> Attempt:
         """Start `task`'s current attempt, its output going to `log_path`.
 
         Raises SpawnError when it cannot start; nothing is left behind then.

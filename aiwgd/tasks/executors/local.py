@@ -49,9 +49,7 @@ class LocalExecutor:
     def apply_config(self, config: Config) -> None:
         self.config = config
 
-    async def start(
-        self, task: Task, log_path: Path, on_output: Callable[[], None]
-    ) -> LocalAttempt:
+    async def start(self, task: Task, log_path: str, on_output: Callable[[], None]) -> LocalAttempt:
         cfg = self.config
         argv = task_argv(cfg, task)
         env = child_env(cfg, task.env)

@@ -27,7 +27,7 @@ API for the supervisor and RPC methods (all on the event loop thread):
                                      # or failed, per the task's on_interrupt and retries
     store.interrupted() -> [Task]    # left interrupted by a crash: store.recover(id)
     await store.prune() -> int     # retention; also at start, periodically, on excess
-    store.log_file(task) -> Path   # where the task's full output goes
+    store.log_file(task) -> str    # where the task's full output goes
     await store.stop(fast)         # final compaction (skipped when fast), journal closed
 
 Task objects are copy-on-write: `update()` replaces the stored object, so a Task you
@@ -47,10 +47,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from aiwgd import errors
@@ -84,6 +84,7 @@ class TaskStore(Subsystem):
         self.paths = paths
         self.cfg = cfg
         self.router = router
+        self._logs_dir = str(paths.task_logs_dir)
         self._index = TaskIndex()  # every task, in creation order
         self._ids = TaskIds(paths.tasks_ids)
         self.storelog = StoreLog(paths, self._index, cfg, on_error=self._error)
@@ -198,13 +199,17 @@ class TaskStore(Subsystem):
         """A page of tasks, newest first, and how many match in all."""
         return self._index.page(state, agent, source, limit, offset)
 
-    def log_path(self, task_id: str) -> Path:
-        """Where a new task's full output goes (add() records it in the task)."""
-        return self.paths.task_logs_dir / f"{task_id}.log"
+    def log_path(self, task_id: str) -> str:
+        """Where a new task's full output goes (add() records it in the task).
 
-    def log_file(self, task: Task) -> Path:
+        A str, not a Path: on Python 3.12 a parsed Path interns its parts for good,
+        and every task's log name is new (a leak of ~55 bytes a task).
+        """
+        return os.path.join(self._logs_dir, f"{task_id}.log")
+
+    def log_file(self, task: Task) -> str:
         """Where this task's output is: as recorded, else where it would be now."""
-        return Path(task.log_path) if task.log_path else self.log_path(task.id)
+        return task.log_path or self.log_path(task.id)
 
     # ---- writes ----------------------------------------------------------------------
     async def add(self, task: Task) -> Task:
@@ -218,7 +223,7 @@ class TaskStore(Subsystem):
         if task.id in self._index:
             raise errors.Conflict(f"task {task.id} already exists", {"id": task.id})
         if task.log_path is None:
-            task = replace(task, log_path=str(self.log_path(task.id)))
+            task = replace(task, log_path=self.log_path(task.id))
         line = self.storelog.line({"op": "add", "task": task.to_dict()})
         self._ids.observe(task.id)
         self._index.put(task)
@@ -382,7 +387,7 @@ class TaskStore(Subsystem):
             await self._prune_logged()
 
 
-def _unlink_all(paths: list[Path]) -> None:
+def _unlink_all(paths: list[str]) -> None:
     for p in paths:
         with contextlib.suppress(OSError):
-            p.unlink()
+            os.unlink(p)

@@ -314,7 +314,7 @@ def test_retention_prunes_old_and_excess_finished_tasks_with_logs(project: Path)
             await store.update(t.id, state="running")
             finished_at = now - 3 * 86_400 if i < 2 else now - 100 + i
             await store.update(t.id, state="completed", finished_at=finished_at)
-            store.log_path(t.id).write_text("output\n")
+            Path(store.log_path(t.id)).write_text("output\n")
             (old if i < 2 else recent).append(t.id)
         running = await store.add(new_task(store))
         await store.update(running.id, state="running")
@@ -322,8 +322,8 @@ def test_retention_prunes_old_and_excess_finished_tasks_with_logs(project: Path)
         assert await store.prune() == 3  # 2 too old + 1 beyond max_finished
         gone = [*old, recent[0]]
         assert all(store.get(i) is None for i in gone)
-        assert all(not store.log_path(i).exists() for i in gone)
-        assert all(store.get(i) is not None and store.log_path(i).exists() for i in recent[1:])
+        assert all(not Path(store.log_path(i)).exists() for i in gone)
+        assert all(store.get(i) is not None and Path(store.log_path(i)).exists() for i in recent[1:])
         assert store.get(running.id) and store.get(queued.id)
         assert store.status()["pruned"] == 3
         await store.stop()
