@@ -323,7 +323,8 @@ def test_retention_prunes_old_and_excess_finished_tasks_with_logs(project: Path)
         gone = [*old, recent[0]]
         assert all(store.get(i) is None for i in gone)
         assert all(not Path(store.log_path(i)).exists() for i in gone)
-        assert all(store.get(i) is not None and Path(store.log_path(i)).exists() for i in recent[1:])
+        kept = recent[1:]
+        assert all(store.get(i) is not None and Path(store.log_path(i)).exists() for i in kept)
         assert store.get(running.id) and store.get(queued.id)
         assert store.status()["pruned"] == 3
         await store.stop()
