@@ -1,9 +1,7 @@
-"""The Unix socket server: accepting, framing, peer checks, per-connection concurrency.
+"""The Unix socket server: accepting connections, peer checks, the connection cap.
 
-One JSON text per line. Each line is handled in its own asyncio task so a client may
-pipeline requests; a per-connection semaphore bounds that, which also gives natural
-backpressure: a client that sends but never reads stops being read from, and nobody
-else notices.
+One JSON text per line; framing, per-connection concurrency and backpressure are each
+connection's own (aiwgd.rpc.connection).
 
 Connections take at most half the open-files limit (raised toward the hard limit at
 start): the rest belong to the task store, the logs and the children's pipes, which
@@ -18,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import itertools
 import logging
 import os
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +28,7 @@ from aiwgd import errors
 from aiwgd.config import Config
 from aiwgd.infra.fdlimit import raise_open_files_limit
 from aiwgd.lifecycle import Subsystem
+from aiwgd.rpc.connection import CallContext, Connection
 from aiwgd.rpc.protocol import Dispatcher, encode, error_object
 
 log = logging.getLogger("aiwgd.rpc")
@@ -41,8 +38,6 @@ MAX_CONNECTIONS = 1024
 # fills up as soon as 100 scripts connect at once).
 BACKLOG = 1024
 ACCEPTS_PER_WAKE = 128  # then other work runs; the rest are taken on the next turn
-IN_FLIGHT_PER_CONNECTION = 64
-READ_CHUNK = 65536
 REFUSAL_LOG_INTERVAL_S = 10.0
 ACCEPT_RETRY_S = 1.0  # after accept() found no descriptor left
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -63,60 +58,6 @@ def peer_uid(sock: socket.socket) -> int | None:
     return int(uid)
 
 
-class Connection:
-    """One client. Methods get it as `ctx.conn` to push notifications or clean up."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.id = next(self._ids)
-        self.writer = writer
-        self.closed = False
-        self._finalized = False
-        self._lock = asyncio.Lock()
-        self._on_close: list[Callable[[], None]] = []
-        self.in_flight: set[asyncio.Task[None]] = set()
-
-    async def send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        async with self._lock:
-            try:
-                self.writer.write(data)
-                await self.writer.drain()
-            except (ConnectionError, RuntimeError):
-                self.closed = True
-
-    async def notify(self, method: str, params: Any) -> None:
-        """Send a server-initiated notification (no id, so no reply is expected)."""
-        await self.send(encode({"jsonrpc": "2.0", "method": method, "params": params}))
-
-    def on_close(self, callback: Callable[[], None]) -> None:
-        self._on_close.append(callback)
-
-    def close(self) -> None:
-        if self._finalized:
-            return
-        self._finalized = self.closed = True
-        callbacks, self._on_close = self._on_close, []
-        for cb in callbacks:
-            try:
-                cb()
-            except Exception:
-                log.exception("connection close callback failed")
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-
-class CallContext:
-    """What a method handler can reach besides its params."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-
 class RpcServer(Subsystem):
     name = "rpc"
 
@@ -126,8 +67,8 @@ class RpcServer(Subsystem):
         self.max_line = max_line
         self._listener: socket.socket | None = None
         self.connections: set[Connection] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._serving: set[asyncio.Task[None]] = set()  # one per connection
+        self.tasks: set[asyncio.Task[None]] = set()  # unfinished requests, all connections
+        self._opening: set[asyncio.Task[None]] = set()  # accepted, transport being made
         self._uid = os.getuid()
         self.fd_limit = 0
         self.max_connections = MAX_CONNECTIONS
@@ -162,12 +103,12 @@ class RpcServer(Subsystem):
             asyncio.get_running_loop().remove_reader(self._listener.fileno())
             self._listener.close()
             self._listener = None
-        if self._tasks and not fast:
+        if self.tasks and not fast:
             # Let replies already being computed (daemon.stop's own answer) go out.
-            await asyncio.wait(set(self._tasks), timeout=0.5)
+            await asyncio.wait(set(self.tasks), timeout=0.5)
         for conn in list(self.connections):
             conn.close()
-        for task in list(self._tasks):
+        for task in [*self.tasks, *self._opening]:
             task.cancel()
         Path(self.path).unlink(missing_ok=True)
 
@@ -201,13 +142,13 @@ class RpcServer(Subsystem):
                     raise
                 self._pause_accepting(exc)
                 return
-            if len(self._serving) >= self.max_connections:
+            if len(self.connections) + len(self._opening) >= self.max_connections:
                 self._refuse(conn)
                 continue
             conn.setblocking(False)
             task = asyncio.create_task(self._open(conn))
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
 
     def _refuse(self, conn: socket.socket) -> None:
         """Over the cap: say why and close, at once (nothing is kept for this client)."""
@@ -254,93 +195,27 @@ class RpcServer(Subsystem):
         if self._listener is not None:
             asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
 
-    async def _open(self, conn: socket.socket) -> None:
+    async def _open(self, sock: socket.socket) -> None:
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=conn)
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: Connection(self), sock=sock
+            )
         except OSError:
-            conn.close()
-            return
-        await self._serve(reader, writer)
+            sock.close()
 
-    async def _reject(self, writer: asyncio.StreamWriter, code: int, message: str) -> None:
-        with contextlib.suppress(Exception):
-            writer.write(encode(error_object(code, message)))
-            await writer.drain()
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
+    # ---- what each connection asks of its server (aiwgd.rpc.connection.Host) ---------
+    def opened(self, conn: Connection) -> None:
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
         uid = peer_uid(sock) if sock is not None else None
         if uid is not None and uid not in (self._uid, 0):
             log.warning("refused connection from another user", extra={"peer_uid": uid})
-            await self._reject(
-                writer, errors.FORBIDDEN, f"Forbidden: peer uid {uid} is not the daemon's owner"
-            )
+            conn.refuse(errors.FORBIDDEN, f"Forbidden: peer uid {uid} is not the daemon's owner")
             return
-        conn = Connection(writer)
         self.connections.add(conn)
-        slots = asyncio.Semaphore(IN_FLIGHT_PER_CONNECTION)
-        try:
-            async for line in self._lines(reader, conn):
-                if not line.strip():
-                    continue
-                await slots.acquire()
-                task = asyncio.create_task(self._handle(conn, line, slots))
-                self._tasks.add(task)
-                conn.in_flight.add(task)
-                task.add_done_callback(self._tasks.discard)
-                task.add_done_callback(conn.in_flight.discard)
-            if conn.in_flight and not conn.closed:
-                # A client that half-closes after sending (socat, nc -N) still gets its
-                # replies: finish what it asked before hanging up.
-                await asyncio.wait(set(conn.in_flight))
-        finally:
-            self.connections.discard(conn)
-            conn.close()
 
-    async def _lines(self, reader: asyncio.StreamReader, conn: Connection) -> AsyncIterator[bytes]:
-        """Split the byte stream into lines, enforcing the (reloadable) line limit.
+    def closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
 
-        Framing is done here rather than with StreamReader.readuntil, whose limit is
-        fixed when the server is created: a reload must change the limit for everyone.
-        """
-        buf = b""
-        start = 0  # where the unconsumed bytes begin
-        scan = 0  # where to resume looking for "\n": never rescan a long line
-        while not conn.closed:
-            nl = buf.find(b"\n", scan)
-            if nl < 0:
-                if len(buf) - start > self.max_line:
-                    await self._too_long(conn)
-                    return
-                try:
-                    chunk = await reader.read(READ_CHUNK)
-                except ConnectionError:
-                    return
-                if not chunk:
-                    return  # EOF, possibly mid-line: nobody left to answer
-                buf = buf[start:] + chunk
-                scan = len(buf) - len(chunk)
-                start = 0
-                continue
-            line = buf[start:nl]
-            start = scan = nl + 1
-            if len(line) > self.max_line:
-                await self._too_long(conn)
-                return
-            yield line
-
-    async def _too_long(self, conn: Connection) -> None:
-        message = f"Limit exceeded: request line is over {self.max_line} bytes"
-        log.warning("request line over the limit; closing", extra={"conn": conn.id})
-        await conn.send(encode(error_object(errors.LIMIT_EXCEEDED, message)))
-
-    async def _handle(self, conn: Connection, line: bytes, slots: asyncio.Semaphore) -> None:
-        try:
-            reply = await self.dispatcher.handle(line, CallContext(conn))
-            if reply is not None:
-                await conn.send(reply)
-        except Exception:
-            log.exception("request handling failed")
-        finally:
-            slots.release()
+    async def answer(self, line: bytes, ctx: CallContext) -> bytes | None:
+        return await self.dispatcher.handle(line, ctx)

@@ -25,6 +25,21 @@ def rss(d: DaemonProc) -> int:
     return int(psutil.Process(d.pid).memory_info().rss)
 
 
+def steady_growth(d: DaemonProc, round_: Callable[[], object]) -> int:
+    """RSS growth over one more round once warm: the smaller of two rounds' growth.
+
+    Unbounded retention grows every round by the round's payload; a transient peak
+    (a batch not yet freed, the allocator's timing on a loaded machine) shows in one
+    round at most, so the smaller of two tells retention from noise.
+    """
+    growth = []
+    for _ in range(2):
+        before = rss(d)
+        round_()
+        growth.append(rss(d) - before)
+    return min(growth)
+
+
 def test_event_history_is_bounded_by_bytes(start_daemon: Callable[..., DaemonProc]) -> None:
     d = start_daemon({"events": {"history_max_mb": 2}})
     blob = "x" * (200 * KIB)
@@ -45,18 +60,18 @@ def test_event_history_is_bounded_by_bytes(start_daemon: Callable[..., DaemonPro
 
         start = rss(d)
         emit(200)
-        middle = rss(d)
-        ids = emit(200)
+        ids: list[str] = []
+        steady = steady_growth(d, lambda: ids.__setitem__(slice(None), emit(200)))
         end = rss(d)
         status = c.call("daemon.status")["subsystems"]["events"]
-        # 400 events of 200 KiB (80 MiB) were published; about 2 MiB are kept.
+        # 600 events of 200 KiB (120 MiB) were published; about 2 MiB are kept.
         assert status["history_bytes"] <= 2 * MIB, status
         assert 5 <= status["history"] <= 11, status
         listed = [e["id"] for e in c.call("events.list", limit=1000)["events"]]
         assert listed == ids[-len(listed) :]  # the newest are kept, the oldest went first
     # Unbounded, each 200 events held 40 MiB more (seen: +20 MiB RSS per 100 events).
     # Bounded, RSS levels off once the allocator has its working set.
-    assert end - middle < 20 * MIB, f"RSS grew {(end - middle) / MIB:.1f} MiB in steady state"
+    assert steady < 20 * MIB, f"RSS grew {steady / MIB:.1f} MiB in steady state"
     assert end - start < 60 * MIB, f"RSS grew {(end - start) / MIB:.1f} MiB for a 2 MiB history"
 
 
@@ -110,10 +125,17 @@ def test_finished_tasks_are_bounded_by_bytes(start_daemon: Callable[..., DaemonP
         # The allocator's working set takes about 200 such tasks to fill (on 3.12
         # RSS still grew up to 15 MiB between the 100th and the 300th).
         run(200, 0)
-        middle = rss(d)
-        ids, store = run(200, 200)
+        done = [200]
+        last: list[Any] = []
+
+        def round_() -> None:
+            last[:] = run(200, done[0])
+            done[0] += 200
+
+        steady = steady_growth(d, round_)
         end = rss(d)
-        assert store["tasks"] < 25, store  # 400 tasks of 150 KiB: about 2 MiB kept
+        ids, store = last
+        assert store["tasks"] < 25, store  # 600 tasks of 150 KiB: about 2 MiB kept
         c.call("task.get", id=ids[-1])  # the newest are kept, the oldest went first
         try:
             c.call("task.get", id=ids[0])
@@ -123,5 +145,5 @@ def test_finished_tasks_are_bounded_by_bytes(start_daemon: Callable[..., DaemonP
             raise AssertionError("an old task outlived the byte budget")
     # Unbounded, every 100 such tasks held about 18 MiB more RSS; bounded, it levels off
     # (once each writer thread no longer grows a malloc arena of its own: infra/malloc).
-    assert end - middle < 15 * MIB, f"RSS grew {(end - middle) / MIB:.1f} MiB in steady state"
+    assert steady < 15 * MIB, f"RSS grew {steady / MIB:.1f} MiB in steady state"
     assert end - start < 60 * MIB, f"RSS grew {(end - start) / MIB:.1f} MiB for 3 MiB of budgets"
