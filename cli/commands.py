@@ -1,29 +1,33 @@
-"""Command groups of the later capabilities (tasks, events, schedule, automation).
+"""Where each `aiwg` command is defined: the root group imports and builds only the one
+argv names (cli/lazy.py).
 
-Each capability lives in its own module with a `register(app)` function; main.py calls
-`register(app)` here once. Keep imports inside the functions' modules light: the CLI
-never imports the daemon's heavy parts.
+Each module defines its commands with typer and adds them in `register(app)`; the
+order here is the order `aiwg --help` lists them in. A new command or group goes in
+its module's `register` and here (tests/cli/test_lazy.py fails on one missing here).
+Keep each module's top-level imports light: the CLI never imports the daemon's heavy
+parts, and a command pays for its own module only.
 """
 
 from __future__ import annotations
 
-import typer
+DAEMON, CONFIG = "aiwgd.cli.daemon", "aiwgd.cli.config"
+TASKS, EVENTS = "aiwgd.cli.tasks", "aiwgd.cli.events"
+SCHEDULE, AUTOMATION = "aiwgd.cli.schedule", "aiwgd.cli.automation"
 
-
-def register(app: typer.Typer) -> None:
-    """Attach every capability's command group to the root app."""
-    # -- tasks (issue 3) --
-    from aiwgd.cli import tasks
-
-    tasks.register(app)
-
-    # -- events / dlq (issue 4) --
-    from aiwgd.cli import events
-
-    events.register(app)
-
-    # -- schedule / automation (issue 4) --
-    from aiwgd.cli import automation, schedule
-
-    schedule.register(app)
-    automation.register(app)
+WHERE: dict[str, str] = {
+    "start": DAEMON,
+    "stop": DAEMON,
+    "restart": DAEMON,
+    "status": DAEMON,
+    "ping": DAEMON,
+    "logs": DAEMON,
+    "rpc": DAEMON,
+    "chat": TASKS,  # -- tasks (issue 3)
+    "events": EVENTS,  # -- events / dlq (issue 4)
+    "emit": EVENTS,
+    "config": CONFIG,
+    "task": TASKS,
+    "dlq": EVENTS,
+    "schedule": SCHEDULE,  # -- schedule / automation (issue 4)
+    "automation": AUTOMATION,
+}

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from aiwgd.procs.marks import StopReport
 
 START_TIMEOUT_S = 10.0
+LOCK_POLL_S = 0.05  # how often `stop` looks at the lock where it cannot wait on a pidfd
+LOCK_CHECK_S = 0.5  # where it can, in case the PID file named a process not the daemon
 
 
 class CtlError(Exception):
@@ -133,13 +136,41 @@ def start_detached(paths: Paths) -> int:
     )
 
 
-def _wait_gone(paths: Paths, pid: int, timeout: float) -> bool:
+def _wait_gone(paths: Paths, timeout: float, exited: int | None = None) -> bool:
+    """Wait until the daemon is gone; False at the timeout.
+
+    `exited`: a pidfd of the daemon. The kernel makes it readable at the exit itself,
+    reaped or not (a zombie that a busy PID 1 has yet to reap counts as alive for
+    `kill -0`). Without one (not Linux), the lock is polled: the daemon frees it last.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not lock_held(paths):
+    while (left := deadline - time.monotonic()) > 0:
+        if exited is None:
+            time.sleep(min(left, LOCK_POLL_S))
+        elif _readable(exited, min(left, LOCK_CHECK_S)):
             return True
-        time.sleep(0.05)
+        if not lock_held(paths):
+            if exited is not None:
+                # Freed just before the end: wait for the end itself, for a moment only
+                # in case the PID file named a process that is not the daemon.
+                _readable(exited, min(deadline - time.monotonic(), LOCK_CHECK_S))
+            return True
     return False
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    return bool(select.select([fd], [], [], max(timeout, 0))[0])
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of `pid` (readable once it exits), or None where there is none: not
+    Linux >= 5.3 (macOS), or no such process any more."""
+    if pid <= 0 or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
 
 
 class Stopped(NamedTuple):  # not a dataclass: `aiwg status` imports this module
@@ -165,16 +196,21 @@ def stop(paths: Paths, timeout: float = 60.0, fast: bool = False, answer_s: floa
             return Stopped(None)
         done = leftovers.stop(paths, left, leftovers.grace_s(paths, fast)) if left else None
         return Stopped(None, tuple(clean_stale(paths)), done)
+    exited = _pidfd(pid)  # before asking: the PID cannot be reused while we hold it
     try:
-        with Client(paths.root, timeout=answer_s) as c:
-            c.call("daemon.stop", fast=fast)
-    except (ClientError, TimeoutError):
-        # The socket does not answer: fall back to the signal every init system uses.
-        if pid > 0:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-    if not _wait_gone(paths, pid, timeout):
-        raise CtlError(f"daemon (PID {pid}) did not stop within {timeout:.0f}s")
+        try:
+            with Client(paths.root, timeout=answer_s) as c:
+                c.call("daemon.stop", fast=fast)
+        except (ClientError, TimeoutError):
+            # The socket does not answer: fall back to the signal every init system uses.
+            if pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(paths, timeout, exited):
+            raise CtlError(f"daemon (PID {pid}) did not stop within {timeout:.0f}s")
+    finally:
+        if exited is not None:
+            os.close(exited)
     return Stopped(pid)
 
 

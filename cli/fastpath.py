@@ -13,6 +13,7 @@ bytes and exit with the same codes.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -104,25 +105,34 @@ def ping(root: str | None, as_json: bool, timeout: float = QUICK_TIMEOUT_S) -> i
 
 
 def _guarded(fn: Callable[[], int]) -> int:
-    """The error-to-exit-code mapping of cli.main.main, for these two commands."""
+    try:
+        return fn()
+    except Exception as exc:
+        code = failure(exc)
+        if code is None:
+            raise
+        return code
+
+
+def failure(exc: BaseException) -> int | None:
+    """For an error any command may end with (the daemon's, the client's, the project's):
+    print its one line on stderr and give the exit code. None: not one of those."""
     from aiwgd.cli.daemonctl import CtlError
     from aiwgd.client import ClientError, DaemonNotRunning, RpcError
     from aiwgd.config.paths import RootError
 
-    try:
-        return fn()
-    except DaemonNotRunning as exc:
-        print(f"aiwg: {exc}", file=sys.stderr)
-        return EXIT_NOT_RUNNING
-    except RpcError as exc:
-        print(f"aiwg: error {exc.code}: {exc.describe()}", file=sys.stderr)
-        return rpc_exit_code(exc.code)
-    except TimeoutError as exc:
-        print(f"aiwg: {timed_out(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    except (CtlError, ClientError, RootError, OSError) as exc:
-        print(f"aiwg: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    if isinstance(exc, DaemonNotRunning):
+        line, code = str(exc), EXIT_NOT_RUNNING
+    elif isinstance(exc, RpcError):
+        line, code = f"error {exc.code}: {exc.describe()}", rpc_exit_code(exc.code)
+    elif isinstance(exc, TimeoutError):  # an OSError too: first
+        line, code = timed_out(exc), EXIT_ERROR
+    elif isinstance(exc, (CtlError, ClientError, RootError, OSError)):
+        line, code = str(exc), EXIT_ERROR
+    else:
+        return None
+    print(f"aiwg: {line}", file=sys.stderr)
+    return code
 
 
 def rpc_exit_code(code: int) -> int:
@@ -147,12 +157,21 @@ def run(argv: list[str]) -> int | None:
 
 def entry() -> None:
     """Console script `aiwg`."""
+    # Start-up allocates some 100k objects (typer's modules, ours) that live until the
+    # exit: the cyclic collector would walk them again and again while they load and
+    # once more at exit, ~10 ms of a command's ~60. It is off while they load and they
+    # are frozen (never walked again) at the end; a command that runs long (a follow,
+    # `start --foreground`) has it on for everything it allocates itself.
+    gc.disable()
     try:
         code = run(sys.argv[1:])
         if code is None:
             from aiwgd.cli.main import main
 
+            gc.enable()
             code = main()
     except KeyboardInterrupt:  # Ctrl-C anywhere, even while Python imports typer
         code = EXIT_INTERRUPTED
+    finally:
+        gc.freeze()
     sys.exit(code)

@@ -7,7 +7,7 @@ here; none of them imports main.py, which only assembles the app.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -20,8 +20,10 @@ from aiwgd.cli.fastpath import (
     QUICK_TIMEOUT_S,
     TIMEOUT_RANGE,
 )
-from aiwgd.client import Client
 from aiwgd.config.paths import Paths, resolve_root
+
+if TYPE_CHECKING:
+    from aiwgd.client import Client
 
 __all__ = [
     "EXIT_ERROR",
@@ -105,6 +107,8 @@ def client(root: str | None, timeout: float | Literal["quick"] | None = "quick")
     A quick call gives up after quick_timeout(); a long call passes its own limit in
     seconds, or None to wait as long as what it follows lasts (logs -f, events -f).
     """
+    from aiwgd.client import Client  # here: `aiwg --help` and `config` talk to no daemon
+
     return Client(paths_for(root).root, timeout=quick_timeout() if timeout == "quick" else timeout)
 
 
