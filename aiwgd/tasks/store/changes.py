@@ -36,9 +36,13 @@ log = logging.getLogger("aiwgd.store")
 JOURNAL_MAX_BYTES = 64 * 1_048_576  # compact sooner when entries are large (long prompts)
 
 
+# Built once: json.dumps with options builds an encoder per call, four times a task.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _line(entry: dict[str, Any]) -> bytes:
     """One journal line; raises (TypeError) before anything changes if not JSON-able."""
-    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(entry)
     try:
         return (text + "\n").encode()
     except UnicodeEncodeError:  # a lone surrogate (e.g. "\\ud800" in JSON): escape it
@@ -64,7 +68,8 @@ class StoreLog:
         self.entries = 0  # lines in the journal file since the last compaction
         self.refused = 0  # lines the disk refused (and their changes undone)
         self.compaction_failed = False
-        self.inflight: dict[str, asyncio.Future[None]] = {}  # a task's line on its way
+        # A task whose change is on its way to disk: who waits in settled() for it.
+        self.inflight: dict[str, list[asyncio.Future[None]]] = {}
         self.compacting: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
         self.writing: asyncio.Future[int] | None = None  # the snapshot thread's result
@@ -85,40 +90,48 @@ class StoreLog:
         """The next numbered line for `entry`; build it before changing anything in memory."""
         return _line({"seq": self.seq + 1, **entry})
 
-    def send(self, line: bytes) -> asyncio.Future[None]:
-        """Number and queue `line` (from `line()`) now, so journal order is call order.
+    async def commit(
+        self, line: bytes, key: str | None = None, undo: Callable[[], None] | None = None
+    ) -> None:
+        """Number and queue `line` (from `line()`) now, so journal order is call order;
+        return once it is on disk.
 
-        The future resolves once the line is on disk, or fails with JournalError having
-        left nothing there (the journal cuts a failed batch back to its last whole
-        line): the caller then undoes its change in memory. A refused line's sequence
-        number is not reused; replay never needs them contiguous.
+        If the disk refuses it (the journal cuts a failed batch back to its last whole
+        line), `undo` (which puts memory back as it was before the change) runs, then
+        Unavailable is raised. While it is on its way, `settled(key)` waits for it. A
+        refused line's sequence number is not reused; replay never needs them contiguous.
         """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watchers: list[asyncio.Future[None]] = []  # settled(key) callers
+
+        def written(exc: JournalError | None) -> None:
+            # Called by the journal even if the caller was cancelled meanwhile: its
+            # change is still counted (or undone) before anyone in settled() goes on.
+            try:
+                self._written(exc)
+                if key is not None and self.inflight.get(key) is watchers:
+                    del self.inflight[key]
+                if exc is not None and undo is not None:
+                    undo()
+            finally:
+                if not waiter.done():
+                    if exc is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(exc)
+                for fut in watchers:
+                    if not fut.done():
+                        fut.set_result(None)
+
         self.seq += 1
-        fut = self.journal.append(line)
         self.entries += 1
-        fut.add_done_callback(self._written)
+        self.journal.append(line, written)
+        if key is not None:
+            self.inflight[key] = watchers
         if self.entries >= self.cfg.compact_every or self.journal.size >= JOURNAL_MAX_BYTES:
             self.schedule_compaction()
-        return fut
-
-    def _written(self, fut: asyncio.Future[None]) -> None:
-        # A callback, not code after an await: it runs even if the caller was cancelled.
-        exc = None if fut.cancelled() else fut.exception()
-        if exc is None:
-            self.on_error("journal", None)  # the disk takes writes again
-            if self.compaction_failed:
-                self.schedule_compaction()  # and tasks.json can catch up now
-            return
-        self.entries -= 1
-        self.refused += 1
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        self.on_error("journal", f"journal write failed: {self.journal.path}: {reason}")
-
-    async def confirm(self, fut: asyncio.Future[None]) -> None:
-        """Wait for a line from `send()`; Unavailable if it was refused."""
         try:
-            # Shielded: a cancelled caller must not cancel the write's bookkeeping.
-            await asyncio.shield(fut)
+            await waiter
         except JournalError as exc:
             raise errors.Unavailable(
                 f"the task store cannot write to disk: {self.journal.path}: "
@@ -126,31 +139,23 @@ class StoreLog:
                 {"file": str(self.journal.path), "errno": exc.errno},
             ) from None
 
-    async def commit(
-        self, line: bytes, key: str | None = None, undo: Callable[[], None] | None = None
-    ) -> None:
-        """Returns once `line` is on disk. If the disk refuses it, `undo` (which puts
-        memory back as it was before the change) runs, then Unavailable is raised.
-        While it is on its way, `settled(key)` waits for it."""
-        fut = self.send(line)
-        if key is not None:
-            self.inflight[key] = fut
-
-        def done(f: asyncio.Future[None]) -> None:
-            # A callback, not code after the await: a cancelled caller's change is
-            # still undone, before anyone waiting in settled() goes on.
-            if key is not None and self.inflight.get(key) is f:
-                del self.inflight[key]
-            if undo is not None and (f.cancelled() or f.exception() is not None):
-                undo()
-
-        fut.add_done_callback(done)
-        await self.confirm(fut)
+    def _written(self, exc: JournalError | None) -> None:
+        if exc is None:
+            self.on_error("journal", None)  # the disk takes writes again
+            if self.compaction_failed:
+                self.schedule_compaction()  # and tasks.json can catch up now
+            return
+        self.entries -= 1
+        self.refused += 1
+        reason = exc.strerror or str(exc)
+        self.on_error("journal", f"journal write failed: {self.journal.path}: {reason}")
 
     async def settled(self, key: str) -> None:
         """Wait until no change of `key` is on its way to disk (no yield if none is)."""
-        while key in self.inflight:
-            await asyncio.wait([self.inflight[key]])
+        while (watchers := self.inflight.get(key)) is not None:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            watchers.append(fut)
+            await fut
 
     # ---- compaction ------------------------------------------------------------------
     async def compact(self) -> None:

@@ -1,9 +1,11 @@
 """The task store's files: an fsynced append-only journal and a JSON snapshot.
 
-`Journal` appends JSON lines from one writer thread with group commit: every line
-queued while an fsync is in progress goes out in the next write + fsync, so many
-writers share one fsync and the event loop never waits on the disk. `append()` returns
-an asyncio future that resolves only once the line is on disk (fsynced).
+`Journal` appends JSON lines from one writer thread with group commit, at two levels:
+the lines appended in one turn of the event loop go to the thread together at the end
+of the turn (one handoff), and everything handed over while an fsync is in progress
+goes out in the next write + fsync. So many writers share one fsync and the event loop
+never waits on the disk. `append(line, written)` calls `written` on the loop once the
+line is on disk (fsynced), or with the error that kept it off.
 
 Compaction needs two more steps, queued in order with the appends: `mark()` resolves
 with the journal's byte length once everything queued before it is durable, and
@@ -26,7 +28,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,8 @@ log = logging.getLogger("aiwgd.journal")
 
 SNAPSHOT_VERSION = 1
 YIELD_EVERY = 10  # snapshot records between voluntary GIL releases
-MAX_BATCH = 4096  # lines per write + fsync; bounds the latency of the first one waiting
+# Lines per write + fsync (a turn's lines are never split); bounds the first one's wait.
+MAX_BATCH = 4096
 
 
 def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> int:
@@ -156,15 +159,20 @@ class JournalError(OSError):
     """The journal could not be written (disk full, I/O error); `strerror` says why."""
 
 
+# What a line's writer is told, on the event loop: None once the line is durable, else
+# the error that kept it (and the rest of its batch) off the disk.
+Written = Callable[[JournalError | None], None]
+
+
 class Journal:
     """Append-only JSON lines, fsynced in groups by one writer thread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._queue: queue.SimpleQueue[tuple[str, Any, asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        # ("lines", [line], [Written]) or (control kind, arg, future); None: stop.
+        self._queue: queue.SimpleQueue[tuple[str, Any, Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._turn: tuple[list[bytes], list[Written]] | None = None  # not handed over yet
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fh: Any = None
         self._torn = False  # a failed batch may have left bytes beyond `size`
@@ -185,9 +193,26 @@ class Journal:
         self._thread = threading.Thread(target=self._run, name="aiwgd-journal", daemon=True)
         self._thread.start()
 
-    def append(self, line: bytes) -> asyncio.Future[None]:
-        """Queue one line (ending in newline); the future resolves once it is fsynced."""
-        return self._submit("line", line)
+    def append(self, line: bytes, written: Written) -> None:
+        """Queue one line (ending in newline); `written(None)` once it is fsynced, or
+        `written(JournalError)` if it was refused, nothing of it left in the file.
+
+        `written` is called whatever became of whoever waits for it (a cancelled
+        caller's change must still be accounted for). The lines appended in this turn
+        of the loop go to the writer thread together once the turn is over.
+        """
+        if self._turn is None:
+            assert self._loop is not None and self._thread is not None, "journal not open"
+            self._turn = ([], [])
+            self._loop.call_soon(self._hand_over)
+        self._turn[0].append(line)
+        self._turn[1].append(written)
+
+    def _hand_over(self) -> None:
+        if self._turn is not None:
+            lines, told = self._turn
+            self._turn = None
+            self._queue.put(("lines", lines, told))
 
     def mark(self) -> asyncio.Future[int]:
         """Resolves with the journal length once everything queued before is durable."""
@@ -199,6 +224,7 @@ class Journal:
 
     def _submit(self, kind: str, arg: Any) -> asyncio.Future[Any]:
         assert self._loop is not None and self._thread is not None, "journal not open"
+        self._hand_over()  # lines appended before it go first
         fut = self._loop.create_future()
         self._queue.put((kind, arg, fut))
         return fut
@@ -206,6 +232,7 @@ class Journal:
     async def close(self) -> None:
         if self._thread is None:
             return
+        self._hand_over()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
@@ -214,38 +241,50 @@ class Journal:
             self._fh = None
 
     # ---- writer thread ---------------------------------------------------------------
-    def _resolve(
-        self, futs: list[asyncio.Future[Any]], result: Any = None, exc: BaseException | None = None
-    ) -> None:
-        def settle() -> None:
-            for f in futs:
-                if f.done():  # the waiter was cancelled; the write happened anyway
-                    continue
-                if exc is not None:
-                    f.set_exception(exc)
-                else:
-                    f.set_result(result)
-
+    def _on_loop(self, fn: Callable[[], None]) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # loop closed during a crash exit
-            self._loop.call_soon_threadsafe(settle)
+            self._loop.call_soon_threadsafe(fn)
+
+    def _resolve(
+        self, fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None
+    ) -> None:
+        def settle() -> None:
+            if fut.done():  # the waiter was cancelled; the step happened anyway
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        self._on_loop(settle)
+
+    def _tell(self, told: list[Written], exc: JournalError | None) -> None:
+        def tell() -> None:
+            for written in told:
+                try:
+                    written(exc)
+                except Exception:  # one writer's bug must not keep the others waiting
+                    log.exception("journal write callback failed")
+
+        self._on_loop(tell)
 
     def _run(self) -> None:
         stop = False
         while not stop:
             item = self._queue.get()
             lines: list[bytes] = []
-            waiting: list[asyncio.Future[Any]] = []
+            told: list[Written] = []
             control: list[tuple[str, Any, asyncio.Future[Any]]] = []
             # Take everything already queued: that is the group commit.
             while True:
                 if item is None:
                     stop = True
                     break
-                kind, arg, fut = item
-                if kind == "line":
-                    lines.append(arg)
-                    waiting.append(fut)
+                kind, arg, extra = item
+                if kind == "lines":
+                    lines.extend(arg)
+                    told.extend(extra)
                 else:
                     control.append(item)
                     break  # control items run after the lines queued before them
@@ -256,11 +295,11 @@ class Journal:
                 except queue.Empty:
                     break
             if lines:
-                self._write(lines, waiting)
+                self._write(lines, told)
             for kind, arg, fut in control:
                 self._control(kind, arg, fut)
 
-    def _write(self, lines: list[bytes], waiting: list[asyncio.Future[Any]]) -> None:
+    def _write(self, lines: list[bytes], told: list[Written]) -> None:
         data = b"".join(lines)
         try:
             self._cut_torn_tail()
@@ -272,12 +311,12 @@ class Journal:
             log.error("journal write failed", extra={"error": str(exc), "lines": len(lines)})
             self._torn = True
             self._cut_torn_tail(quiet=True)
-            self._resolve(waiting, exc=JournalError(exc.errno, exc.strerror or str(exc)))
+            self._tell(told, JournalError(exc.errno, exc.strerror or str(exc)))
             return
         self.fsyncs += 1
         self.lines += len(lines)
         self.size += len(data)
-        self._resolve(waiting)
+        self._tell(told, None)
 
     def _cut_torn_tail(self, quiet: bool = False) -> None:
         """After a failed batch, the file ends at the last whole, acknowledged line.
@@ -301,13 +340,13 @@ class Journal:
     def _control(self, kind: str, arg: Any, fut: asyncio.Future[Any]) -> None:
         try:
             if kind == "mark":
-                self._resolve([fut], self.size)
+                self._resolve(fut, self.size)
             elif kind == "swap":
                 self._swap(int(arg))
-                self._resolve([fut])
+                self._resolve(fut)
         except OSError as exc:
             log.error("journal compaction failed", extra={"error": str(exc)})
-            self._resolve([fut], exc=JournalError(exc.errno, exc.strerror or str(exc)))
+            self._resolve(fut, exc=JournalError(exc.errno, exc.strerror or str(exc)))
 
     def _swap(self, offset: int) -> None:
         self._cut_torn_tail()

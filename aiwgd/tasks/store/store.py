@@ -245,7 +245,8 @@ class TaskStore(Subsystem):
         # nothing in flight there is no await here, so journal order is call order), so
         # a change is always built on durable state and undoing a refused one can never
         # undo another.
-        await self.storelog.settled(task_id)
+        if task_id in self.storelog.inflight:
+            await self.storelog.settled(task_id)
         old = self._index.get(task_id)
         if old is None:
             raise errors.NotFound(f"no task {task_id}", {"id": task_id})
