@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 
-from aiwgd.cli import render, tasklist
 from aiwgd.cli.options import (
     EXIT_ERROR,
     Json,
@@ -231,6 +230,8 @@ def list_(
     if not result["tasks"]:
         typer.echo("no tasks")
         return
+    from aiwgd.cli import render, tasklist  # the table: only this command shows it
+
     typer.echo(tasklist.table(result["tasks"], render.width()))
     shown = offset + len(result["tasks"])
     if shown < result["total"] or offset:
@@ -238,6 +239,8 @@ def list_(
 
 
 def _human_task(t: dict[str, Any]) -> str:
+    from aiwgd.cli import render
+
     keys = (
         "id",
         "state",
