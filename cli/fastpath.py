@@ -1,14 +1,14 @@
 """The `aiwg` entry point: `status` and `ping` answered without loading typer.
 
 Scripts, shell prompts and health checks call `aiwg status` and `aiwg ping` in loops.
-typer (0.2x) builds pydantic TypeAdapters for every option it parses and assembles
-every command group of the app, which costs several times the round trip to the
-daemon. These two commands take only `--root DIR` and `--json`, so a plain argv
-match recognises them; `status()` and `ping()` here are their one implementation,
-which the typer commands in cli/main.py call too. Anything else (other commands,
---help, an unknown or misspelled option) goes to typer, which stays the one
-definition of the CLI; tests/cli/test_fastpath.py checks both paths print the same
-bytes and exit with the same codes.
+Importing typer alone costs about as much as the round trip to the daemon (the other
+commands pay that, and only that: cli/lazy.py, cli/quickparse.py). These two commands
+take only `--root DIR`, `--json` and the global `--timeout`, so a plain argv match
+recognises them; `status()` and `ping()` here are their one implementation, which the
+typer commands in cli/daemon.py call too. Anything else (other commands, --help, an
+unknown or misspelled option) goes to typer, which stays the one definition of the
+CLI; tests/cli/test_fastpath.py checks both paths print the same bytes and exit with
+the same codes.
 """
 
 from __future__ import annotations

@@ -104,6 +104,7 @@ class LazyGroup(TyperGroup):
 
     def build(self, name: str) -> Any:
         """The click command `name`, built by typer from its definition."""
+        # pretty_exceptions_short only matters to typer's rich tracebacks, off in aiwg.
         info = self.info(name)
         if isinstance(info, CommandInfo):
             return get_command_from_info(

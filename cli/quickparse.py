@@ -4,8 +4,8 @@ typer (0.2x) converts every option and argument value (a default included) throu
 pydantic TypeAdapter it builds on first use: importing pydantic and building the
 adapters costs ~45 ms, more than the round trip of most commands. The values aiwg's
 commands take are plain (a str, an int or float maybe in a range, an enum's value, a
-list of those), and for those `quicken()` gives each parameter a converter that
-returns what typer's adapter returns. Anything else (a value out of range, a number
+flag's default, a list of those), and after `install()` each parameter of those types
+converts them itself, to what typer's adapter returns. Anything else (a value out of range, a number
 written oddly, a type not listed here) goes to typer's own conversion, so every error
 message stays typer's. tests/cli/test_quickparse.py compares both on the CLI's own
 parameters, and that no command's parsing imports pydantic.
@@ -113,14 +113,14 @@ class QuickParam(RuntimeParam):
         return typer_own._coerce_value(value, param=param, ctx=ctx)
 
 
+_typer_get_runtime_param = _TyperParameter.get_runtime_param
+
+
 def _get_runtime_param(self: _TyperParameter) -> RuntimeParam:
     if self._runtime_param is None and handles(self.type_descriptor):
         d = self.type_descriptor
         self._runtime_param = QuickParam(parameter_info=d.parameter_info, annotation=d.annotation)
     return _typer_get_runtime_param(self)
-
-
-_typer_get_runtime_param = _TyperParameter.get_runtime_param
 
 
 def install() -> None:
