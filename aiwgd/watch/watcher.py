@@ -1,14 +1,17 @@
 """The file watcher: watchfiles -> debounced, filtered `file.created|modified|deleted`.
 
 How a change becomes an event:
-1. One recursive `watchfiles.awatch` over every configured directory that exists, plus
-   (only when needed) one non-recursive awatch over the parent directories of file
-   entries and the nearest existing ancestors of entries that do not exist yet.
+1. One recursive watchfiles RustNotify over every configured directory that exists,
+   plus (only when needed) one non-recursive one over the parent directories of file
+   entries and the nearest existing ancestors of entries that do not exist yet; each
+   is polled by a thread of its own (aiwgd/watch/notify.py), which dates every change.
 2. Each change is checked against the built-in ignores (.git/, node_modules/,
    __pycache__/, editor swap files, the daemon's own .aiwg/daemon/ and PID file) and
-   the entries' `ignore` globs; what survives waits in a per-path debounce window:
-   every further change to the path restarts the window (`watch.debounce_ms`), capped
-   at ten windows (at least 1 s) so a file written non-stop still gets reported.
+   the entries' `ignore` globs; what survives waits in a per-path debounce window that
+   runs from when the change happened: every further change to the path restarts the
+   window (`watch.debounce_ms`), capped at ten windows (at least 1 s) so a file
+   written non-stop still gets reported. A change reaches its rule within the
+   debounce + 100 ms (the poll step is chosen for it, see notify.step_ms()).
 3. When the window closes, the path's state then is compared with what the watcher
    knew before the window (an index of the files under the watched entries, built at
    start): absent -> present is `file.created`, present -> present `file.modified`,
@@ -24,7 +27,7 @@ How a change becomes an event:
 
 A missing entry is reported in status and logged; it is picked up when it appears,
 and a watched directory deleted and recreated is watched again. Reload restarts the
-awatch with the new paths; pending debounced changes are kept.
+watches with the new paths; pending debounced changes are kept.
 
 The watcher's state (WatcherState, in status) says what it is doing, not where it may
 go next: every replan (start, reload, a structural change, the retry after a failed
@@ -44,8 +47,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from aiwgd.lifecycle import Subsystem
+from aiwgd.watch.notify import NotifyThread, live_threads, step_ms
 from aiwgd.watch.rules import Rules
-from aiwgd.watch.state import MAX_INDEX, Windows, scan_files, survey
+from aiwgd.watch.state import MAX_INDEX, Dated, Windows, scan_files, survey
 
 if TYPE_CHECKING:
     from aiwgd.config import Config, Paths
@@ -56,18 +60,10 @@ log = logging.getLogger("aiwgd.watcher")
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 CHUNK = 250  # changes handled between yields to the event loop
-MAX_STEP_MS = 500  # the slowest watchfiles poll: bounds the latency a long debounce adds
 CTIME_SLACK_S = 0.1  # file ctimes come from a coarse kernel clock
 # watchfiles' Rust core needs every path as UTF-8: a file name that is not valid UTF-8
-# makes it drop the whole pending batch and raise this (an ExceptionGroup from anyio).
+# makes it drop the whole pending batch and raise this.
 UNDECODABLE = "Unable to decode path"
-
-
-def _undecodable(exc: BaseException) -> str | None:
-    """watchfiles' message if `exc` (or one in its group) is that error, else None."""
-    if isinstance(exc, BaseExceptionGroup):
-        return next((m for e in exc.exceptions if (m := _undecodable(e))), None)
-    return str(exc) if UNDECODABLE in str(exc) else None
 
 
 class WatcherState(StrEnum):
@@ -117,13 +113,14 @@ class FileWatcher(Subsystem):
         self.section = config.watch
         self.rules = Rules(paths.root, paths.daemon_dir, self.section.paths, paths.pid_file)
         self.plan = Plan((), (), ())
-        self.windows = Windows(self.rules, self._emit)
+        self.step_ms = step_ms(self.section.debounce_ms)
+        self.windows = Windows(self.rules, self._emit, *self._window_times())
         self.state = WatcherState.STOPPED
         self.error: str | None = None
         self.counts = {"changes": 0, "created": 0, "modified": 0, "deleted": 0, "restarts": 0}
-        self._watches: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._planner: asyncio.Task[None] | None = None
+        self._watches: list[NotifyThread] = []
+        self._batches: asyncio.Queue[tuple[list[Dated], int]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
         self._replan_wanted = asyncio.Event()
         self._plan_lock = asyncio.Lock()
         self._retry_s = 1.0
@@ -132,17 +129,19 @@ class FileWatcher(Subsystem):
 
     # ---- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
-        self._flusher = asyncio.create_task(self.windows.run(), name="watcher-flush")
-        self._planner = asyncio.create_task(self._plan_loop(), name="watcher-plan")
+        self._tasks = [
+            asyncio.create_task(self.windows.run(), name="watcher-flush"),
+            asyncio.create_task(self._plan_loop(), name="watcher-plan"),
+            asyncio.create_task(self._intake_loop(), name="watcher-intake"),
+        ]
         await self._replan(index=True)
 
     async def stop(self, fast: bool = False) -> None:
-        await self._stop_watches()
-        for task in (self._flusher, self._planner):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        self._stop_watches()  # never waits: the threads end by themselves
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._set_state(WatcherState.STOPPED)
 
     async def apply_config(self, config: Config) -> None:
@@ -150,9 +149,15 @@ class FileWatcher(Subsystem):
         self.rules = Rules(
             self.paths.root, self.paths.daemon_dir, self.section.paths, self.paths.pid_file
         )
+        self.step_ms = step_ms(self.section.debounce_ms)
         self.windows.rules = self.rules
+        self.windows.debounce_s, self.windows.lag_s = self._window_times()
         # Pending changes stay: they are judged against the new entries when due.
         await self._replan(index=True, force=True)
+
+    def _window_times(self) -> tuple[float, float]:
+        """The debounce, and the oldest a change can be when a watch delivers it."""
+        return self.section.debounce_ms / 1000, 2 * self.step_ms / 1000
 
     def _set_state(self, new: WatcherState) -> None:
         if new is not self.state:
@@ -170,19 +175,21 @@ class FileWatcher(Subsystem):
             "indexed_files": len(self.windows.known),
             "index_complete": self.windows.index_complete,
             "debounce_ms": self.section.debounce_ms,
+            "step_ms": self.step_ms,  # how often a watch looks for changes
+            "threads": live_threads(),  # stopped ones that have not ended yet included
             **self.counts,
         }
 
     # ---- planning: what to watch -----------------------------------------------------
     async def _replan(self, index: bool = False, force: bool = False) -> None:
-        """Recompute what to watch; restart the awatch if that changed.
+        """Recompute what to watch; restart the watches if that changed.
 
         `index`: files in newly watched directories existed before (start, reload);
         otherwise a directory just appeared and its files are reported as created.
         """
         async with self._plan_lock:
             if not self.section.enabled:
-                await self._stop_watches()
+                self._stop_watches()
                 self.plan = Plan((), (), ())
                 self._set_state(WatcherState.DISABLED)
                 return
@@ -200,9 +207,8 @@ class FileWatcher(Subsystem):
                 # New watches first, old ones after: a change in between is seen twice
                 # (harmless: windows are per path), never zero times.
                 old_watches, self._watches = self._watches, []
-                self._start_watches()
-                await asyncio.sleep(0)  # awatch registers its inotify watches in its first step
-                await self._stop_watches(old_watches)
+                await self._start_watches()  # returns once their inotify watches exist
+                self._stop_watches(old_watches)
             await self._take_in(old, plan, index)
             await self._recover_lost()
             # A watch that failed in its first step has set self.error already.
@@ -224,12 +230,14 @@ class FileWatcher(Subsystem):
         if not new_dirs and not new_files:
             return
         found = await asyncio.to_thread(scan_files, new_dirs, self.rules, MAX_INDEX)
-        files = found.files + [f for f in new_files if f not in self.windows.known]
+        # Known ones are not news: the flusher may have scanned a new directory first (its
+        # window can be due on arrival) and reported its files; not again, as modified.
+        files = [f for f in found.files + new_files if f not in self.windows.known]
         if index:
             self.windows.index(files, found.dirs, found.complete)
         else:
             self.windows.dirs.update(found.dirs)
-            self.windows.touch(files, time.monotonic(), self.section.debounce_ms / 1000)
+            self.windows.touch(files, time.monotonic())
 
     async def _recover_lost(self) -> None:
         """Rebuild from the disk what watchfiles dropped (the watches are running again)."""
@@ -240,80 +248,53 @@ class FileWatcher(Subsystem):
         seen = await asyncio.to_thread(
             survey, list(self.plan.recursive), files, self.rules, since - CTIME_SLACK_S
         )
-        self.windows.reconcile(seen, time.monotonic(), self.section.debounce_ms / 1000)
+        self.windows.reconcile(seen, time.monotonic())
 
-    def _start_watches(self) -> None:
-        from watchfiles import awatch  # heavy import kept to the daemon side
-
-        # watchfiles polls its notify thread every `step` ms even when nothing happens,
-        # so the step is the watcher's idle cost. Finer than a quarter of the debounce
-        # window buys nothing (the window swallows it): the default 2 s debounce polls
-        # twice a second, a 50 ms debounce every 12 ms.
-        step = max(10, min(MAX_STEP_MS, self.section.debounce_ms // 4))
-        for dirs, recursive in ((self.plan.recursive, True), (self.plan.flat, False)):
-            if not dirs:
-                continue
-            stop = asyncio.Event()
-            changes = awatch(
-                *dirs,
-                watch_filter=None,
-                debounce=max(200, 2 * step),
-                step=step,
-                stop_event=stop,
-                recursive=recursive,
-                ignore_permission_denied=True,
-            )
-            task = asyncio.create_task(self._consume(changes), name="watcher-awatch")
-            self._watches.append((stop, task))
+    async def _start_watches(self) -> None:
+        watches = [
+            NotifyThread(dirs, recursive, self.step_ms, self.windows.lag_s, self)
+            for dirs, recursive in ((self.plan.recursive, True), (self.plan.flat, False))
+            if dirs
+        ]
+        self._watches.extend(watches)
+        await asyncio.gather(*(w.start() for w in watches))
         self.counts["restarts"] += 1
 
-    async def _stop_watches(
-        self, watches: list[tuple[asyncio.Event, asyncio.Task[None]]] | None = None
-    ) -> None:
+    def _stop_watches(self, watches: list[NotifyThread] | None = None) -> None:
         if watches is None:
             watches, self._watches = self._watches, []
-        for stop, _ in watches:
-            stop.set()  # the watch thread notices within one step and returns
-        for _, task in watches:
-            try:
-                await asyncio.wait_for(task, 5)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
-            except Exception:
-                pass  # already reported by _consume
+        for watch in watches:
+            watch.stop()
 
-    async def _consume(self, changes: Any) -> None:
-        # Wall time on purpose: it is compared with file ctimes if a batch is lost.
-        since = time.time()
-        try:
-            async for batch in changes:
-                since = time.time()  # changes after this are in the next batch
-                await self._intake(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            reason = _undecodable(exc)
-            if reason:
-                # Not a failure of the watch: restart it now and recover the lost batch
-                # (the odd name included, as os.fsdecode spells it) from the disk.
-                log.info(
-                    "a changed file's name is not valid UTF-8; rescanning the watched paths",
-                    extra={"error": reason},
-                )
-                lost = self._lost_since
-                self._lost_since = since if lost is None else min(lost, since)
-                self._force_next = True
-                self._replan_wanted.set()
-                return
-            # A watched directory vanished between planning and watching, or the
-            # inotify watch limit was hit: report it and plan again after a backoff.
-            self.error = f"{type(exc).__name__}: {exc}"
-            self._set_state(WatcherState.ERROR)
-            fields = {"error": self.error, "retry_in_s": self._retry_s}
-            log.error("file watch failed; retrying", extra=fields)
+    # ---- what the watch threads hand over (notify.Sink) ----------------------------------
+    def relevant(self, path: str) -> bool:
+        return self.rules.relevant(path)
+
+    def take(self, changes: list[Dated], raw: int) -> None:
+        self._batches.put_nowait((changes, raw))
+
+    def failed(self, exc: Exception, since: float) -> None:
+        if UNDECODABLE in str(exc):
+            # Not a failure of the watch: restart it now and recover the lost batch
+            # (the odd name included, as os.fsdecode spells it) from the disk.
+            log.info(
+                "a changed file's name is not valid UTF-8; rescanning the watched paths",
+                extra={"error": str(exc)},
+            )
+            lost = self._lost_since
+            self._lost_since = since if lost is None else min(lost, since)
             self._force_next = True
-            asyncio.get_running_loop().call_later(self._retry_s, self._replan_wanted.set)
-            self._retry_s = min(self._retry_s * 2, 30.0)
+            self._replan_wanted.set()
+            return
+        # A watched directory vanished between planning and watching, or the inotify
+        # watch limit was hit: report it and plan again after a backoff.
+        self.error = f"{type(exc).__name__}: {exc}"
+        self._set_state(WatcherState.ERROR)
+        fields = {"error": self.error, "retry_in_s": self._retry_s}
+        log.error("file watch failed; retrying", extra=fields)
+        self._force_next = True
+        asyncio.get_running_loop().call_later(self._retry_s, self._replan_wanted.set)
+        self._retry_s = min(self._retry_s * 2, 30.0)
 
     async def _plan_loop(self) -> None:
         """Replans requested by changes run here, one at a time, never lost."""
@@ -327,7 +308,7 @@ class FileWatcher(Subsystem):
                 log.exception("file watcher replan failed")
 
     # ---- intake: raw changes -> debounce windows -----------------------------------
-    def _structural(self, path: str) -> bool:
+    def structural(self, path: str) -> bool:
         """Might this change alter what must be watched (a root gone, a missing path here)?
 
         The kind is not trusted: watchfiles reports a directory moved in from outside
@@ -340,17 +321,25 @@ class FileWatcher(Subsystem):
             w == path or w.startswith(path + "/") for w in plan.recursive + plan.flat + plan.missing
         )
 
-    async def _intake(self, batch: set[tuple[int, str]]) -> None:
-        now = time.monotonic()
+    async def _intake_loop(self) -> None:
+        while True:
+            changes, raw = await self._batches.get()
+            try:
+                await self._intake(changes, raw)
+            except Exception:
+                log.exception("file watcher intake failed")
+
+    async def _intake(self, changes: list[Dated], raw: int) -> None:
+        if not self.section.enabled:
+            return  # the last batch of a watch stopped by a reload that disabled watching
         replan = False
-        items = list(batch)
-        self.counts["changes"] += len(items)
-        for start in range(0, len(items), CHUNK):
+        self.counts["changes"] += raw
+        for start in range(0, len(changes), CHUNK):
             if start:
                 await asyncio.sleep(0)  # a 10,000-file burst must not stall RPC
-            chunk = items[start : start + CHUNK]
-            replan = replan or any(self._structural(p) for _, p in chunk)
-            self.windows.touch([p for _, p in chunk], now, self.section.debounce_ms / 1000)
+            chunk = changes[start : start + CHUNK]
+            replan = replan or any(self.structural(p) for p, _, _ in chunk)
+            self.windows.touch_dated(chunk)
         if replan:
             self._retry_s = 1.0
             self._replan_wanted.set()

@@ -35,7 +35,10 @@ def test_non_utf8_file_name_is_reported_with_its_batch(
     (project / "src").mkdir()
     cfg = {"watch": {"enabled": True, "debounce_ms": 100, "paths": [{"path": "src/"}]}}
     d = start_daemon(config=cfg)
-    wait_for(lambda: watcher(d)["watching"] == ["src"], 10, "src/ to be watched")
+    # "state" turns "watching" once the files already there are indexed: files written
+    # before that would be taken for old ones (or reported as modified).
+    wait_for(lambda: watcher(d)["state"] == "watching", 10, "the watcher to start")
+    assert watcher(d)["watching"] == ["src"]
     sub = Subscriber(d, ["file.*"])
 
     # Both in one burst, so watchfiles hands them over in one batch.

@@ -247,8 +247,14 @@ def test_reload_switches_paths_and_keeps_pending_changes(
     (project / "two").mkdir()
     d = start_watching(start_daemon, watch_config([{"path": "one/"}], debounce_ms=1500))
     sub = Subscriber(d, ["file.*"])
-    write(project, "one/pending.txt")
-    wait_for(lambda: watcher(d)["pending"] >= 1, 5, "the change to wait in its window")
+
+    # A window runs from the change, and the watcher hears of it up to two poll steps
+    # later, so a single write may never be seen waiting: keep writing until it is.
+    def pending_after_a_write() -> bool:
+        write(project, "one/pending.txt", "x", "a")
+        return bool(watcher(d)["pending"] >= 1)
+
+    wait_for(pending_after_a_write, 10, "the change to wait in its window", interval=0.2)
     cfg = json.loads(d.paths.config_file.read_text())
     cfg["watch"]["paths"] = [{"path": "one/"}, {"path": "two/"}]
     write_config(project, cfg)
