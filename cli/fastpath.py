@@ -159,15 +159,16 @@ def entry() -> None:
     """Console script `aiwg`."""
     # Start-up allocates some 100k objects (typer's modules, ours) that live until the
     # exit: the cyclic collector would walk them again and again while they load and
-    # once more at exit, ~10 ms of a command's ~60. It is off while they load and they
-    # are frozen (never walked again) at the end; a command that runs long (a follow,
-    # `start --foreground`) has it on for everything it allocates itself.
+    # once more at exit, ~10 ms of a command's ~60. It is off while they load, then they
+    # are frozen (never walked again); a command that runs long (a follow, `start
+    # --foreground`) has it on for everything it allocates itself.
     gc.disable()
     try:
         code = run(sys.argv[1:])
         if code is None:
             from aiwgd.cli.main import main
 
+            gc.freeze()
             gc.enable()
             code = main()
     except KeyboardInterrupt:  # Ctrl-C anywhere, even while Python imports typer
