@@ -31,6 +31,9 @@ a process running; the executor stops what is left (local: by the recorded PID +
 create time and by the AIWG_TASK_ID mark in the processes' environment, which also
 covers an attempt whose runner was never recorded), the attempt is recorded
 interrupted and counted, and one sweep stops anything else an earlier run started.
+A task submitted while a slot is free and nothing is queued before it starts at once:
+its queued and running states are one journal line (one fsync before the spawn, not
+two), which recovery reads like any running record.
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs.child import Exit
 from aiwgd.tasks.executors.base import Ending, EndReason, Executor, SpawnError, outcome
+from aiwgd.tasks.failsafe import FailSafe
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.queue import TaskQueue
 from aiwgd.tasks.retries import retry_delay
-from aiwgd.tasks.slot import Slot
+from aiwgd.tasks.slot import Slot, Slots
 from aiwgd.tasks.spec import SubmitParams, parse_spec, prepare
 from aiwgd.tasks.store.store import TaskStore
 from aiwgd.tasks.waiters import Waiters
@@ -58,10 +62,7 @@ log = logging.getLogger("aiwgd.supervisor")
 
 S = TaskState
 NO_EXIT = Exit(None, None)  # an attempt that ended before its program started
-# When the store refuses to record that a broken task failed (a full disk), it is tried
-# again after this delay, doubling up to the maximum: the task must not stay running.
-FAIL_SAFE_RETRY_S = 1.0
-FAIL_SAFE_RETRY_MAX_S = 30.0
+NOT_RUN = "cancelled before it ran"
 # Counters since start, shown by task.stats and daemon.status.
 TOTALS = "submitted started completed failed timed_out cancelled retried interrupted recovered"
 
@@ -78,12 +79,11 @@ class Supervisor(Subsystem):
         self.lifecycle = lifecycle
         self.executor = executor
         self._queue = TaskQueue(self._pump)
-        self._slots: dict[str, Slot] = {}  # holding a slot
-        self._closing: dict[str, Slot] = {}  # slot freed, final state being recorded
+        self._slots = Slots()
         self._waiters = Waiters()
-        self._background: set[asyncio.Task[None]] = set()
+        self._failsafe = FailSafe(store, self._recorded_failed)
+        self._submitting = 0  # submissions whose queued record is on its way to disk
         self._accepting = False
-        self.max_active = 0
         self.totals: dict[str, int] = dict.fromkeys(TOTALS.split(), 0)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -113,20 +113,17 @@ class Supervisor(Subsystem):
     async def stop(self, fast: bool = False) -> None:
         self._accepting = False
         self._queue.cancel_timers()
-        jobs = {s.job for s in self._slots.values() if s.job is not None}
+        jobs = set(self._slots.jobs())
         if jobs and not fast:
             grace = self.config.daemon.stop_grace_seconds
             log.info("waiting for running tasks", extra={"running": len(jobs), "grace_s": grace})
             await self.lifecycle.drain(jobs, grace)
-        for slot in list(self._slots.values()):
+        for slot in list(self._slots.held.values()):
             slot.stop(EndReason.SHUTDOWN)
-        remaining = [
-            s.job for s in [*self._slots.values(), *self._closing.values()] if s.job is not None
-        ]
+        remaining = self._slots.jobs(closing=True)
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
-        for job in list(self._background):
-            job.cancel()
+        self._failsafe.cancel()
         self._waiters.notify_all()
 
     async def apply_config(self, config: Config) -> None:
@@ -147,7 +144,7 @@ class Supervisor(Subsystem):
             "queued": len(self._queue),
             "waiting_retry": self._queue.waiting_retry,
             "cap": self.config.daemon.max_parallel_actions,
-            "max_active": self.max_active,
+            "max_active": self._slots.max_active,
             "counts": self.store.counts(),
             "totals": dict(self.totals),
         }
@@ -161,11 +158,29 @@ class Supervisor(Subsystem):
         if not self._accepting or self.lifecycle.stopping.is_set():
             raise errors.ShuttingDown("the daemon is shutting down; no new tasks are taken")
         task = prepare(p, source, self.config, self.root, self.store.new_id())
-        task = await self.store.add(task)  # durable from here: the client may rely on it
+        if not self._submitting and len(self._slots) < self.config.daemon.max_parallel_actions:
+            # A slot is free and no earlier submission is still on its way to the queue
+            # (a free slot means nothing queued is ready): what _pump would start next.
+            return await self._start_at_once(task)
+        self._submitting += 1
+        try:
+            task = await self.store.add(task)  # durable from here: the client may rely on it
+        finally:
+            self._submitting -= 1
         self.totals["submitted"] += 1
         self._queue.push(task.id, task.priority)
         self._pump()
         return task
+
+    async def _start_at_once(self, task: Task) -> Task:
+        """Take a slot and record the task queued and running in one journal line: one
+        fsync before the spawn instead of two. Its job owns the write, so a submitter
+        that goes away does not stop the task; the submitter is told of it as queued
+        (and of a refused write as for any submission) once it is durable."""
+        slot = self._slots.take(task.id)
+        added = asyncio.ensure_future(self.store.add(task, start=True))
+        slot.job = asyncio.create_task(self._run(slot, task, added), name=f"task-{task.id}")
+        return await asyncio.shield(added)
 
     def _pump(self) -> None:
         """Start queued tasks while slots are free (called on every change)."""
@@ -179,15 +194,21 @@ class Supervisor(Subsystem):
             task = self.store.get(task_id)
             if task is None or task.state != S.QUEUED:
                 continue
-            slot = Slot(task_id)
-            self._slots[task_id] = slot
-            self.max_active = max(self.max_active, len(self._slots))
+            slot = self._slots.take(task_id)
             slot.job = asyncio.create_task(self._run(slot, task), name=f"task-{task_id}")
 
     # ---- running one task ------------------------------------------------------------
-    async def _run(self, slot: Slot, task: Task) -> None:
+    async def _run(self, slot: Slot, task: Task, added: asyncio.Future[Task] | None = None) -> None:
+        """One attempt in its slot. `added`: the task's combined queued + running record
+        on its way to disk (_start_at_once); nothing starts unless it is taken."""
         try:
-            await self._attempt(slot, task)
+            if added is not None:
+                try:
+                    task = await added
+                except Exception:
+                    return  # refused: nothing was stored, the submitter is told why
+                self.totals["submitted"] += 1
+            await self._attempt(slot, task, recorded_running=added is not None)
         except Exception:
             log.exception("task run failed", extra={"task": task.id})
             if slot.attempt is not None:
@@ -195,68 +216,22 @@ class Supervisor(Subsystem):
                     await slot.attempt.abort()
                 except Exception:
                     log.exception("could not stop the task's processes", extra={"task": task.id})
-            await self._fail_safe(task.id)
+            await self._failsafe.record(task.id)
         finally:
-            self._free_slot(task.id)
-            self._closing.pop(task.id, None)
+            self._slots.closed(task.id)
+            self._pump()
             self._waiters.notify(task.id)
 
-    async def _fail_safe(self, task_id: str) -> None:
-        """Record a task whose supervision broke as failed: never queued but out of the
-        queue, never running with nothing behind it. If the store refuses the record
-        too (a full disk), keep trying in the background until it takes it."""
-        if await self._record_failed(task_id):
-            return
-        job = asyncio.create_task(self._record_failed_until_taken(task_id))
-        self._background.add(job)
-        job.add_done_callback(self._background.discard)
+    def _recorded_failed(self, task_id: str) -> None:
+        self.totals["failed"] += 1
+        self._waiters.notify(task_id)
 
-    async def _record_failed(self, task_id: str) -> bool:
-        try:
-            current = self.store.get(task_id)
-            if current is not None and current.state == S.QUEUED:
-                current = await self.store.update(task_id, state=S.RUNNING)
-            if current is not None and current.state == S.RUNNING:
-                await self.store.update(
-                    task_id, state=S.FAILED, runner=None, error="internal error while supervising"
-                )
-                self.totals["failed"] += 1
-            return True
-        except Exception:
-            log.exception("cannot record the failed task", extra={"task": task_id})
-            return False
-
-    async def _record_failed_until_taken(self, task_id: str) -> None:
-        delay = FAIL_SAFE_RETRY_S
-        while True:
-            await asyncio.sleep(delay)
-            if await self._record_failed(task_id):
-                self._waiters.notify(task_id)
-                return
-            delay = min(delay * 2, FAIL_SAFE_RETRY_MAX_S)
-
-    def _free_slot(self, task_id: str) -> None:
-        """Called only once the task's processes are gone; starts the next task."""
-        slot = self._slots.pop(task_id, None)
-        if slot is not None:
-            self._closing[task_id] = slot  # its final state is still being recorded
-        self._pump()
-
-    async def _attempt(self, slot: Slot, task: Task) -> None:
+    async def _attempt(self, slot: Slot, task: Task, recorded_running: bool = False) -> None:
+        """Run the task's current attempt (`recorded_running`: already durable as such)."""
         log_path = self.store.log_file(task)
         timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
-        if slot.reason is not None:
-            # Stopped before anything was recorded: a cancel ends it here; on shutdown it
-            # stays queued for the next start (nothing ran, no attempt to count).
-            if slot.reason == EndReason.CANCELLED:
-                await self.store.update(task.id, state=S.CANCELLED, error="cancelled before it ran")
-                self.totals["cancelled"] += 1
+        if not recorded_running and not await self._record_running(slot, task):
             return
-        # Durable before the spawn: whatever happens next (a kill -9 included), the next
-        # start finds the task running, stops what it started (by its runner or by the
-        # mark in the processes' environment) and counts the attempt as interrupted.
-        # A task never runs without a record saying so.
-        await self.store.update(task.id, state=S.RUNNING, **task.previous_attempt_fields())
         if (reason := slot.pending_stop()) is not None:  # asked for while that was written
             await self._ended(task, *outcome(Ending(NO_EXIT, reason), timeout), NO_EXIT, "")
             return
@@ -269,14 +244,31 @@ class Supervisor(Subsystem):
             return
         slot.attach(attempt)
         self.totals["started"] += 1
-        # Where it runs is recorded while the attempt already works, so that fsync
-        # overlaps it; it is awaited before the final state (the journal keeps call order).
-        recorded = asyncio.ensure_future(self.store.update(task.id, runner=attempt.placement()))
+        # Where it runs is shown at once and recorded while the attempt already works, so
+        # that fsync overlaps it; it is awaited before the final state.
+        recorded = self.store.set_now(task.id, runner=attempt.placement())
         ending: Ending = await attempt.wait(timeout)
-        self._free_slot(task.id)  # really gone: the next task need not wait for the disk
+        self._slots.free(task.id)  # really gone: the next task need not wait for the disk
+        self._pump()
         await recorded
         state, error = outcome(ending, timeout)
         await self._ended(task, state, error, ending.exit, attempt.output_tail())
+
+    async def _record_running(self, slot: Slot, task: Task) -> bool:
+        """Make the attempt's running state durable; False if it was stopped before."""
+        if slot.reason is not None:
+            # Stopped before anything was recorded: a cancel ends it here; on shutdown it
+            # stays queued for the next start (nothing ran, no attempt to count).
+            if slot.reason == EndReason.CANCELLED:
+                await self.store.update(task.id, state=S.CANCELLED, error=NOT_RUN)
+                self.totals["cancelled"] += 1
+            return False
+        # Durable before the spawn: whatever happens next (a kill -9 included), the next
+        # start finds the task running, stops what it started (by its runner or by the
+        # mark in the processes' environment) and counts the attempt as interrupted.
+        # A task never runs without a record saying so.
+        await self.store.update(task.id, state=S.RUNNING, **task.previous_attempt_fields())
+        return True
 
     async def _ended(
         self, task: Task, state: TaskState, error: str | None, ex: Exit, tail: str
@@ -342,7 +334,7 @@ class Supervisor(Subsystem):
         """The task as a dict; a running task shows its live output tail."""
         task = self._get(task_id)
         out = task.to_dict()
-        slot = self._slots.get(task_id)
+        slot = self._slots.held.get(task_id)
         if slot is not None and slot.attempt is not None:
             out["output_tail"] = slot.attempt.output_tail()
         return out
@@ -355,19 +347,19 @@ class Supervisor(Subsystem):
                 "can be cancelled",
                 {"id": task_id, "state": str(task.state)},
             )
-        closing = self._closing.get(task_id)
+        closing = self._slots.closing.get(task_id)
         if closing is not None and closing.job is not None:
             # It just ended; once its outcome is recorded, cancel what that left.
             await asyncio.wait({closing.job})
             return await self.cancel(task_id, wait)
-        slot = self._slots.get(task_id)
+        slot = self._slots.held.get(task_id)
         if slot is not None:
             slot.stop(EndReason.CANCELLED)
             if wait and slot.job is not None:
                 await asyncio.wait({slot.job})
             return self.get(task_id)
         self._queue.discard(task_id)
-        await self.store.update(task_id, state=S.CANCELLED, error="cancelled before it ran")
+        await self.store.update(task_id, state=S.CANCELLED, error=NOT_RUN)
         self.totals["cancelled"] += 1
         self._waiters.notify(task_id)
         return self.get(task_id)
@@ -394,7 +386,7 @@ class Supervisor(Subsystem):
             "queued": counts.get("queued", 0),
             "waiting_retry": self._queue.waiting_retry,
             "cap": self.config.daemon.max_parallel_actions,
-            "max_active": self.max_active,
+            "max_active": self._slots.max_active,
             "stored": sum(counts.values()),
             "totals": dict(self.totals),
             "accepting": self._accepting,

@@ -90,16 +90,17 @@ class StoreLog:
         """The next numbered line for `entry`; build it before changing anything in memory."""
         return _line({"seq": self.seq + 1, **entry})
 
-    async def commit(
+    def commit(
         self, line: bytes, key: str | None = None, undo: Callable[[], None] | None = None
-    ) -> None:
+    ) -> asyncio.Future[None]:
         """Number and queue `line` (from `line()`) now, so journal order is call order;
-        return once it is on disk.
+        the future resolves once it is on disk.
 
         If the disk refuses it (the journal cuts a failed batch back to its last whole
         line), `undo` (which puts memory back as it was before the change) runs, then
-        Unavailable is raised. While it is on its way, `settled(key)` waits for it. A
-        refused line's sequence number is not reused; replay never needs them contiguous.
+        the future fails with Unavailable. While it is on its way, `settled(key)` waits
+        for it. A refused line's sequence number is not reused; replay never needs them
+        contiguous.
         """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         watchers: list[asyncio.Future[None]] = []  # settled(key) callers
@@ -118,7 +119,7 @@ class StoreLog:
                     if exc is None:
                         waiter.set_result(None)
                     else:
-                        waiter.set_exception(exc)
+                        waiter.set_exception(self._unavailable(exc))
                 for fut in watchers:
                     if not fut.done():
                         fut.set_result(None)
@@ -130,14 +131,14 @@ class StoreLog:
             self.inflight[key] = watchers
         if self.entries >= self.cfg.compact_every or self.journal.size >= JOURNAL_MAX_BYTES:
             self.schedule_compaction()
-        try:
-            await waiter
-        except JournalError as exc:
-            raise errors.Unavailable(
-                f"the task store cannot write to disk: {self.journal.path}: "
-                f"{exc.strerror or exc}; nothing was changed (free some space and retry)",
-                {"file": str(self.journal.path), "errno": exc.errno},
-            ) from None
+        return waiter
+
+    def _unavailable(self, exc: JournalError) -> errors.Unavailable:
+        return errors.Unavailable(
+            f"the task store cannot write to disk: {self.journal.path}: "
+            f"{exc.strerror or exc}; nothing was changed (free some space and retry)",
+            {"file": str(self.journal.path), "errno": exc.errno},
+        )
 
     def _written(self, exc: JournalError | None) -> None:
         if exc is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -81,6 +81,13 @@ class TaskIndex:
             if task.state in TERMINAL:
                 self.finished_bytes -= footprint(task)
         return task
+
+    def restore(self, tasks: Iterable[Task]) -> None:
+        """Put back tasks whose removal the disk refused, in creation order."""
+        for task in tasks:
+            if task.id not in self.tasks:
+                self.put(task)
+        self.tasks = dict(sorted(self.tasks.items(), key=lambda item: item[1].created_at))
 
     def counts(self) -> dict[str, int]:
         return {str(s): n for s, n in self.by_state.items()}

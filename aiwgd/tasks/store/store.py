@@ -13,10 +13,14 @@ API for the supervisor and RPC methods (all on the event loop thread):
     await store.start()            # load + replay + prune; see store.recovery
     store.new_id() -> str          # short, sortable, never reused
     await store.add(task) -> Task  # a new queued Task; durable when it returns
+    await store.add(task, start=True)  # the same, starting at once (a slot is free):
+        # stored running in one journal line; returns the task as queued
     await store.update(id, **fields) -> Task
         # durable when it returns; a `state` change must be allowed by
         # aiwgd.tasks.TRANSITIONS, else InvalidTransition (a Conflict, -32002);
         # an unknown id raises NotFound, a disk failure Unavailable
+    store.set_now(id, **fields) -> Future  # no state change: in memory at once,
+        # durable when the future resolves (the supervisor's runner record)
     store.get(id) -> Task | None
     store.list(state=, agent=, source=, limit=50, offset=0) -> (tasks, total)  # newest first
     store.counts() -> {state: n}   # every state, O(1)
@@ -44,12 +48,10 @@ Callers do not publish task state events themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -68,6 +70,7 @@ from aiwgd.tasks.model import (
     check_transition,
 )
 from aiwgd.tasks.retries import after_interrupt
+from aiwgd.tasks.store import retention
 from aiwgd.tasks.store.changes import StoreLog
 from aiwgd.tasks.store.ids import TaskIds
 from aiwgd.tasks.store.index import UPDATABLE, TaskIndex
@@ -212,8 +215,15 @@ class TaskStore(Subsystem):
         return task.log_path or self.log_path(task.id)
 
     # ---- writes ----------------------------------------------------------------------
-    async def add(self, task: Task) -> Task:
-        """Store a new queued task; returns once it is on disk."""
+    async def add(self, task: Task, start: bool = False) -> Task:
+        """Store a new queued task; returns it once it is on disk.
+
+        `start`: it starts at once (its slot is taken), so it is stored running in one
+        journal line instead of a queued one and then a running one. Recovery learns
+        the same from that line (found running after a crash: an attempt may have
+        started), task.queued and task.started are both published, and the task
+        returned is the one the submitter is told of: queued, as task.queued shows it.
+        """
         if not self._open:
             raise errors.Unavailable("the task store is not open")
         if task.state != TaskState.QUEUED:
@@ -224,17 +234,20 @@ class TaskStore(Subsystem):
             raise errors.Conflict(f"task {task.id} already exists", {"id": task.id})
         if task.log_path is None:
             task = replace(task, log_path=self.log_path(task.id))
-        line = self.storelog.line({"op": "add", "task": task.to_dict()})
+        stored = replace(task, state=TaskState.RUNNING, started_at=time.time()) if start else task
+        line = self.storelog.line({"op": "add", "task": stored.to_dict()})
         self._ids.observe(task.id)
-        self._index.put(task)
+        self._index.put(stored)
 
         def undo() -> None:
             # Not acknowledged, so not stored: nothing half-way.
-            if self._index.get(task.id) is task:
+            if self._index.get(task.id) is stored:
                 self._index.drop(task.id)
 
         await self.storelog.commit(line, task.id, undo)
         self._publish(task, None)
+        if start:
+            self._publish(stored, TaskState.QUEUED)
         return task
 
     async def update(self, task_id: str, **fields: Any) -> Task:
@@ -247,6 +260,27 @@ class TaskStore(Subsystem):
         # undo another.
         if task_id in self.storelog.inflight:
             await self.storelog.settled(task_id)
+        old, new, durable = self._change(task_id, fields)
+        await durable
+        if new.state in TERMINAL:
+            self._maybe_prune()
+        if new.state != old.state:
+            self._publish(new, old.state)
+        return new
+
+    def set_now(self, task_id: str, **fields: Any) -> asyncio.Future[None]:
+        """Change fields other than the state in memory and queue the change for the
+        disk, both now (the next read sees it); the future resolves once it is durable
+        (Unavailable: refused and undone). No other change of the task may be on its
+        way (RuntimeError): this is for a change that follows a durable one at once."""
+        if "state" in fields or task_id in self.storelog.inflight:
+            raise RuntimeError(f"set_now({task_id!r}): a state change or one in flight")
+        return self._change(task_id, fields)[2]
+
+    def _change(
+        self, task_id: str, fields: dict[str, Any]
+    ) -> tuple[Task, Task, asyncio.Future[None]]:
+        """Check a change, make it in memory and queue its line: (old, new, durable)."""
         old = self._index.get(task_id)
         if old is None:
             raise errors.NotFound(f"no task {task_id}", {"id": task_id})
@@ -290,12 +324,7 @@ class TaskStore(Subsystem):
             if self._index.get(task_id) is new:
                 self._index.put(old)
 
-        await self.storelog.commit(line, task_id, undo)
-        if new.state in TERMINAL:
-            self._maybe_prune()
-        if new.state != old.state:
-            self._publish(new, old.state)
-        return new
+        return old, new, self.storelog.commit(line, task_id, undo)
 
     async def recover(self, task_id: str) -> Task:
         """An attempt the daemon lost (it stopped or died while the task ran): recorded
@@ -315,8 +344,7 @@ class TaskStore(Subsystem):
         """Remove finished tasks past retention (age, count or bytes) and their log files."""
         if not self._open:
             return 0
-        cutoff = time.time() - self.cfg.retention_days * 86_400
-        doomed = self._index.expired(cutoff, self.cfg.max_finished, self._max_finished_bytes)
+        doomed = retention.doomed(self._index, self.cfg, time.time())
         if not doomed:
             return 0
         ids = [t.id for t in doomed]
@@ -325,8 +353,9 @@ class TaskStore(Subsystem):
         line = self.storelog.line({"op": "del", "ids": ids})
         for task_id in ids:
             self._index.drop(task_id)
-        await self.storelog.commit(line, undo=lambda: self._restore(doomed))  # refused: kept
-        await asyncio.to_thread(_unlink_all, logs)
+        # Refused: the tasks are kept.
+        await self.storelog.commit(line, undo=lambda: self._index.restore(doomed))
+        await asyncio.to_thread(retention.unlink_all, logs)
         self.pruned += len(ids)
         log.info("pruned finished tasks", extra={"count": len(ids)})
         return len(ids)
@@ -336,14 +365,6 @@ class TaskStore(Subsystem):
         await self.storelog.compact()
 
     # ---- internals -------------------------------------------------------------------
-    def _restore(self, tasks: Iterable[Task]) -> None:
-        """Put back tasks whose removal the disk refused, in creation order."""
-        for task in tasks:
-            if task.id not in self._index:
-                self._index.put(task)
-        ordered = sorted(self._index.tasks.values(), key=lambda t: t.created_at)
-        self._index.tasks = {t.id: t for t in ordered}
-
     def _error(self, kind: str, text: str | None) -> None:
         """Record (text) or clear (None) the outstanding error of one kind of write."""
         self._errors.pop(kind, None)
@@ -359,22 +380,10 @@ class TaskStore(Subsystem):
         self.router.publish(EVENT_FOR_STATE[task.state], data, "tasks")
 
     def _maybe_prune(self) -> None:
-        # Between periodic runs, a busy daemon must not pile up far more finished tasks
-        # than tasks.max_finished (or max_finished_mb): prune once the excess reaches
-        # 10% (at least 100 tasks).
-        finished = self._index.finished()
-        limit = self.cfg.max_finished
-        budget = self._max_finished_bytes
-        if finished < limit + max(100, limit // 10) and not self._index.over_budget(
-            budget + budget // 10
-        ):
+        if not retention.overdue(self._index, self.cfg):
             return
         if self._auto_prune is None or self._auto_prune.done():
             self._auto_prune = asyncio.create_task(self._prune_logged(), name="store-auto-prune")
-
-    @property
-    def _max_finished_bytes(self) -> int:
-        return int(self.cfg.max_finished_mb * 1_048_576)
 
     async def _prune_logged(self) -> None:
         try:
@@ -386,9 +395,3 @@ class TaskStore(Subsystem):
         while True:
             await asyncio.sleep(self.cfg.prune_interval_minutes * 60)
             await self._prune_logged()
-
-
-def _unlink_all(paths: list[str]) -> None:
-    for p in paths:
-        with contextlib.suppress(OSError):
-            os.unlink(p)
