@@ -51,6 +51,7 @@ class EventLog:
         self.last_error: str | None = None  # cleared once a batch is written again
         self._backlog: deque[Event] = deque()
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()  # stop() sets it: no more batch windows
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -61,6 +62,7 @@ class EventLog:
         """Write what is queued, then end; a batch already in the thread finishes first."""
         if self._task is not None:
             self._closing = True
+            self._closed.set()
             self._wake.set()
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), 10)
@@ -104,7 +106,10 @@ class EventLog:
         while True:
             await self._wake.wait()
             if not self._closing:
-                await asyncio.sleep(BATCH_WINDOW_S)  # let the batch fill up
+                # Let the batch fill up; a stop ends the wait at once (it was 50 ms of
+                # every `aiwg stop`: the daemon.stopping event had just woken us).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), BATCH_WINDOW_S)
             self._wake.clear()
             events = self._drain_backlog()
             if events:
