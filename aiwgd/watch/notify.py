@@ -102,6 +102,10 @@ class NotifyThread:
         self._thread.start()
         await asyncio.shield(self._ready)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop watching now; the thread ends by itself within two steps."""
         self._stop.set()
@@ -120,7 +124,7 @@ class NotifyThread:
         since = time.time()  # wall clock: compared with ctimes when changes are lost
         try:
             notify = _open(list(self.dirs), self.recursive)
-        except Exception as exc:  # the directory vanished, the inotify limits were hit
+        except Exception as exc:  # no inotify instance or file descriptor left
             self._hand(self._failed, exc, since)
             return
         with notify:  # closes it however the loop ends

@@ -286,8 +286,10 @@ class FileWatcher(Subsystem):
             self._force_next = True
             self._replan_wanted.set()
             return
-        # A watched directory vanished between planning and watching, or the inotify
-        # watch limit was hit: report it and plan again after a backoff.
+        # No inotify instance or file descriptor was left for a new watch, or the
+        # notify backend failed: report it and plan again after a backoff. (A directory
+        # that cannot be watched is skipped by watchfiles, as ignore_permission_denied
+        # asks; its disappearance is a structural change.)
         self.error = f"{type(exc).__name__}: {exc}"
         self._set_state(WatcherState.ERROR)
         fields = {"error": self.error, "retry_in_s": self._retry_s}
