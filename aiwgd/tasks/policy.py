@@ -156,33 +156,39 @@ def check_allowed(name: str, exe: str, config: Config, root: Path) -> None:
 def resolve_cwd(raw: str, root: Path, config: Config) -> str:
     """`raw` (absolute, `~...`, or relative to the root) resolved, checked to be a
     directory inside the root or agent.allowed_roots; Refused otherwise."""
+    base = raw
+    if raw.startswith("~"):
+        try:
+            base = str(Path(raw).expanduser())
+        except RuntimeError:
+            user = raw[1:].split("/", 1)[0]
+            raise Refused(
+                f"cwd: {show(raw)}: there is no user {show(user)} whose home it could be; "
+                "give an absolute path or one relative to the project root"
+            ) from None
+    # os.path, not pathlib: this runs again before every spawn, at a third of the cost.
     try:
-        base = Path(raw).expanduser() if raw.startswith("~") else Path(raw)
-    except RuntimeError:
-        user = raw[1:].split("/", 1)[0]
-        raise Refused(
-            f"cwd: {show(raw)}: there is no user {show(user)} whose home it could be; "
-            "give an absolute path or one relative to the project root"
-        ) from None
-    if not base.is_absolute():
-        base = root / base
-    try:
-        cwd = base.resolve(strict=True)
+        cwd = os.path.realpath(os.path.join(root, base), strict=True)
     except (OSError, RuntimeError, ValueError):
         raise Refused(f"cwd: {show(raw)} does not exist") from None
-    if not cwd.is_dir():
+    if not os.path.isdir(cwd):
         raise Refused(f"cwd: {show(raw)} is not a directory")
-    roots = [root] + [Path(r).expanduser().resolve() for r in config.agent.allowed_roots]
-    if not any(cwd == r or cwd.is_relative_to(r) for r in roots):
-        allowed = ", ".join(str(r) for r in roots)
+    roots = [str(root)] + [str(Path(r).expanduser().resolve()) for r in config.agent.allowed_roots]
+    if not any(_within(cwd, r) for r in roots):
+        allowed = ", ".join(roots)
         raise Refused(
             f"cwd: {show(raw)} (resolved {cwd}) is outside the project root and "
             f"agent.allowed_roots (allowed: {allowed})",
             forbidden=True,
-            cwd=str(cwd),
-            allowed_roots=[str(r) for r in roots],
+            cwd=cwd,
+            allowed_roots=roots,
         )
-    return str(cwd)
+    return cwd
+
+
+def _within(path: str, root: str) -> bool:
+    """Whether normalized absolute `path` is `root` or under it."""
+    return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
 
 
 # What execve() copies for each string: its bytes, a NUL, and a pointer to it.

@@ -286,9 +286,9 @@ class TaskStore(Subsystem):
             raise errors.NotFound(f"no task {task_id}", {"id": task_id})
         if not self._open:
             raise errors.Unavailable("the task store is not open")
-        bad = set(fields) - UPDATABLE
-        if bad:
-            raise ValueError(f"cannot update task field(s): {', '.join(sorted(bad))}")
+        if not UPDATABLE.issuperset(fields):
+            bad = ", ".join(sorted(set(fields) - UPDATABLE))
+            raise ValueError(f"cannot update task field(s): {bad}")
         if old.state in TERMINAL:
             raise InvalidTransition(
                 task_id,
@@ -316,8 +316,8 @@ class TaskStore(Subsystem):
             elif new_state in TERMINAL:
                 fields.setdefault("finished_at", now)
         new = replace(old, **fields)
-        changes = {k: (str(v) if k == "state" else v) for k, v in fields.items()}
-        line = self.storelog.line({"op": "set", "id": task_id, "fields": changes})
+        # A TaskState is a str: it goes into the line as its value.
+        line = self.storelog.line({"op": "set", "id": task_id, "fields": fields})
         self._index.put(new)
 
         def undo() -> None:
