@@ -77,18 +77,20 @@ def status(root: Path) -> dict[str, Any]:
 # ---- 1. idle -----------------------------------------------------------------------------
 
 
-def switches(pid: int) -> dict[int, tuple[str, int]]:
-    """Per thread id: (name, voluntary + involuntary context switches so far)."""
-    out: dict[int, tuple[str, int]] = {}
+def switches(pid: int) -> dict[int, tuple[str, int, int]]:
+    """Per thread id: (name, voluntary + involuntary context switches, CPU ns) so far."""
+    out: dict[int, tuple[str, int, int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
+        task = Path(f"/proc/{pid}/task/{tid}")
         try:
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            fields = Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
+            name = (task / "comm").read_text().strip()
+            fields = (task / "status").read_text().splitlines()
+            cpu_ns = int((task / "schedstat").read_text().split()[0])  # to the ns, no ticks
         except OSError:
             continue  # the thread ended meanwhile
         # voluntary_ctxt_switches (it slept) + nonvoluntary_ctxt_switches (preempted)
         count = sum(int(f.split()[1]) for f in fields if "ctxt_switches:" in f)
-        out[int(tid)] = ("main" if int(tid) == pid else name, count)
+        out[int(tid)] = ("main" if int(tid) == pid else name, count, cpu_ns)
     return out
 
 
@@ -108,11 +110,13 @@ def measure_idle(pid: int, seconds: float) -> int:
     rates: dict[int, float] = {}
     print(f"Idle for {seconds:.0f} s: wakeups (voluntary + involuntary context switches)")
     for tid in sorted(set(before) | set(after), key=lambda t: (t != pid, t)):
-        name, end = after.get(tid, before[tid])
-        rates[tid] = (end - before.get(tid, (name, 0))[1]) / seconds
+        name, end, end_ns = after.get(tid, before[tid])
+        _, start, start_ns = before.get(tid, (name, 0, 0))
+        rates[tid] = (end - start) / seconds
         total += rates[tid]
         gone = "" if tid in after else " (ended)"
-        print(f"  {name:<15} tid {tid:<8} {rates[tid]:6.2f}/s{gone}")
+        cpu_ms = (end_ns - start_ns) / 1e6
+        print(f"  {name:<15} tid {tid:<8} {rates[tid]:6.2f}/s  CPU {cpu_ms:6.2f} ms{gone}")
     print(
         f"  {'total':<28} {total:6.2f}/s (target <= {WAKEUP_TARGET:g}/s: "
         f"{verdict(total <= WAKEUP_TARGET)})"
@@ -123,7 +127,10 @@ def measure_idle(pid: int, seconds: float) -> int:
         f"  CPU {cpu:.3f} s over {seconds:.0f} s (target < {cpu_target:.4f}: "
         f"{verdict(cpu < cpu_target)}); RSS {rss:.1f} MiB"
     )
-    print("  (psutil reads CPU time in 10 ms clock ticks: 0.000 means under one tick)")
+    print(
+        "  (psutil reads CPU time in 10 ms clock ticks: 0.000 means under one tick; the\n"
+        "  per-thread CPU is the scheduler's own count, /proc/PID/task/TID/schedstat)"
+    )
     return max((t for t in rates if t != pid and t in after), key=lambda t: rates[t])
 
 
