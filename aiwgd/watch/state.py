@@ -9,7 +9,9 @@ A window runs from when the change happened, not from when the watcher heard of 
 (that is up to two poll steps later, see aiwgd/watch/notify.py): changes come dated
 by the file's ctime, and a window about to close looks at the file once more, so a
 write still on its way through the watcher keeps the window open instead of firing
-it in the middle of a burst.
+it in the middle of a burst. For the same lag, a change that a directory scan found
+first (a new directory, a replan) may be delivered after its event went out: a file
+left exactly as its last event reported it (inode, ctime) is not reported again.
 """
 
 from __future__ import annotations
