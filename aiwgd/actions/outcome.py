@@ -72,8 +72,10 @@ class Outcome:
 class StartedTasks(Generic[Owner]):
     """Tasks started by actions, each with its owner, until a terminal task.* event.
 
-    One router subscription (`name`, no retries) hears the terminal task events; when a
-    tracked task ends, `on_end(owner, task_id, state)` is called once. A task from
+    One router subscription (`name`, no retries) hears the terminal task events of the
+    tasks it follows or that come from `source` (the rest are filtered at publish, so an
+    idle tracker costs nothing per task); when a tracked task ends,
+    `on_end(owner, task_id, state)` is called once. A task from
     `source` that ends before it is tracked is remembered (the newest EARLY_ENDS_KEPT),
     so `track()` can report its end at once. With `limit`, only the newest `limit`
     tasks are followed; older ones are forgotten without a call.
@@ -98,7 +100,7 @@ class StartedTasks(Generic[Owner]):
 
     def start(self) -> None:
         self._sub = self.router.subscribe(
-            list(TERMINAL_EVENTS), self._task_ended, self.name, retries=False
+            list(TERMINAL_EVENTS), self._task_ended, self.name, retries=False, accept=self._wants
         )
 
     def stop(self) -> None:
@@ -116,6 +118,16 @@ class StartedTasks(Generic[Owner]):
             while len(self.owners) > self.limit:
                 self.owners.popitem(last=False)
         return None
+
+    def _wants(self, event: Event) -> bool:
+        """Asked at publish: only a tracked task, or one from `source`, is queued.
+
+        Every task in the daemon publishes a terminal event; one this tracker neither
+        follows nor could follow later (not from `source`) would only be dropped by
+        _task_ended, after a queue put and a wake of the subscriber's task.
+        """
+        data = event.data
+        return data.get("source") == self.source or str(data.get("id", "")) in self.owners
 
     async def _task_ended(self, event: Event) -> None:
         task_id = str(event.data.get("id", ""))

@@ -9,6 +9,12 @@ pay a thread hop and an fsync for every two or three events. The file is rotated
 size (`events.jsonl.1`, `.2`). If the disk cannot keep up, the backlog is bounded and
 what is shed is counted.
 
+The router encodes an event's data once, at publish (the history weighs events by it),
+and passes that text to `add()`: the writer splices it into the line rather than
+encoding the data again (holding the GIL the event loop needs). The line is the same
+bytes `json_line(event.to_dict())` gives; an event with a lone surrogate anywhere, or
+with no text (its data is not JSON), goes through json_line itself, as before.
+
 A batch is written whole or not at all: a write the disk takes only part of (a full
 disk) is cut back to the last whole line, so the next batch never glues onto half an
 event. What could not be written is counted (`lost`, `write_errors`) and the reason is
@@ -28,6 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiwgd.infra.durable import write_all
 from aiwgd.infra.jsonline import json_line
+
+# As json_line encodes (json.dumps(..., default=str, ensure_ascii=False)).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 if TYPE_CHECKING:
     from aiwgd.events.model import Event
@@ -49,7 +58,7 @@ class EventLog:
         self.write_errors = 0  # batches (or single events) that could not be written
         self.lost = 0  # events never written: refused by the disk, or not encodable
         self.last_error: str | None = None  # cleared once a batch is written again
-        self._backlog: deque[Event] = deque()
+        self._backlog: deque[tuple[Event, str | None]] = deque()
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()  # stop() sets it: no more batch windows
         self._task: asyncio.Task[None] | None = None
@@ -73,7 +82,8 @@ class EventLog:
                 self._task.cancel()
             self._task = None
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, data_json: str | None = None) -> None:
+        """Queue `event`; `data_json` is its data already encoded as json_line would."""
         if len(self._backlog) >= MAX_BACKLOG:
             self._backlog.popleft()
             self.shed += 1
@@ -82,7 +92,7 @@ class EventLog:
                     "event log backlog full; oldest lines not written", extra={"shed": self.shed}
                 )
         # Serialised by the writer, off the publish path.
-        self._backlog.append(event)
+        self._backlog.append((event, data_json))
         self._wake.set()
 
     def status(self) -> dict[str, Any]:
@@ -97,7 +107,7 @@ class EventLog:
             "last_error": self.last_error,
         }
 
-    def _drain_backlog(self) -> list[Event]:
+    def _drain_backlog(self) -> list[tuple[Event, str | None]]:
         lines = list(self._backlog)
         self._backlog.clear()
         return lines
@@ -117,7 +127,7 @@ class EventLog:
             if self._closing and not self._backlog:
                 return
 
-    def _write_batch(self, events: list[Event]) -> None:
+    def _write_batch(self, events: list[tuple[Event, str | None]]) -> None:
         """Write a batch (in a worker thread); count and report what the disk refused."""
         before = self.written
         try:
@@ -141,15 +151,15 @@ class EventLog:
             )
             self.last_error = None
 
-    def _write(self, events: list[Event]) -> None:
+    def _write(self, events: list[tuple[Event, str | None]]) -> None:
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
             size = 0
         chunk: list[bytes] = []
         chunk_len = 0
-        for e in events:
-            line = self._encode(e)
+        for e, text in events:
+            line = self._encode(e, text)
             if line is None:
                 continue
             if size + chunk_len + len(line) > self.max_bytes and size + chunk_len > 0:
@@ -163,7 +173,10 @@ class EventLog:
         if chunk:
             self._append(chunk)
 
-    def _encode(self, event: Event) -> bytes | None:
+    def _encode(self, event: Event, data_json: str | None = None) -> bytes | None:
+        if data_json is not None:
+            with contextlib.suppress(UnicodeEncodeError):  # json_line escapes it below
+                return _line(event, data_json)
         data = event.to_dict()
         try:
             return json_line(data)  # a lone surrogate is escaped, the event kept
@@ -222,6 +235,15 @@ class EventLog:
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash is skipped, never fatal
         return out
+
+
+def _line(event: Event, data_json: str) -> bytes:
+    """json_line(event.to_dict()), given the data's JSON text (same keys, same order)."""
+    return (
+        f'{{"type": {_ENCODE(event.type)}, "data": {data_json}, '
+        f'"source": {_ENCODE(event.source)}, "id": {_ENCODE(event.id)}, '
+        f'"time": {_ENCODE(event.time)}}}\n'
+    ).encode()
 
 
 def _last_lines(path: Path, count: int, block: int = 65536) -> list[str]:

@@ -1,8 +1,10 @@
 """The router's history: the newest events, bounded by count and by size.
 
 A count alone let 1,000 events of 900 KB each hold most of a gigabyte. Each event is
-weighed once, as it comes in (its data as compact JSON text, plus the rest of the
-record), and the oldest go first until both bounds hold; the newest is always kept.
+weighed once, as it comes in (its data as JSON text, plus the rest of the record), and
+the oldest go first until both bounds hold; the newest is always kept. The router
+encodes the data once (`data_json`) and hands the same text to the event log, which
+builds its line from it instead of encoding the event a second time.
 """
 
 from __future__ import annotations
@@ -15,17 +17,33 @@ from aiwgd.events.model import Event
 
 # The Event object, its id, type and source strings and the deque slot, besides data.
 EVENT_OVERHEAD = 300
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+# As aiwgd.infra.jsonline.json_line encodes (json.dumps(..., default=str,
+# ensure_ascii=False)): the event log splices this text into its line unchanged.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+EMPTY_JSON = "{}"
 
 
-def weight(event: Event) -> int:
-    """Roughly the memory an event holds, in bytes (characters of its data's JSON)."""
+def data_json(event: Event) -> str | None:
+    """The event's data as the event log's JSON text; None if it is not JSON at all."""
+    if not event.data:
+        return EMPTY_JSON
+    try:
+        return _ENCODER.encode(event.data)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def weight(event: Event, text: str | None = None) -> int:
+    """Roughly the memory an event holds, in bytes (characters of its data's JSON).
+
+    `text` is the data's JSON when the caller has it (see data_json); an event whose
+    data is not JSON counts as the record alone.
+    """
     if not event.data:
         return EVENT_OVERHEAD
-    try:
-        return EVENT_OVERHEAD + len(_ENCODER.encode(event.data))
-    except (TypeError, ValueError, RecursionError):  # not JSON at all: count the record
-        return EVENT_OVERHEAD
+    if text is None:
+        text = data_json(event)
+    return EVENT_OVERHEAD + (len(text) if text is not None else 0)
 
 
 class History:
@@ -38,8 +56,10 @@ class History:
         self.trimmed = 0  # events let go for either bound
         self._events: deque[tuple[Event, int]] = deque()
 
-    def append(self, event: Event) -> None:
-        size = weight(event)
+    def append(self, event: Event, size: int | None = None) -> None:
+        """Keep `event`; `size` is its weight() when the caller has worked it out."""
+        if size is None:
+            size = weight(event)
         self._events.append((event, size))
         self.bytes += size
         self._trim()

@@ -3,7 +3,7 @@
 Public API (stable; other subsystems rely on it):
 
     event = router.publish(type, data, source)      # sync, never blocks, returns the Event
-    sub = router.subscribe(patterns, handler, name, maxsize=None, retries=True)
+    sub = router.subscribe(patterns, handler, name, maxsize=None, retries=True, accept=None)
     router.unsubscribe(sub)
     router.deliver(sub, event)                       # queue one event for one subscriber
 
@@ -14,6 +14,9 @@ Public API (stable; other subsystems rely on it):
   each subscriber has its own queue (bounded by `maxsize`, default `events.queue_size`)
   drained by its own task, so a slow or failing subscriber never blocks a publisher
   or anyone else. What overflows is counted (`dropped` in status) and logged.
+- `accept(event) -> bool`, if given, is asked at publish for each event the patterns
+  match; False and the event is not queued (`filtered` in status). It runs on the
+  publisher's path, so it must be quick and must not raise.
 - `retries=True` (the default): a handler that raises is retried after
   `events.retry_base_ms`, doubling each time, up to `events.max_retries` times. The
   retry is scheduled on a timer, so the subscriber goes on with its other events
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from aiwgd.config.events import EventsSection
 from aiwgd.events.dlq import DeadLetters
 from aiwgd.events.eventlog import EventLog
-from aiwgd.events.history import History
+from aiwgd.events.history import History, data_json, weight
 from aiwgd.events.model import Event, matches
 from aiwgd.lifecycle import Subsystem
 
@@ -67,12 +70,17 @@ class Subscription:
         handler: EventHandler,
         maxsize: int,
         retries: bool = True,
+        accept: Callable[[Event], bool] | None = None,
     ) -> None:
         self.name = name
         self.patterns = patterns
         self.handler = handler
         self.maxsize = maxsize
         self.retries = retries
+        # Asked at publish, after the patterns match: False and the event is not queued
+        # (counted as `filtered`), so a subscriber with nothing to do is never woken.
+        self.accept = accept
+        self.filtered = 0
         # Unbounded underneath: publish() enforces `maxsize`, while retries and replays
         # always get back in (they were accepted once and must not vanish).
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -106,6 +114,7 @@ class Subscription:
             "patterns": list(self.patterns),
             "queued": self.queue.qsize(),
             "delivered": self.delivered,
+            "filtered": self.filtered,
             "dropped": self.dropped,
             "failed": self.failed,
             "retried": self.retried,
@@ -183,11 +192,15 @@ class EventRouter(Subsystem):
         """Record an event and queue it for every matching subscriber; never blocks."""
         event = Event(type, data or {}, source)
         self.published += 1
-        self.history.append(event)
+        text = data_json(event)  # encoded once: the history's weight, the log's line
+        self.history.append(event, weight(event, text))
         if self.log is not None:
-            self.log.add(event)
+            self.log.add(event, text)
         for sub in self.subscriptions:
             if sub.wants(type):
+                if sub.accept is not None and not sub.accept(event):
+                    sub.filtered += 1
+                    continue
                 self._offer(sub, Delivery(event))
         return event
 
@@ -213,8 +226,12 @@ class EventRouter(Subsystem):
         name: str,
         maxsize: int | None = None,
         retries: bool = True,
+        accept: Callable[[Event], bool] | None = None,
     ) -> Subscription:
-        sub = Subscription(name, tuple(patterns), handler, maxsize or self.queue_size, retries)
+        """Queue each published event matching `patterns` (and `accept`, if given)."""
+        sub = Subscription(
+            name, tuple(patterns), handler, maxsize or self.queue_size, retries, accept
+        )
         self.subscriptions.append(sub)
         sub.task = asyncio.create_task(self._drain(sub), name=f"sub:{name}")
         return sub

@@ -109,3 +109,36 @@ def test_started_tasks_limit_forgets_the_oldest() -> None:
         assert list(tasks.owners) == ["t-1", "t-2"]
 
     asyncio.run(main())
+
+
+def test_an_idle_tracker_is_not_woken_by_other_tasks() -> None:
+    """Every task publishes a terminal event; a tracker queues only the tasks it follows
+    or that come from its own source (which it may be asked about later)."""
+
+    async def main() -> None:
+        router = EventRouter()
+        ended: list[tuple[str, str, str]] = []
+        tasks: StartedTasks[str] = StartedTasks(
+            router, "test:tasks", "schedule", lambda o, t, s: ended.append((o, t, s))
+        )
+        tasks.start()
+        for i in range(100):
+            router.publish("task.completed", {"id": f"cli-{i}", "source": "rpc"}, "tasks")
+        sub = router.find("test:tasks")
+        assert sub is not None
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert (sub.status()["filtered"], sub.status()["delivered"]) == (100, 0)
+        assert sub.queue.qsize() == 0
+        # A tracked task is heard whatever its source; its own source's always are.
+        assert tasks.track("t-1", "owner-1") is None
+        router.publish("task.failed", {"id": "t-1", "source": "rpc"}, "tasks")
+        router.publish("task.completed", {"id": "t-2", "source": "schedule"}, "tasks")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert ended == [("owner-1", "t-1", "failed")]
+        assert (sub.status()["filtered"], sub.status()["delivered"]) == (100, 2)
+        assert tasks.track("t-2", "owner-2") == "completed"
+        tasks.stop()
+
+    asyncio.run(main())
