@@ -228,7 +228,9 @@ class Daemon:
 
     def write_state(self) -> None:
         try:
-            write_json_atomic(self.paths.state_file, self.status())
+            # A snapshot rewritten every heartbeat: no fsyncs (they were most of an idle
+            # daemon's wakeups); the rename alone keeps readers from half a file.
+            write_json_atomic(self.paths.state_file, self.status(), durable=False)
         except OSError as exc:
             # A full disk must not kill the daemon: the status stays available over RPC.
             log.error("cannot write state.json", extra={"error": str(exc)})

@@ -35,11 +35,13 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path, mode: int = 0o600) -> Iterator[TextIO]:
+def atomic_file(path: Path, mode: int = 0o600, durable: bool = True) -> Iterator[TextIO]:
     """A temp file beside `path` that replaces it only if the block ends cleanly.
 
     A reader never sees half a file; an error (or a crash) leaves the old one. The temp
-    name is `.<name>.<pid>.tmp`, so start-up can sweep what a crash left.
+    name is `.<name>.<pid>.tmp`, so start-up can sweep what a crash left. Not `durable`:
+    no fsyncs, for a snapshot rewritten all the time (after a power cut the old one, or
+    none, is as good); the rename still keeps readers from half a file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -48,21 +50,23 @@ def atomic_file(path: Path, mode: int = 0o600) -> Iterator[TextIO]:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    with atomic_file(path, mode) as fh:
+def write_atomic(path: Path, text: str, mode: int = 0o600, durable: bool = True) -> None:
+    with atomic_file(path, mode, durable) as fh:
         fh.write(text)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n", durable=durable)
 
 
 def ensure_private_dir(path: Path) -> None:
