@@ -69,6 +69,7 @@ class RpcServer(Subsystem):
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()  # unfinished requests, all connections
         self._opening: set[asyncio.Task[None]] = set()  # accepted, transport being made
+        self._accepted = 0  # accepted sockets that have no Connection yet
         self._uid = os.getuid()
         self.fd_limit = 0
         self.max_connections = MAX_CONNECTIONS
@@ -142,10 +143,11 @@ class RpcServer(Subsystem):
                     raise
                 self._pause_accepting(exc)
                 return
-            if len(self.connections) + len(self._opening) >= self.max_connections:
+            if len(self.connections) + self._accepted >= self.max_connections:
                 self._refuse(conn)
                 continue
             conn.setblocking(False)
+            self._accepted += 1
             task = asyncio.create_task(self._open(conn))
             self._opening.add(task)
             task.add_done_callback(self._opening.discard)
@@ -196,12 +198,25 @@ class RpcServer(Subsystem):
             asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
 
     async def _open(self, sock: socket.socket) -> None:
+        made = False
+
+        def protocol() -> Connection:
+            # Counted as a connection from the moment it exists, and no longer as
+            # accepted: never both, never neither (the cap is checked in between).
+            nonlocal made
+            made = True
+            self._accepted -= 1
+            conn = Connection(self)
+            self.connections.add(conn)
+            return conn
+
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: Connection(self), sock=sock
-            )
+            await asyncio.get_running_loop().connect_accepted_socket(protocol, sock=sock)
         except OSError:
             sock.close()
+        finally:
+            if not made:
+                self._accepted -= 1
 
     # ---- what each connection asks of its server (aiwgd.rpc.connection.Host) ---------
     def opened(self, conn: Connection) -> None:
@@ -211,8 +226,6 @@ class RpcServer(Subsystem):
         if uid is not None and uid not in (self._uid, 0):
             log.warning("refused connection from another user", extra={"peer_uid": uid})
             conn.refuse(errors.FORBIDDEN, f"Forbidden: peer uid {uid} is not the daemon's owner")
-            return
-        self.connections.add(conn)
 
     def closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
