@@ -38,7 +38,10 @@ if TYPE_CHECKING:
     from watchfiles._rust_notify import RustNotify
 
 THREAD_NAME = "aiwgd-watch"  # as `top -H` and /proc/PID/task/*/comm show the thread
-LATENCY_SLACK_MS = 100  # a change reaches its rule within the debounce + this
+# A change reaches its rule within the debounce + this: the automation target (rule
+# started within debounce + 50 ms, bench/automation.py) is the tighter of the two the
+# issues set (issue 9 allows debounce + 100 ms at the default debounce).
+LATENCY_SLACK_MS = 50
 # Of that slack: the thread's wakeup, the GIL, the hand-over, the flush and the publish.
 MARGIN_MS = 30
 MIN_STEP_MS = 10
@@ -53,7 +56,7 @@ def step_ms(debounce_ms: int) -> int:
 
     Delivery takes up to two steps, and a window that runs from the change closes at
     change + debounce or at delivery, whichever is later; so two steps must fit in the
-    debounce plus the slack. The default 2000 ms debounce polls every 1035 ms.
+    debounce plus the slack. The default 2000 ms debounce polls every 1010 ms.
     """
     step = (debounce_ms + LATENCY_SLACK_MS - MARGIN_MS) // 2
     return max(MIN_STEP_MS, min(MAX_STEP_MS, step))

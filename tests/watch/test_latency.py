@@ -44,7 +44,7 @@ def test_a_single_write_is_reported_one_debounce_after_it(
 ) -> None:
     (project / "src").mkdir()
     d = start_watching(start_daemon, watch_config([{"path": "src/"}], debounce_ms=1000))
-    assert watcher(d)["step_ms"] == 535  # (1000 + 70) / 2: two steps fit the budget
+    assert watcher(d)["step_ms"] == 510  # (1000 + 20) / 2: two steps fit the budget
     sub = Subscriber(d, ["file.*"])
     for i, kind in enumerate(("created", "modified", "modified")):
         t0 = time.monotonic()
