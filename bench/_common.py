@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiwgd.client import ClientError
@@ -12,6 +16,23 @@ def pct(values: list[float], p: float) -> float:
     """The p-th percentile (0-100), nearest rank."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def spawn_daemon(root: Path, cwd: Path = REPO) -> subprocess.Popen[bytes]:
+    """`aiwgd` on `root` in the background, from this checkout, its output discarded."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("AIWG_ROOT", None)  # --root decides, whatever the caller's shell says
+    return subprocess.Popen(
+        [sys.executable, "-m", "aiwgd", "--root", str(root), "--no-stderr-log"],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -30,18 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from aiwgd.client import Client  # noqa: E402
 from aiwgd.config.paths import Paths  # noqa: E402
-from bench._common import pct, wait  # noqa: E402
+from bench._common import pct, spawn_daemon, wait  # noqa: E402
 
 
 def start(root: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiwgd", "--root", str(root), "--no-stderr-log"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = spawn_daemon(root, cwd=root)
     wait(lambda: Client(root, timeout=2).connect().call("ping") == "pong", 20, "the daemon")
     return proc
 

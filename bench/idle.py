@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from aiwgd.client import Client  # noqa: E402
-from bench._common import wait  # noqa: E402
+from bench._common import spawn_daemon, wait  # noqa: E402
 
 SETTLE_S = 5.0  # startup work (first heartbeat, the watcher's index) is not idling
 WAKEUP_TARGET = 1.0  # per second, all threads together
@@ -57,13 +57,7 @@ def verdict(ok: bool) -> str:
 
 def start_daemon(root: Path) -> subprocess.Popen[bytes]:
     """The daemon as a user starts it on an empty directory: it writes the defaults."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiwgd", "--root", str(root), "--no-stderr-log"],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = spawn_daemon(root)
     wait(lambda: status(root)["subsystems"]["watcher"]["state"] == "watching", 20, "the watcher")
     return proc
 

@@ -174,13 +174,9 @@ def start_daemon(root: Path, quiet: bool = True) -> subprocess.Popen[bytes]:
         (root / ".aiwg" / "daemon.json").write_text(
             json.dumps({"watch": {"enabled": False}, "schedule": {"enabled": False}})
         )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiwgd", "--root", str(root), "--no-stderr-log"],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    from bench._common import spawn_daemon  # the client processes never need it
+
+    proc = spawn_daemon(root)
     wait_socket(str(root / ".aiwg/daemon/daemon.sock"))
     return proc
 
