@@ -75,14 +75,22 @@ def test_attempt_task_id() -> None:
     asyncio.run(main())
 
 
+def schedule_tracker(
+    router: EventRouter,
+) -> tuple[StartedTasks[str], list[tuple[str, str, str]]]:
+    """A started tracker for source "schedule" and the (owner, task, state) ends it told."""
+    ended: list[tuple[str, str, str]] = []
+    tasks: StartedTasks[str] = StartedTasks(
+        router, "test:tasks", "schedule", lambda o, t, s: ended.append((o, t, s))
+    )
+    tasks.start()
+    return tasks, ended
+
+
 def test_started_tasks_report_each_end_once() -> None:
     async def main() -> None:
         router = EventRouter()
-        ended: list[tuple[str, str, str]] = []
-        tasks: StartedTasks[str] = StartedTasks(
-            router, "test:tasks", "schedule", lambda o, t, s: ended.append((o, t, s))
-        )
-        tasks.start()
+        tasks, ended = schedule_tracker(router)
         assert tasks.track("t-1", "owner-1") is None
         router.publish("task.started", {"id": "t-1", "source": "schedule"}, "tasks")
         router.publish("task.timed_out", {"id": "t-1", "source": "schedule"}, "tasks")
@@ -117,11 +125,7 @@ def test_an_idle_tracker_is_not_woken_by_other_tasks() -> None:
 
     async def main() -> None:
         router = EventRouter()
-        ended: list[tuple[str, str, str]] = []
-        tasks: StartedTasks[str] = StartedTasks(
-            router, "test:tasks", "schedule", lambda o, t, s: ended.append((o, t, s))
-        )
-        tasks.start()
+        tasks, ended = schedule_tracker(router)
         for i in range(100):
             router.publish("task.completed", {"id": f"cli-{i}", "source": "rpc"}, "tasks")
         sub = router.find("test:tasks")
