@@ -162,6 +162,21 @@ class DaemonProc:
         self.proc.wait(5)
 
 
+def run_python(
+    code: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -c CODE` in a fresh interpreter with the tests' environment (what a
+    command imports is only seen from a process of its own)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env_for_tests(),
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
 @contextlib.contextmanager
 def daemon_in_tmp(
     config: dict[str, Any] | None = None, prepare: Callable[[Path], None] | None = None

@@ -20,7 +20,16 @@ from aiwgd.client import Client
 from aiwgd.config import Paths, defaults
 from aiwgd.config.schema import dump
 from tests.cli.clihelp import one_line_error
-from tests.utils import BASE_CONFIG, REPO, DaemonProc, alive, env_for_tests, wait_for, write_config
+from tests.utils import (
+    BASE_CONFIG,
+    REPO,
+    DaemonProc,
+    alive,
+    env_for_tests,
+    run_python,
+    wait_for,
+    write_config,
+)
 
 
 def aiwg(
@@ -438,12 +447,6 @@ def test_cli_imports_nothing_heavy() -> None:
         "heavy = {'asyncio', 'jsonrpcserver', 'watchfiles', 'psutil', 'aiwgd.rpc', "
         "'aiwgd.daemon', 'croniter'}; print(sorted(heavy & set(sys.modules)))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env_for_tests(),
-        timeout=30,
-        check=True,
-    )
+    out = run_python(code, timeout=30)
+    assert out.returncode == 0, out
     assert out.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.utils import REPO, DaemonProc, env_for_tests, wait_for
+from tests.utils import REPO, DaemonProc, env_for_tests, run_python, wait_for
 
 
 def aiwg(root: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,13 +64,7 @@ def test_fast_path_loads_no_typer(daemon: DaemonProc) -> None:
         "print(rc, sorted(m for m in ('typer', 'pydantic', 'aiwgd.config.model') "
         "if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env_for_tests(),
-        timeout=30,
-    )
+    out = run_python(code, timeout=30)
     assert out.stdout.splitlines()[-1] == "0 []", out
 
 

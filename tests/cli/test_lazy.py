@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from aiwgd.cli import commands
 from aiwgd.cli.lazy import AppGroup, LazyGroup, app_infos
 from aiwgd.cli.main import app
 from tests.cli.clihelp import aiwg
-from tests.utils import REPO, DaemonProc, env_for_tests
+from tests.utils import REPO, DaemonProc, env_for_tests, run_python
 
 # Every command module (cli/commands.py) and what each command of theirs may import.
 COMMAND_MODULES = sorted(set(commands.WHERE.values()))
@@ -120,14 +118,7 @@ def loaded(tmp_path: Path, *args: str) -> set[str]:
     """The modules `aiwg ARGS` had imported when it exited (it must succeed)."""
     out_file = tmp_path / "modules.json"
     code = _LOADED.format(out=str(out_file), args=list(args))
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env_for_tests(),
-        cwd=REPO,
-        timeout=60,
-    )
+    run = run_python(code, cwd=REPO)
     assert run.returncode == 0, run
     return set(json.loads(out_file.read_text()))
 
