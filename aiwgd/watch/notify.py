@@ -1,24 +1,30 @@
-"""One watchfiles RustNotify, polled by a daemon thread of its own.
+"""One watchfiles RustNotify, watched by a daemon thread of its own.
 
-watchfiles' Rust core is a poll loop: RustNotify.watch() sleeps `step`, looks at the
-set of changes its notify thread collected meanwhile, and returns the set once it did
-not grow for one step. So an idle watch wakes up once a step, and a change is delivered
-between one and two steps after it happened. watchfiles.awatch adds to that an anyio
-worker thread that returns to the event loop every 5 s (its rust_timeout) whether or
-not anything changed. This module calls RustNotify itself instead:
+watchfiles' Rust core is a poll loop: RustNotify.watch() sleeps `step`, calls its stop
+event's is_set(), then looks at the set of changes its notify thread collected, and
+returns the set once it did not grow between two looks. Used as designed, an idle watch
+wakes once a step and a change is delivered one to two steps after it happened, so a
+latency budget of debounce + slack caps the step at half of it: one wakeup a second on
+the default 2 s debounce, before anything else the daemon does. watchfiles.awatch adds
+an anyio worker thread that returns to the event loop every 5 s whether or not anything
+changed. This module calls RustNotify itself instead:
 
+- the wait between looks is ours, not Rust's: watch() runs with a zero step and a
+  Pacer as its stop event, whose is_set() waits up to the step on a threading.Event.
+  A look that finds nothing returns at once ("timeout", 1 ms); a second is_set() within
+  one watch() therefore means the first look found changes, and the Pacer lets Rust
+  return them at once. So a change is delivered within one step, not two, and the step
+  is twice as long for the same latency: a wakeup every 2020 ms on the default debounce;
+- stop() sets that Event (the explicit wake): the thread hands over what the watch
+  holds, if anything, and ends at once, with no poll step to wait for and nothing lost;
 - one daemon thread per RustNotify loops watch() and hands each batch to the event loop
   (call_soon_threadsafe): only a change wakes the loop, and only a change that matters
   (the daemon's own writes under .aiwg/daemon/ are dropped here);
-- the step is as long as the latency budget allows (step_ms()), one wakeup a second on
-  the default 2 s debounce;
 - changes are dated here, off the event loop, by their inode's ctime, so that their
-  debounce windows run from when they happened, not from their delivery (up to two
-  steps later): see state.changed_at();
-- stop() never waits for the thread. It closes the RustNotify, so its inotify watches
-  go at once; the thread hands over what the watch still held at its next wake (at most
-  two steps) and ends. A replan starts the new watches before stopping the old ones, so
-  every change is seen by one of them.
+  debounce windows run from when they happened, not from their delivery (up to a step
+  later): see state.changed_at();
+- a replan starts the new watches before stopping the old ones, so every change is seen
+  by one of them.
 """
 
 from __future__ import annotations
@@ -45,20 +51,20 @@ LATENCY_SLACK_MS = 50
 # Of that slack: the thread's wakeup, the GIL, the hand-over, the flush and the publish.
 MARGIN_MS = 30
 MIN_STEP_MS = 10
-# Bounds a stopped thread's life (two steps) and the wakeups of a long debounce.
+# A long debounce (a minute) still has its changes dated and handed over in seconds.
 MAX_STEP_MS = 5000
 
 _serial = itertools.count(1)
 
 
 def step_ms(debounce_ms: int) -> int:
-    """The longest poll step that still reports a change within debounce + slack.
+    """The longest wait between looks that still reports a change within debounce + slack.
 
-    Delivery takes up to two steps, and a window that runs from the change closes at
-    change + debounce or at delivery, whichever is later; so two steps must fit in the
-    debounce plus the slack. The default 2000 ms debounce polls every 1010 ms.
+    Delivery takes up to one step (see Pacer), and a window that runs from the change
+    closes at change + debounce or at delivery, whichever is later; so a step must fit
+    in the debounce plus the slack. The default 2000 ms debounce looks every 2020 ms.
     """
-    step = (debounce_ms + LATENCY_SLACK_MS - MARGIN_MS) // 2
+    step = debounce_ms + LATENCY_SLACK_MS - MARGIN_MS
     return max(MIN_STEP_MS, min(MAX_STEP_MS, step))
 
 
@@ -83,6 +89,32 @@ class Sink(Protocol):
         """The watch failed; changes since `since` (wall clock) are lost. Event loop."""
 
 
+class Pacer:
+    """RustNotify.watch()'s stop event, used as its clock: the wait between looks.
+
+    Rust calls is_set() after each (zero) sleep, right before it looks at its changes.
+    The first call of a watch() waits up to a step on `wake`. A look that finds nothing
+    ends the watch() (its 1 ms timeout is long past), so a second call means the first
+    look found changes: it returns at once, Rust looks again and returns the changes.
+    Always False: a true stop event would make Rust drop what it holds.
+    """
+
+    def __init__(self, step_s: float, wake: threading.Event) -> None:
+        self.step_s = step_s
+        self.wake = wake
+        self._looked = False
+
+    def begin(self) -> None:
+        """Before each watch() call."""
+        self._looked = False
+
+    def is_set(self) -> bool:
+        if not self._looked:
+            self._looked = True
+            self.wake.wait(self.step_s)  # releases the GIL; stop() ends it early
+        return False
+
+
 class NotifyThread:
     def __init__(
         self, dirs: tuple[str, ...], recursive: bool, step: int, lag_s: float, sink: Sink
@@ -94,7 +126,8 @@ class NotifyThread:
         self.sink = sink
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[None] = self._loop.create_future()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # also the Pacer's wake: a stop ends its wait
+        self._pacer = Pacer(step / 1000, self._stop)
         self._notify: RustNotify | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"{THREAD_NAME}-{next(_serial)}", daemon=True
@@ -110,7 +143,7 @@ class NotifyThread:
         return self._thread.is_alive()
 
     def stop(self) -> None:
-        """Stop watching now; the thread ends by itself within two steps."""
+        """Stop watching now; the thread hands over what it holds and ends at once."""
         self._stop.set()
         notify = self._notify
         if notify is not None:
@@ -137,11 +170,12 @@ class NotifyThread:
 
     def _poll(self, notify: RustNotify, since: float) -> None:
         while not self._stop.is_set():
+            self._pacer.begin()
             try:
-                # No stop event for Rust: it would drop what it holds. A 1 ms timeout
-                # returns at every idle step instead, at no extra wakeup, and a stop is
-                # noticed then, or after the last batch is handed over.
-                got = notify.watch(0, self.step, 1, None)
+                # Zero step and debounce: the Pacer waits. The 1 ms timeout returns from
+                # every look that found nothing, so a stop is noticed then, or after the
+                # last batch is handed over.
+                got = notify.watch(0, 0, 1, self._pacer)
             except Exception as exc:
                 if not self._stop.is_set():  # else closed by stop(): not a failure
                     self._hand(self._failed, exc, since)

@@ -6,7 +6,7 @@ present -> absent deleted, absent -> absent nothing (it came and went unseen). S
 aiwgd/watch/watcher.py for the whole story.
 
 A window runs from when the change happened, not from when the watcher heard of it
-(that is up to two poll steps later, see aiwgd/watch/notify.py): changes come dated
+(that is up to a poll step later, see aiwgd/watch/notify.py): changes come dated
 by the file's ctime, and a window about to close looks at the file once more, so a
 write still on its way through the watcher keeps the window open instead of firing
 it in the middle of a burst. For the same lag, a change that a directory scan found
@@ -243,7 +243,7 @@ class Windows:
         """Did `path` change after what its window accounts for? Then keep it open.
 
         That change is still on its way through the watch thread (delivery lags by up
-        to two poll steps, longer than a short debounce): closing the window now would
+        to a poll step, longer than a short debounce): closing the window now would
         report a burst before its last write, and the last write again later.
         """
         if p.stamp is None or st.st_ctime <= p.stamp:

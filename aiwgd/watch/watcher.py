@@ -156,7 +156,10 @@ class FileWatcher(Subsystem):
         await self._replan(index=True, force=True)
 
     def _window_times(self) -> tuple[float, float]:
-        """The debounce, and the oldest a change can be when a watch delivers it."""
+        """The debounce, and the oldest a change can be when a watch delivers it.
+
+        Delivery takes up to a step; twice that leaves room for a loaded machine.
+        """
         return self.section.debounce_ms / 1000, 2 * self.step_ms / 1000
 
     def _set_state(self, new: WatcherState) -> None:

@@ -78,7 +78,7 @@ def test_changes_come_dated_by_when_they_happened(tmp_path: Path) -> None:
         assert "new.ignored" not in got  # dropped in the thread: the loop never sees it
         for name in ("new.txt", "old.txt"):
             at, stamp = got[name]
-            # Not the delivery time (up to two steps later): the change's, from its ctime
+            # Not the delivery time (up to a step later): the change's, from its ctime
             # (the removed file's from its directory's, which the removal set).
             assert written - 0.02 <= at <= written + 0.05, (name, at - written)
             assert stamp is not None and abs(stamp - os.lstat(tmp_path).st_ctime) < 1
@@ -118,8 +118,37 @@ def test_stop_does_not_wait_and_the_thread_ends(tmp_path: Path) -> None:
         assert w.alive and live_threads() >= 1
         t0 = time.monotonic()
         w.stop()
-        assert time.monotonic() - t0 < 0.01  # mid-step: the thread is asleep in Rust
+        assert time.monotonic() - t0 < 0.01  # mid-step: the thread is waiting in its Pacer
         await ended(w)
         assert not sink.errors  # a stopped watch's end is not a failure
+
+    asyncio.run(main())
+
+
+def test_a_change_is_delivered_within_one_step_not_two(tmp_path: Path) -> None:
+    # The write lands right after the thread began its first wait: Rust's own step loop
+    # would see it at the first look and hand it over only at the second (two steps).
+    async def main() -> None:
+        sink = Recorder()
+        w = NotifyThread((str(tmp_path),), True, 1000, 5.0, sink)
+        await w.start()
+        t0 = time.monotonic()
+        (tmp_path / "one.txt").write_text("x")
+        await sink.until(lambda: bool(sink.batches))
+        took = time.monotonic() - t0
+        assert took < 1.5, f"delivered {took:.2f}s after the write (step 1 s)"
+        w.stop()
+        await ended(w)
+
+    asyncio.run(main())
+
+
+def test_stop_wakes_a_long_step_and_the_thread_ends_at_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        sink = Recorder()
+        w = NotifyThread((str(tmp_path),), True, 5000, 10.0, sink)
+        await w.start()
+        w.stop()
+        await ended(w, timeout=1.0)  # not the rest of a 5 s step
 
     asyncio.run(main())

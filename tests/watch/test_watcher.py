@@ -248,7 +248,7 @@ def test_reload_switches_paths_and_keeps_pending_changes(
     d = start_watching(start_daemon, watch_config([{"path": "one/"}], debounce_ms=1500))
     sub = Subscriber(d, ["file.*"])
 
-    # A window runs from the change, and the watcher hears of it up to two poll steps
+    # A window runs from the change, and the watcher hears of it up to a poll step
     # later, so a single write may never be seen waiting: keep writing until it is.
     def pending_after_a_write() -> bool:
         write(project, "one/pending.txt", "x", "a")
