@@ -18,6 +18,7 @@ import codecs
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 
 from aiwgd.infra.durable import write_all
@@ -102,6 +103,8 @@ class OutputSink:
         # parts for good, and each task's log name is new (a leak of ~55 bytes a task).
         self.path = None if path is None else os.fspath(path)
         self.on_data = on_data  # told after each chunk is written (log followers)
+        # When the child last wrote (monotonic; the start until then): `no_output_s`.
+        self.last_output_mono = time.monotonic()
         self.cap = cap
         # The tail is small next to a large cap: output that fits the cap is then
         # streamed live, as it comes, up to the last megabyte.
@@ -146,6 +149,7 @@ class OutputSink:
     def feed(self, data: bytes) -> None:
         if not data:
             return
+        self.last_output_mono = time.monotonic()
         self._add_tail(self._decoder.decode(data))
         if not self._open():
             return

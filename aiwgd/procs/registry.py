@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import psutil
 
+from aiwgd.config.limits import Limits
 from aiwgd.procs.child import Child
+
+# What the monitor calls, on the event loop, when a child's tree is over a limit:
+# on_over(reason, detail), e.g. ("memory", "memory 612 MiB over the limit of 500 MiB").
+# The owner stops the child (stop ladder) and applies its own policy (restart, retry).
+OnOver = Callable[[str, str], None]
 
 
 @dataclass
 class LiveChild:
-    """A registered child: its leader, group, owner and the descendants seen so far."""
+    """A registered child: its leader, group, owner, limits and who to tell when over."""
 
     owner: str
     child: Child
+    limits: Limits | None = None
+    on_over: OnOver | None = None
     registered_mono: float = field(default_factory=time.monotonic)
 
     @property
@@ -48,8 +56,14 @@ class ChildRegistry:
     def __init__(self) -> None:
         self._live: dict[int, LiveChild] = {}
 
-    def add(self, child: Child, owner: str) -> LiveChild:
-        entry = LiveChild(owner, child)
+    def add(
+        self,
+        child: Child,
+        owner: str,
+        limits: Limits | None = None,
+        on_over: OnOver | None = None,
+    ) -> LiveChild:
+        entry = LiveChild(owner, child, limits, on_over)
         self._live[child.pid] = entry
         return entry
 
