@@ -113,6 +113,11 @@ class Paths:
         """Small persisted runtime facts: last cron fires, rules switched off by RPC."""
         return self.daemon_dir / "runtime.json"
 
+    @property
+    def kills_file(self) -> Path:
+        """What the watchdog and resource limits killed, and why (procs/kills.py)."""
+        return self.daemon_dir / "kills.jsonl"
+
     def socket_address(self) -> str:
         """The path to bind/connect, shortened if the absolute one is over the limit.
 
