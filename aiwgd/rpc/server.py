@@ -20,13 +20,13 @@ import logging
 import os
 import socket
 import struct
-import time
 from pathlib import Path
 from typing import Any
 
 from aiwgd import errors
 from aiwgd.config import Config
 from aiwgd.infra.fdlimit import raise_open_files_limit
+from aiwgd.infra.throttle import Throttle
 from aiwgd.lifecycle import Subsystem
 from aiwgd.rpc.connection import CallContext, Connection
 from aiwgd.rpc.protocol import Dispatcher, encode, error_object
@@ -74,10 +74,8 @@ class RpcServer(Subsystem):
         self.fd_limit = 0
         self.max_connections = MAX_CONNECTIONS
         self.refused = 0
-        self._refused_logged = 0
-        self._refusal_logged_at: float | None = None
-        self._out_of_fds = 0
-        self._out_of_fds_logged_at: float | None = None
+        self._refusals = Throttle(REFUSAL_LOG_INTERVAL_S)
+        self._fds_out = Throttle(REFUSAL_LOG_INTERVAL_S)
 
     async def start(self) -> None:
         self.fd_limit = raise_open_files_limit()
@@ -162,19 +160,15 @@ class RpcServer(Subsystem):
             conn.send(encode(error_object(errors.LIMIT_EXCEEDED, message)))
         conn.close()
         self.refused += 1
-        now = time.monotonic()
-        last = self._refusal_logged_at
-        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+        if (due := self._refusals.hit()) is not None:
             log.warning(
                 "connections refused: too many open",
                 extra={
-                    "refused": self.refused - self._refused_logged,
-                    "since_s": None if last is None else round(now - last, 1),
+                    "refused": due.count,
+                    "since_s": due.since_s,
                     "max_connections": self.max_connections,
                 },
             )
-            self._refusal_logged_at = now
-            self._refused_logged = self.refused
 
     def _pause_accepting(self, exc: OSError) -> None:
         """No descriptor left for accept(): stop listening a moment, say so once a while."""
@@ -182,16 +176,11 @@ class RpcServer(Subsystem):
         loop = asyncio.get_running_loop()
         loop.remove_reader(self._listener.fileno())
         loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
-        self._out_of_fds += 1
-        now = time.monotonic()
-        last = self._out_of_fds_logged_at
-        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+        if (due := self._fds_out.hit()) is not None:
             log.error(
                 "cannot accept connections: out of file descriptors",
-                extra={"error": str(exc), "times": self._out_of_fds, "fd_limit": self.fd_limit},
+                extra={"error": str(exc), "times": due.count, "fd_limit": self.fd_limit},
             )
-            self._out_of_fds_logged_at = now
-            self._out_of_fds = 0
 
     def _resume_accepting(self) -> None:
         if self._listener is not None:
