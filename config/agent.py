@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiwgd.config.limits import Limits
 from aiwgd.config.schema import spec
 
 ENV_KEY_ERROR = "is not a valid environment variable name (non-empty, no = or NUL)"
@@ -40,6 +41,9 @@ class AgentSection:
         5, gt=0, le=3_600, doc="first retry delay; doubles per attempt"
     )
     retry_backoff_max_seconds: float = spec(300, gt=0, le=86_400, doc="longest retry delay")
+    limits: Limits | None = spec(
+        None, doc="resource limits of every prompt task without its own (not commands)"
+    )
 
     def validate(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

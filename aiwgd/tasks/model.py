@@ -163,6 +163,9 @@ class Task:
     on_interrupt: str | None = None
     source: str = "rpc"
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Its own resource limits (config/limits.py Limits as a dict); None: agent.limits
+    # for a prompt, none for a command. Stored, so a retry or a requeue keeps them.
+    limits: dict[str, Any] | None = None
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None

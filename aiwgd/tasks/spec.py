@@ -25,7 +25,8 @@ from typing import Any
 
 from aiwgd import errors
 from aiwgd.config import Config
-from aiwgd.config.schema import ValidationError, parse, show, spec
+from aiwgd.config.limits import Limits
+from aiwgd.config.schema import ValidationError, dump, parse, show, spec
 from aiwgd.tasks.model import (
     ENV_REDACTED,
     ON_INTERRUPT,
@@ -53,6 +54,7 @@ __all__ = [
     "prepare",
     "spawn_plan",
     "task_argv",
+    "task_limits",
 ]
 
 # Linux caps one argv element or environment entry at MAX_ARG_STRLEN (32 pages =
@@ -127,6 +129,11 @@ class SubmitParams:
     )
     metadata: dict[str, Any] = spec(factory=dict, check=_metadata, doc="kept with the task")
     source: str | None = spec(None, choices=SOURCES, doc="who submitted it (default: rpc)")
+    limits: Limits | None = spec(
+        None,
+        doc="resource limits (memory_mb, cpu_percent, max_runtime_s, max_fds, no_output_s); "
+        "over one the task is killed and fails (default for prompts: agent.limits)",
+    )
 
 
 @dataclass
@@ -304,6 +311,8 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: st
         on_interrupt=ON_INTERRUPT[ON_INTERRUPT.index(policy)],  # one shared string
         source=p.source or source,
         metadata=dict(p.metadata),
+        # Kept even when empty: `{}` says "no limits", overriding agent.limits.
+        limits=None if p.limits is None else dump(p.limits),
     )
 
 
@@ -319,6 +328,23 @@ def _rpc_error(exc: Refused, agent: bool) -> errors.RpcError:
 
 
 # ---- at spawn ------------------------------------------------------------------------
+
+
+def task_limits(config: Config, task: Task) -> Limits | None:
+    """The limits `task` runs under: its own, else agent.limits for a prompt (read at
+    each spawn, so a reload applies to the next attempt); None: no limit at all."""
+    limits: Limits | None = None
+    if task.limits is not None:
+        # Checked at submit; a record from another version may hold fields this one
+        # does not know: those are left out, the known ones still apply.
+        known = {k: v for k, v in task.limits.items() if k in Limits.__dataclass_fields__}
+        try:
+            limits = parse(Limits, known, "limits")
+        except ValidationError:
+            limits = None
+    elif task.prompt is not None:
+        limits = config.agent.limits
+    return limits if limits is not None and limits.any() else None
 
 
 def spawn_plan(config: Config, root: Path, task: Task) -> tuple[list[str], str]:

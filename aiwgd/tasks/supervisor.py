@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,21 @@ class Supervisor(Subsystem):
     name = "supervisor"
 
     def __init__(
-        self, config: Config, root: Path, store: TaskStore, lifecycle: Lifecycle, executor: Executor
+        self,
+        config: Config,
+        root: Path,
+        store: TaskStore,
+        lifecycle: Lifecycle,
+        executor: Executor,
+        usage_of: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.config = config
         self.root = root
         self.store = store
         self.lifecycle = lifecycle
         self.executor = executor
+        # A running task's latest resource usage, by owner ("task:<id>"): the monitor's.
+        self._usage_of = usage_of
         self._queue = TaskQueue(self._pump)
         self._slots = Slots()
         self._waiters = Waiters()
@@ -337,6 +346,9 @@ class Supervisor(Subsystem):
         slot = self._slots.held.get(task_id)
         if slot is not None and slot.attempt is not None:
             out["output_tail"] = slot.attempt.output_tail()
+            usage = self._usage_of(f"task:{task_id}") if self._usage_of else None
+            if usage is not None:
+                out["usage"] = usage
         return out
 
     async def cancel(self, task_id: str, wait: bool = True) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from aiwgd.config import Config, Paths
 from aiwgd.lifecycle import Lifecycle
-from aiwgd.procs.registry import ChildRegistry, Sampler
+from aiwgd.monitor.sampler import Sampler
+from aiwgd.procs.registry import ChildRegistry
 from aiwgd.tasks.executors.local import LocalExecutor
 from aiwgd.tasks.store.store import TaskStore
 from aiwgd.tasks.supervisor import Supervisor

@@ -36,6 +36,7 @@ class EndReason(StrEnum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
+    LIMIT = "limit"  # over a resource limit (the monitor); `Ending.detail` says which
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Ending:
 
     exit: Exit
     reason: EndReason | None
+    detail: str | None = None  # for LIMIT: e.g. "memory 612 MiB over the limit of 500 MiB"
 
 
 class Attempt(Protocol):
@@ -105,6 +107,8 @@ def outcome(ending: Ending, timeout: float) -> tuple[TaskState, str | None]:
         return S.INTERRUPTED, "interrupted: the daemon stopped while this task was running"
     if ending.reason == EndReason.TIMEOUT:
         return S.TIMED_OUT, f"timed out after {timeout:g}s"
+    if ending.reason == EndReason.LIMIT:
+        return S.FAILED, f"killed: {ending.detail or 'over a resource limit'}"
     if ending.exit.code == 0:
         return S.COMPLETED, None
     return S.FAILED, describe_exit(ending.exit)

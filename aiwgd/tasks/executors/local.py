@@ -27,7 +27,7 @@ from aiwgd.procs.registry import ChildRegistry
 from aiwgd.procs.tree import kill_leftovers
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
 from aiwgd.tasks.model import Task
-from aiwgd.tasks.spec import child_env, spawn_plan, task_argv
+from aiwgd.tasks.spec import child_env, spawn_plan, task_argv, task_limits
 
 log = logging.getLogger("aiwgd.supervisor")
 
@@ -71,8 +71,12 @@ class LocalExecutor:
             )
         except (OSError, ValueError) as exc:
             raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
-        self.children.add(child, f"task:{task.id}")
-        return LocalAttempt(child, self)
+        attempt = LocalAttempt(child, self)
+        # Over a limit (the monitor), the attempt ends like a stop: the task fails.
+        limits = task_limits(cfg, task)
+        on_over = attempt.over_limit if limits is not None else None
+        self.children.add(child, f"task:{task.id}", limits, on_over)
+        return attempt
 
     def mark(self, task_id: str) -> dict[str, str]:
         """What every process of the task carries in its environment (and inherits):
@@ -123,6 +127,7 @@ class LocalAttempt:
         self.child = child
         self._executor = executor
         self.reason: EndReason | None = None
+        self.detail: str | None = None  # which limit, when the reason is LIMIT
         self._wake: asyncio.Future[None] | None = None
 
     def placement(self) -> dict[str, Any]:
@@ -137,6 +142,12 @@ class LocalAttempt:
         self.reason = self.reason or reason
         if self._wake is not None:
             _settle(self._wake)
+
+    def over_limit(self, reason: str, detail: str) -> None:
+        """The monitor's on_over: down the stop ladder; the task fails with `detail`."""
+        if self.reason is None:
+            self.detail = detail
+        self.stop(EndReason.LIMIT)
 
     async def wait(self, timeout: float) -> Ending:
         child, ex = self.child, self._executor
@@ -159,7 +170,7 @@ class LocalAttempt:
             result = await child.finish(ex.grace(), fast)
         finally:
             ex.children.discard(child)
-        return Ending(result, self.reason)
+        return Ending(result, self.reason, self.detail)
 
     async def abort(self) -> None:
         try:
