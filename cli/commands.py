@@ -13,6 +13,7 @@ from __future__ import annotations
 DAEMON, CONFIG = "aiwgd.cli.daemon", "aiwgd.cli.config"
 TASKS, EVENTS = "aiwgd.cli.tasks", "aiwgd.cli.events"
 SCHEDULE, AUTOMATION = "aiwgd.cli.schedule", "aiwgd.cli.automation"
+WATCHDOG = "aiwgd.cli.watchdog"
 
 WHERE: dict[str, str] = {
     "start": DAEMON,
@@ -30,4 +31,5 @@ WHERE: dict[str, str] = {
     "dlq": EVENTS,
     "schedule": SCHEDULE,  # -- schedule / automation (issue 4)
     "automation": AUTOMATION,
+    "watchdog": WATCHDOG,  # -- hung-process watchdog (issue 10)
 }
