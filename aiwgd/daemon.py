@@ -30,6 +30,7 @@ from aiwgd.infra.pidlock import PidLock
 from aiwgd.infra.signals import HANDLED, PendingSignals
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs import reaper
+from aiwgd.services.health import daemon_health
 from aiwgd.subsystems import Subsystems, build
 
 log = logging.getLogger("aiwgd.daemon")
@@ -252,6 +253,7 @@ class Daemon:
             "config": {"path": str(self.paths.config_file), **self.reload_state},
             "subsystems": subsystems,
             "children": len(self.parts.children) if self.parts is not None else 0,
+            "health": daemon_health(subsystems),
         }
 
     # ---- reload ----------------------------------------------------------------------

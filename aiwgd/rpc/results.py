@@ -24,6 +24,11 @@ class SubsystemStatus(TypedDict):
     state: str
 
 
+class HealthScore(TypedDict):
+    score: Annotated[int, "0-100: the share of enabled subsystems and services that are healthy"]
+    unhealthy: Annotated[list[str], 'what is not: subsystem names and "service:NAME"']
+
+
 class DaemonStatus(TypedDict):
     pid: int
     root: str
@@ -36,6 +41,7 @@ class DaemonStatus(TypedDict):
     # people and dashboards and grow with the subsystems, so only `state` is promised.
     subsystems: dict[str, Annotated[SubsystemStatus, OPEN, "the subsystem's own counters"]]
     children: int
+    health: HealthScore
 
 
 class Stopping(TypedDict):
