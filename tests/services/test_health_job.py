@@ -38,6 +38,12 @@ def job(d: Any) -> dict[str, Any]:
     return next(j for j in d.call("schedule.list")["jobs"] if j["id"] == "project-health")
 
 
+def rule_log(d: Any) -> str:
+    """The daemon's log, where a rule's log action writes."""
+    path: Path = d.paths.log_file
+    return path.read_text() if path.exists() else ""
+
+
 def run_now(d: Any) -> dict[str, Any]:
     """Fire the job, wait for its task to end; the task as `task.get` shows it."""
     assert d.call("schedule.run", id="project-health")["fired"] is True
@@ -54,8 +60,19 @@ def run_now(d: Any) -> dict[str, Any]:
     return task
 
 
+# The README's rule that tells someone when the suite failed.
+TESTS_BROKE = {
+    "id": "tests-broke",
+    "trigger": {"type": "task.failed"},
+    "conditions": [{"field": "data.metadata.job_id", "op": "eq", "value": "project-health"}],
+    "action": {"type": "log", "message": "the test suite failed: task {{data.id}}"},
+}
+
+
 def test_readme_health_job_config_loads() -> None:
-    cfg = parse_config({"schedule": {"jobs": [health_job(["make", "test"])]}})
+    cfg = parse_config(
+        {"schedule": {"jobs": [health_job(["make", "test"])]}, "rules": [TESTS_BROKE]}
+    )
     (loaded,) = cfg.schedule.jobs
     assert loaded.id == "project-health" and loaded.overlap == "skip"
     assert not isinstance(loaded.action, str) and loaded.action.command == ["make", "test"]
@@ -66,7 +83,9 @@ def test_scheduled_health_check_runs_the_suite_and_records_pass_then_fail(
 ) -> None:
     (project / "fake_suite.py").write_text(FAKE_SUITE)
     command = [sys.executable, "fake_suite.py"]  # relative: the task runs in the project
-    d = start_daemon({"schedule": {"enabled": True, "jobs": [health_job(command)]}})
+    d = start_daemon(
+        {"schedule": {"enabled": True, "jobs": [health_job(command)]}, "rules": [TESTS_BROKE]}
+    )
     assert job(d)["next_fire"] is not None  # on the cron, every 30 minutes
 
     passed = run_now(d)
@@ -84,6 +103,13 @@ def test_scheduled_health_check_runs_the_suite_and_records_pass_then_fail(
     assert listed.returncode == 0 and f"task {failed['id']} failed" in listed.stdout
     events = d.call("events.list", type="task.failed", limit=10)["events"]
     assert [e["data"]["metadata"]["job_id"] for e in events] == ["project-health"]
+    # ... and the rule did: its log action ran once, for the failed run only.
+    wait_for(
+        lambda: f"the test suite failed: task {failed['id']}" in rule_log(d),
+        10,
+        "the tests-broke rule to log the failure",
+    )
+    assert rule_log(d).count("the test suite failed") == 1
 
 
 def test_daemon_status_carries_the_health_score(start_daemon: DaemonFactory) -> None:
