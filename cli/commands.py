@@ -14,6 +14,7 @@ DAEMON, CONFIG = "aiwgd.cli.daemon", "aiwgd.cli.config"
 TASKS, EVENTS = "aiwgd.cli.tasks", "aiwgd.cli.events"
 SCHEDULE, AUTOMATION = "aiwgd.cli.schedule", "aiwgd.cli.automation"
 WATCHDOG = "aiwgd.cli.watchdog"
+MONITOR = "aiwgd.cli.monitor"
 
 WHERE: dict[str, str] = {
     "start": DAEMON,
@@ -32,4 +33,5 @@ WHERE: dict[str, str] = {
     "schedule": SCHEDULE,  # -- schedule / automation (issue 4)
     "automation": AUTOMATION,
     "watchdog": WATCHDOG,  # -- hung-process watchdog (issue 10)
+    "monitor": MONITOR,  # -- resource monitor and limits (issue 10)
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiwgd.client import RpcError
 from tests.conftest import DaemonFactory
@@ -14,7 +15,7 @@ from tests.taskhelp import wait_terminal
 from tests.utils import Subscriber, alive, wait_for
 
 
-def kills(root: Path) -> list[dict[str, object]]:
+def kills(root: Path) -> list[dict[str, Any]]:
     path = root / ".aiwg" / "daemon" / "kills.jsonl"
     if not path.exists():
         return []
@@ -26,7 +27,7 @@ def test_memory_limit_kills_the_task_and_its_retry(
 ) -> None:
     d = start_daemon(monitor_config())
     events = Subscriber(d, ["process.*"])
-    argv = script(project, "grow.py", GROW) + ["400"]
+    argv = [*script(project, "grow.py", GROW), "400"]
     task = d.call("task.submit", command=argv, limits={"memory_mb": 60}, max_retries=1)
 
     first = events.next(timeout=15)
@@ -59,14 +60,12 @@ def test_silent_task_is_killed_after_no_output_s(
     assert "waiting for input" in done["output_tail"]
     (record,) = kills(project)
     assert record["reason"] == "no_output" and record["limit"] == 0.5
-    assert record["value"] >= 0.5 and not alive(int(str(record["pid"])))
+    assert record["value"] >= 0.5 and not alive(record["pid"])
 
 
-def test_a_task_within_its_limits_is_untouched(
-    project: Path, start_daemon: DaemonFactory
-) -> None:
+def test_a_task_within_its_limits_is_untouched(project: Path, start_daemon: DaemonFactory) -> None:
     d = start_daemon(monitor_config())
-    argv = script(project, "chatty.py", CHATTY) + ["0.8"]
+    argv = [*script(project, "chatty.py", CHATTY), "0.8"]
     limits = {"memory_mb": 500, "no_output_s": 0.5, "max_runtime_s": 30, "max_fds": 256}
     task = d.call("task.submit", command=argv, limits=limits)
     done = wait_terminal(d, task["id"])
