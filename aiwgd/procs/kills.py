@@ -4,7 +4,8 @@ killed on its own initiative (the hung-process watchdog, resource limits), and w
 Each record is an fsynced append (a kill is rare and must survive a crash that follows
 it); the file is owner-only and rotated to `kills.jsonl.1` once past `max_bytes`, so it
 stays bounded without ever rewriting lines. Both the watchdog's scan thread and the loop
-may append: a lock keeps a line and a rotation from interleaving. Standard library only.
+may append, through one KillLog or several: a lock per file keeps a line and a
+rotation from interleaving. Standard library only.
 """
 
 from __future__ import annotations
@@ -30,11 +31,23 @@ MAX_BYTES = 1_048_576
 _READ_MAX_BYTES = 2 * MAX_BYTES
 
 
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    """One lock per file, however many KillLog objects name it (the watchdog and the
+    monitor each hold one): a rotation must never race another writer's append."""
+    key = path.absolute()
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
 class KillLog:
     def __init__(self, path: Path, max_bytes: int = MAX_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
+        self._lock = _lock_for(path)
 
     @property
     def rotated(self) -> Path:

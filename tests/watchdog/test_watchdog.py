@@ -1,0 +1,243 @@
+"""The hung-process watchdog on a real daemon, with real processes started by the test
+(outside the daemon) and by the daemon (a task), and the real kill log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiwgd.config import Paths
+from tests.conftest import DaemonFactory
+from tests.utils import DaemonProc, Subscriber, run_cli, wait_for, write_config
+
+SCRIPT = "import time\nwhile True:\n    time.sleep(1)\n"
+RULE = {"name": "fake-vitest", "match": r"fake-vitest\.py", "timeout_s": 0.5}
+
+
+def watchdog_config(mode: str) -> dict[str, Any]:
+    return {"watchdog": {"mode": mode, "interval_s": 0.1, "grace_s": 2, "rules": [RULE]}}
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[Path], subprocess.Popen[bytes]]]:
+    """Start `fake-vitest.py` (a program that runs forever) with its cwd in a dir."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        script = cwd / "fake-vitest.py"
+        script.write_text(SCRIPT)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("AIWG_")}
+        proc = subprocess.Popen(
+            [sys.executable, str(script)], cwd=cwd, env={**environ, **(env or {})}
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A directory outside the project root."""
+    where = Path(tempfile.mkdtemp(prefix="aiwg-out-", dir="/tmp")).resolve()
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def scans(d: DaemonProc) -> int:
+    return int(d.call("daemon.status")["subsystems"]["watchdog"]["scans"])
+
+
+def more_scans(d: DaemonProc, n: int = 5) -> None:
+    """Wait until the watchdog has scanned `n` more times (what it decides, it has)."""
+    target = scans(d) + n
+    wait_for(lambda: scans(d) >= target, 10, f"{n} more watchdog scans")
+
+
+def row_of(d: DaemonProc, pid: int) -> dict[str, Any] | None:
+    rows = d.call("watchdog.list")["processes"]
+    return next((r for r in rows if r["pid"] == pid), None)
+
+
+def hung_events(d: DaemonProc, pid: int) -> list[dict[str, Any]]:
+    events = d.call("events.list", type="process.hung", limit=1000)["events"]
+    return [e for e in events if e["data"]["pid"] == pid]
+
+
+def test_kill_mode_kills_a_hung_process_in_the_project_and_spares_one_outside(
+    project: Path, outside: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    d = start_daemon(watchdog_config("kill"))
+    sub = Subscriber(d, ["process.*"])
+    try:
+        inside = spawn(project)
+        away = spawn(outside)
+        hung = sub.next(lambda e: e["type"] == "process.hung" and e["data"]["pid"] == inside.pid)
+        assert hung["data"]["rule"] == "fake-vitest" and hung["data"]["age_s"] >= 0.5
+        assert hung["data"]["cwd"] == str(project)
+        killed = sub.next(
+            lambda e: e["type"] == "process.killed" and e["data"]["pid"] == inside.pid
+        )
+    finally:
+        sub.close()
+    data = killed["data"]
+    assert data["kind"] == "watchdog" and data["rule"] == "fake-vitest"
+    assert data["signals"] == ["SIGTERM"] and "fake-vitest.py" in data["command"]
+    assert inside.wait(timeout=10) == -signal.SIGTERM
+
+    # The same program with its cwd outside the root is not the project's: left alone.
+    more_scans(d)
+    assert away.poll() is None
+    assert row_of(d, away.pid) is None
+    assert not hung_events(d, away.pid)
+
+    # The kill log, on disk (owner-only) and through watchdog.kills.
+    path = Paths(project).kills_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["kind"], r["pid"], r["signals"]) for r in lines] == [
+        ("watchdog", inside.pid, ["SIGTERM"])
+    ]
+    assert lines[0]["age_s"] >= 0.5 and lines[0]["rule"] == "fake-vitest"
+    kills = d.call("watchdog.kills")["kills"]
+    assert [(k["pid"], k["command"]) for k in kills] == [(inside.pid, lines[0]["command"])]
+    row = row_of(d, inside.pid)
+    assert row is not None and row["verdict"] == "killed"
+
+
+def test_report_mode_reports_once_and_kills_nothing(
+    project: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    d = start_daemon(watchdog_config("report"))
+    proc = spawn(project)
+    wait_for(lambda: hung_events(d, proc.pid), 10, "process.hung")
+    more_scans(d)
+    assert proc.poll() is None
+    assert len(hung_events(d, proc.pid)) == 1  # once per process, not every scan
+    row = row_of(d, proc.pid)
+    assert row is not None and row["verdict"] == "hung" and row["rule"] == "fake-vitest"
+    assert d.call("watchdog.kills")["kills"] == []
+    assert not Paths(project).kills_file.exists()
+
+
+def test_a_young_process_is_ok_with_its_progress(
+    project: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    cfg = watchdog_config("kill")
+    cfg["watchdog"]["rules"] = [{**RULE, "timeout_s": 600}]
+    d = start_daemon(cfg)
+    proc = spawn(project)
+    row = wait_for(lambda: row_of(d, proc.pid), 10, "the process in watchdog.list")
+    assert row["verdict"].startswith("ok (") and row["verdict"].endswith(" of 10 min)"), row
+    assert row["state"] == "watched" and proc.poll() is None
+
+
+def test_a_running_task_of_the_daemon_is_spared(project: Path, start_daemon: DaemonFactory) -> None:
+    d = start_daemon(watchdog_config("kill"))
+    (project / "fake-vitest.py").write_text(SCRIPT)
+    task = d.call("task.submit", command=[sys.executable, str(project / "fake-vitest.py")])
+    try:
+        wait_for(lambda: d.call("task.get", id=task["id"])["state"] == "running", 10, "start")
+        pid = d.call("task.get", id=task["id"])["runner"]["pid"]
+        wait_for(
+            lambda: (r := row_of(d, pid)) is not None and r["age_s"] > 0.5, 10, "past its timeout"
+        )
+        more_scans(d)
+        row = row_of(d, pid)
+        assert row is not None and row["verdict"] == "spared: daemon child", row
+        assert d.call("task.get", id=task["id"])["state"] == "running"
+        assert not hung_events(d, pid)
+        assert d.call("watchdog.kills")["kills"] == []
+    finally:
+        d.call("task.cancel", id=task["id"])
+
+
+def test_cli_prints_the_list_and_the_kills(
+    project: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    d = start_daemon(watchdog_config("kill"))
+    proc = spawn(project)
+    wait_for(lambda: d.call("watchdog.kills")["kills"], 10, "the kill")
+    shown = run_cli(project, "watchdog")
+    assert shown.returncode == 0, shown.stderr
+    assert "mode kill, scope project" in shown.stdout
+    line = next(x for x in shown.stdout.splitlines() if x.strip().startswith(str(proc.pid)))
+    assert "killed" in line and "fake-vitest" in line
+    kills = run_cli(project, "watchdog", "--kills")
+    assert kills.returncode == 0, kills.stderr
+    assert str(proc.pid) in kills.stdout and "SIGTERM" in kills.stdout
+    as_json = json.loads(run_cli(project, "watchdog", "--kills", "--json").stdout)
+    assert as_json["kills"][0]["pid"] == proc.pid
+
+
+def test_cli_without_a_daemon_is_one_line(project: Path) -> None:
+    out = run_cli(project, "watchdog")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_process_with_the_daemons_mark_is_spared_the_root_alone_is_not(
+    project: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    # An orphan a task left carries AIWG_TASK_ID and AIWG_ROOT; a user's shell may
+    # export AIWG_ROOT (the CLI reads it) and its test runner is no task of ours.
+    d = start_daemon(watchdog_config("kill"))
+    env = {"AIWG_ROOT": str(project)}
+    marked = spawn(project, {**env, "AIWG_TASK_ID": "42"})
+    root_only = spawn(project, env)
+    wait_for(lambda: d.call("watchdog.kills")["kills"], 10, "the kill")
+    assert root_only.wait(timeout=10) == -signal.SIGTERM
+    more_scans(d)
+    row = row_of(d, marked.pid)
+    assert row is not None and row["verdict"] == "spared: daemon mark", row
+    assert marked.poll() is None
+    assert [k["pid"] for k in d.call("watchdog.kills")["kills"]] == [root_only.pid]
+
+
+def test_cli_config_validate_names_each_bad_watchdog_key(project: Path) -> None:
+    write_config(
+        project,
+        {
+            "watchdog": {
+                "mode": "nuke",
+                "interval_s": 0.01,
+                "rules": [
+                    {"name": "a", "match": "(unclosed", "timeout_s": 5},
+                    {"name": "a", "match": "ok", "timeout_s": 0},
+                ],
+            }
+        },
+    )
+    out = run_cli(project, "config", "validate")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    for expected in (
+        'watchdog.mode: "nuke" is not allowed (must be one of "report", "kill")',
+        "watchdog.interval_s: 0.01 is out of range (must be >= 0.05)",
+        'watchdog.rules[0].match: "(unclosed" is not a valid regular expression',
+        "watchdog.rules[1].timeout_s: 0.0 is out of range (must be > 0)",
+    ):
+        assert expected in out.stderr, out.stderr
+    # Duplicate names are checked once every rule parses: the second file has only that.
+    write_config(
+        project,
+        {"watchdog": {"rules": [{"name": "a", "match": "x", "timeout_s": 1}] * 2}},
+    )
+    out = run_cli(project, "config", "validate")
+    assert 'watchdog.rules[1].name: "a" is used twice; names must be unique' in out.stderr
