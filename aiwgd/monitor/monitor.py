@@ -112,6 +112,11 @@ class Monitor(Subsystem):
     async def tick(self) -> None:
         """Sample every registered child once and act on what is over a limit."""
         entries = list(self.registry)
+        if not entries and not self._tracks:
+            # Nothing to watch: no thread hop while idle. monitor.system then measures
+            # CPU itself (a short interval) instead of showing a stale one.
+            self._per_core = None
+            return
         what = targets(entries)
 
         def blocking() -> tuple[list[Any], list[float]]:

@@ -62,3 +62,26 @@ def monitor_config(**extra: Any) -> dict[str, Any]:
     for key, value in extra.items():
         cfg.setdefault(key, {}).update(value)
     return cfg
+
+
+# Spins one core for `argv[1]` seconds (saying so every 0.1 s), then exits 0.
+SPIN = """
+import sys, time
+end = time.monotonic() + float(sys.argv[1])
+said = 0.0
+while (now := time.monotonic()) < end:
+    if now - said > 0.1:
+        print("spinning", flush=True)
+        said = now
+"""
+
+# Opens files until the kernel refuses one; prints how many it opened and the error.
+OPEN_FILES = """
+import os
+fds = []
+try:
+    while len(fds) < 10_000:
+        fds.append(os.open(os.devnull, os.O_RDONLY))
+except OSError as exc:
+    print("refused after", len(fds), exc.errno == 24, flush=True)
+"""
