@@ -98,6 +98,8 @@ class Watchdog(Subsystem):
     async def apply_config(self, config: Config) -> None:
         self.section = config.watchdog
         self.rules = compile_rules(self.section)
+        if not self.section.enabled:  # nothing it shows while off may be stale later
+            self.tracked = {k: t for k, t in self.tracked.items() if t.verdict is V.KILLING}
         self._wake.set()  # a new interval applies now, not after the old one
 
     def status(self) -> dict[str, Any]:

@@ -15,11 +15,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
+import psutil
 import pytest
 
+from aiwgd.client import RpcError
 from aiwgd.config import Paths
 from tests.conftest import DaemonFactory
-from tests.utils import DaemonProc, Subscriber, run_cli, wait_for, write_config
+from tests.utils import (
+    BASE_CONFIG,
+    DaemonProc,
+    Subscriber,
+    deep_merge,
+    run_cli,
+    wait_for,
+    write_config,
+)
 
 SCRIPT = "import time\nwhile True:\n    time.sleep(1)\n"
 RULE = {"name": "fake-vitest", "match": r"fake-vitest\.py", "timeout_s": 0.5}
@@ -241,3 +252,76 @@ def test_cli_config_validate_names_each_bad_watchdog_key(project: Path) -> None:
     )
     out = run_cli(project, "config", "validate")
     assert 'watchdog.rules[1].name: "a" is used twice; names must be unique' in out.stderr
+
+
+STUBBORN = """import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(1)"])
+print(child.pid, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_sigterm_ignored_gets_sigkill_after_the_grace_with_its_descendants(
+    project: Path, start_daemon: DaemonFactory
+) -> None:
+    cfg = watchdog_config("kill")
+    cfg["watchdog"]["grace_s"] = 0.3
+    d = start_daemon(cfg)
+    script = project / "fake-vitest.py"
+    script.write_text(STUBBORN)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=project, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        grandchild = int(proc.stdout.readline())
+        kills = wait_for(lambda: d.call("watchdog.kills")["kills"], 10, "the kill")
+        assert kills[0]["pid"] == proc.pid and kills[0]["signals"] == ["SIGTERM", "SIGKILL"]
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        # Its child went down the same ladder (SIGTERM is enough for it).
+        assert f"pid {grandchild} (python" in kills[0]["processes"], kills[0]
+        wait_for(lambda: not psutil.pid_exists(grandchild) or _zombie(grandchild), 10, "child")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_user_scope_reaches_outside_the_project_and_a_reload_switches_mode(
+    project: Path, outside: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    cfg = watchdog_config("report")
+    cfg["watchdog"]["scope"] = "user"
+    d = start_daemon(cfg)
+    away = spawn(outside)
+    wait_for(lambda: hung_events(d, away.pid), 10, "process.hung for the outside process")
+    assert away.poll() is None
+    cfg["watchdog"]["mode"] = "kill"
+    write_config(project, deep_merge(BASE_CONFIG, cfg))
+    d.call("daemon.reload")
+    assert away.wait(timeout=10) == -signal.SIGTERM
+    wait_for(lambda: d.call("watchdog.kills")["kills"], 10, "the kill recorded")
+    status = d.call("daemon.status")["subsystems"]["watchdog"]
+    assert (status["mode"], status["scope"], status["killed"]) == ("kill", "user", 1)
+    assert status["last_scan_at"] is not None and status["last_scan_ms"] >= 0
+
+
+def test_answers_match_their_declared_schemas(
+    project: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    d = start_daemon(watchdog_config("kill"))
+    spawn(project)
+    wait_for(lambda: d.call("watchdog.kills")["kills"], 10, "the kill")
+    schemas = {m["name"]: m["result"]["schema"] for m in d.call("rpc.discover")["methods"]}
+    jsonschema.validate(d.call("watchdog.list"), schemas["watchdog.list"])
+    jsonschema.validate(d.call("watchdog.kills", limit=5), schemas["watchdog.kills"])
+    with pytest.raises(RpcError) as bad:
+        d.call("watchdog.kills", limit=0)
+    assert bad.value.code == -32602 and "limit" in str(bad.value)
