@@ -254,8 +254,9 @@ class Subscriber:
                     raise AssertionError(f"no matching event within {timeout}s")
                 msg = self.client.read_message(timeout=left)
             assert "id" not in msg, f"unexpected reply: {msg}"
-            if msg["method"] == "event" and pred(msg["params"]):
-                return msg["params"]
+            params: dict[str, Any] = msg["params"]
+            if msg["method"] == "event" and pred(params):
+                return params
             self.others.append(msg)
 
     def close(self) -> None:
