@@ -64,7 +64,7 @@ def marked(root: Path, name: str | None = None) -> list[psutil.Process]:
                 continue
         except psutil.Error:
             continue
-        if env.get("AIWG_ROOT") == str(root) and "AIWG_SERVICE" in env:
-            if name is None or env["AIWG_SERVICE"] == name:
-                out.append(p)
+        ours = env.get("AIWG_ROOT") == str(root) and "AIWG_SERVICE" in env
+        if ours and (name is None or env["AIWG_SERVICE"] == name):
+            out.append(p)
     return out

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tests.conftest import DaemonFactory
-from tests.services.svchelp import SLEEPER, get, marked, script, service, wait_state
-from tests.utils import Subscriber, alive, wait_for
+from tests.services.svchelp import SLEEPER, marked, script, service, wait_state
+from tests.utils import alive
 
 
 def test_starts_ready_logs_and_stop_leaves_nothing(
     start_daemon: DaemonFactory, project: Path
 ) -> None:
     path = script(project, "sleeper", SLEEPER)
-    d = start_daemon(
-        config={"services": {"web": service(path, "a", ready={"log_line": "^up "})}}
-    )
+    d = start_daemon(config={"services": {"web": service(path, "a", ready={"log_line": "^up "})}})
     inst = wait_state(d, "web", "ready")
     pid = inst["pid"]
     assert alive(pid)
