@@ -23,12 +23,14 @@ class Stopped:
 
     signals: list[str] = field(default_factory=list)  # sent to the hung process, in order
     processes: str = ""  # every process of the tree and what stopped it (StopReport)
-    survivors: list[int] = field(default_factory=list)
+    survivors: list[int] = field(default_factory=list)  # of the tree, after SIGKILL
+    survived: bool = False  # the hung process itself is among them (e.g. in D state)
+    alive: bool = False  # no signal was sent, yet it still runs (not ours to signal)
 
     @property
     def killed(self) -> bool:
-        """It was signalled and nothing of the tree is left."""
-        return bool(self.signals) and not self.survivors
+        """The hung process was signalled and is gone."""
+        return bool(self.signals) and not self.survived
 
 
 def _tree(pid: int, created: float, never: set[int]) -> list[marks.MarkedProcess]:
@@ -69,11 +71,16 @@ def stop_tree(pid: int, created: float, grace: float) -> Stopped:
         return Stopped()  # it ended by itself since the scan
     report = marks.stop_marked(procs, grace, rescan=lambda: _tree(pid, created, never)[1:])
     target = procs[0]
-    out = Stopped(processes=report.describe(), survivors=[p.pid for p in report.survivors])
+    out = Stopped(
+        processes=report.describe(),
+        survivors=[p.pid for p in report.survivors],
+        survived=target in report.survivors,
+    )
     if target in report.terminated:
         out.signals = [signal.SIGTERM.name]
     elif target in report.killed or target in report.survivors:
-        # SIGKILL only after SIGTERM, unless it was not alive for SIGTERM; the ladder
-        # always tries SIGTERM first.
+        # The ladder always tries SIGTERM first.
         out.signals = [signal.SIGTERM.name, signal.SIGKILL.name]
+    else:
+        out.alive = marks.alive(pid, created)
     return out

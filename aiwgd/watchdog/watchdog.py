@@ -91,8 +91,9 @@ class Watchdog(Subsystem):
                 await self._task
             self._task = None
         # A kill under way finishes (bounded by grace_s and the SIGKILL wait): a hung
-        # process half stopped would be neither running nor recorded.
-        if self._killers:
+        # process half stopped would be neither running nor recorded. A fast stop does
+        # not wait for it.
+        if self._killers and not fast:
             await asyncio.gather(*self._killers, return_exceptions=True)
 
     async def apply_config(self, config: Config) -> None:
@@ -223,10 +224,13 @@ class Watchdog(Subsystem):
             log.exception("watchdog kill failed", extra={"pid": f.pid})
             return
         if not stopped.signals:
-            self.tracked.pop(t.key, None)  # it ended by itself before the first signal
+            if stopped.alive:  # not ours to signal after all: never report it again
+                self._failed(t, "it could not be signalled")
+            else:
+                self.tracked.pop(t.key, None)  # it ended by itself before the first signal
             return
         if not stopped.killed:
-            self._failed(t, f"still running after SIGKILL: {stopped.survivors}")
+            self._failed(t, "still running after SIGKILL")
             return
         t.signals = stopped.signals
         t.set_verdict(V.KILLED)
@@ -254,6 +258,8 @@ class Watchdog(Subsystem):
             "signals": stopped.signals,
             "processes": stopped.processes,
         }
+        if stopped.survivors:  # of its tree: the record says what is still running
+            record["survivors"] = stopped.survivors
         log.warning(
             "killed a hung process",
             extra={"pid": f.pid, "rule": f.rule, "signals": stopped.signals},
@@ -266,7 +272,7 @@ class Watchdog(Subsystem):
             log.error("cannot write the kill log", extra={"error": str(exc)})
         self.router.publish(
             "process.killed",
-            {k: v for k, v in record.items() if k not in ("time", "processes")},
+            {k: v for k, v in record.items() if k not in ("time", "processes", "survivors")},
             SOURCE,
         )
 
