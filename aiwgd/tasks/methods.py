@@ -17,7 +17,7 @@ from aiwgd import errors
 from aiwgd.config.schema import spec
 from aiwgd.rpc.registry import Api, NoParams
 from aiwgd.tasks.model import SOURCES, Task, TaskState
-from aiwgd.tasks.results import TaskList, TaskLogsResult, TaskStats
+from aiwgd.tasks.results import TaskList, TaskLogsResult, TaskStats, TaskView
 from aiwgd.tasks.spec import ChatParams, SubmitParams
 from aiwgd.tasks.supervisor import Supervisor
 
@@ -141,9 +141,9 @@ def register(api: Api, sup: Supervisor) -> None:
 
     @api.method(
         "task.get",
-        "One task with its output tail.",
+        "One task with its output tail (and its resource usage while it runs).",
         IdParams,
-        result=Task,
+        result=TaskView,
         raises=(errors.NotFound,),
     )
     async def get(ctx: Any, p: IdParams) -> dict[str, Any]:

@@ -6,11 +6,27 @@ A task is answered as `Task.to_dict()` builds it, so its schema is generated fro
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict
 
-from aiwgd.rpc.resultschema import Without
+from aiwgd.rpc.resultschema import With, Without
 from aiwgd.tasks.model import Task, TaskState
 
+
+class TaskUsage(TypedDict):
+    pid: int
+    processes: Annotated[int, "live processes in its tree"]
+    cpu_percent: Annotated[float, "% of one core over the monitor's last interval"]
+    rss_bytes: int
+    fds: int
+    threads: int
+
+
+class LiveUsage(TypedDict):
+    usage: NotRequired[Annotated[TaskUsage, "while it runs: the monitor's latest sample"]]
+
+
+# task.get: the record, and while it runs the resource use of its process tree.
+TaskView = Annotated[Task, With(LiveUsage)]
 # task.list's summaries: the record without its output (Task.summary()).
 TaskSummary = Annotated[Task, Without("output_tail")]
 StateCounts = Annotated[dict[str, int], "tasks per state, every state (zeros included)"]

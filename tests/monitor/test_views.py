@@ -11,6 +11,7 @@ import psutil
 
 from tests.conftest import DaemonFactory
 from tests.monitor.helpers import HOLD, monitor_config, script
+from tests.rpc.test_openrpc import Checker
 from tests.taskhelp import wait_terminal
 from tests.utils import run_cli, wait_for
 
@@ -40,7 +41,11 @@ def test_processes_task_get_and_cli_show_a_running_tree(
         assert row["history"]["rss_max_bytes"] >= row["rss_bytes"] > 0
         assert row["pid"] == d.call("task.get", id=task["id"])["runner"]["pid"]
 
-        usage = d.call("task.get", id=task["id"])["usage"]
+        # Each answer as its declared result schema (rpc.discover) says.
+        schema = Checker(d)
+        schema.call("monitor.processes")
+        schema.call("monitor.system")
+        usage = schema.call("task.get", id=task["id"])["usage"]
         assert usage["pid"] == row["pid"] and usage["rss_bytes"] > 24 << 20
 
         table = run_cli(project, "monitor")
