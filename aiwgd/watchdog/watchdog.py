@@ -109,6 +109,7 @@ class Watchdog(Subsystem):
             counts[t.verdict] += 1
         out: dict[str, Any] = {
             "state": "running" if self.section.enabled else "disabled",
+            "enabled": self.section.enabled,
             "mode": self.section.mode,
             "scope": self.section.scope,
             "interval_s": self.section.interval_s,

@@ -309,7 +309,8 @@ def test_user_scope_reaches_outside_the_project_and_a_reload_switches_mode(
     assert away.wait(timeout=10) == -signal.SIGTERM
     wait_for(lambda: d.call("watchdog.kills")["kills"], 10, "the kill recorded")
     status = d.call("daemon.status")["subsystems"]["watchdog"]
-    assert (status["mode"], status["scope"], status["killed"]) == ("kill", "user", 1)
+    assert (status["enabled"], status["mode"], status["scope"]) == (True, "kill", "user")
+    assert (status["killed"], status["reported"], status["kill_failures"]) == (1, 1, 0)
     assert status["last_scan_at"] is not None and status["last_scan_ms"] >= 0
 
 
@@ -325,3 +326,21 @@ def test_answers_match_their_declared_schemas(
     with pytest.raises(RpcError) as bad:
         d.call("watchdog.kills", limit=0)
     assert bad.value.code == -32602 and "limit" in str(bad.value)
+
+
+def test_disabled_it_looks_at_nothing_until_a_reload_enables_it(
+    project: Path, start_daemon: DaemonFactory, spawn: Any
+) -> None:
+    cfg = watchdog_config("kill")
+    cfg["watchdog"]["enabled"] = False
+    d = start_daemon(cfg)
+    proc = spawn(project)
+    wait_for(lambda: psutil.Process(proc.pid).cmdline(), 10, "the process to exec")
+    listed = d.call("watchdog.list")
+    assert (listed["enabled"], listed["processes"], listed["scanned_at"]) == (False, [], None)
+    status = d.call("daemon.status")["subsystems"]["watchdog"]
+    assert (status["state"], status["scans"]) == ("disabled", 0)
+    cfg["watchdog"]["enabled"] = True
+    write_config(project, deep_merge(BASE_CONFIG, cfg))
+    d.call("daemon.reload")
+    assert proc.wait(timeout=10) == -signal.SIGTERM
