@@ -15,6 +15,7 @@ TASKS, EVENTS = "aiwgd.cli.tasks", "aiwgd.cli.events"
 SCHEDULE, AUTOMATION = "aiwgd.cli.schedule", "aiwgd.cli.automation"
 WATCHDOG = "aiwgd.cli.watchdog"
 MONITOR = "aiwgd.cli.monitor"
+SERVICES = "aiwgd.cli.services"
 
 WHERE: dict[str, str] = {
     "start": DAEMON,
@@ -34,4 +35,5 @@ WHERE: dict[str, str] = {
     "automation": AUTOMATION,
     "watchdog": WATCHDOG,  # -- hung-process watchdog (issue 10)
     "monitor": MONITOR,  # -- resource monitor and limits (issue 10)
+    "service": SERVICES,  # -- long-running services (issue 10)
 }

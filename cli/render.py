@@ -117,6 +117,9 @@ def _details(info: dict[str, Any]) -> list[str]:
             f"tasks:   {tasks.get('running', 0)} running, {tasks.get('queued', 0)} queued"
             f" (cap {tasks.get('cap', '?')})"
         )
+    services = info.get("subsystems", {}).get("services")
+    if services and services.get("services"):
+        lines.append(f"services: {services.get('summary', '?')}")
     lines.append("subsystems:")
     lines += [_subsystem_line(k, v) for k, v in info.get("subsystems", {}).items()]
     return lines
