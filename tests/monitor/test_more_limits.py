@@ -4,13 +4,15 @@ with prlimit), and config errors that name their key path."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aiwgd.config import ValidationError, parse_config
 from tests.conftest import DaemonFactory
-from tests.monitor.helpers import CHATTY, OPEN_FILES, SPIN, monitor_config, script
+from tests.monitor.helpers import CHATTY, OPEN_FILES, SILENT, SPIN, monitor_config, script
 from tests.taskhelp import wait_terminal
+from tests.utils import BASE_CONFIG, deep_merge, wait_for, write_config
 
 
 def test_sustained_cpu_and_runtime_kill(project: Path, start_daemon: DaemonFactory) -> None:
@@ -61,3 +63,29 @@ def test_config_errors_name_their_key(config: dict[str, object], path: str) -> N
     with pytest.raises(ValidationError) as exc:
         parse_config(config)
     assert any(str(i).startswith(path) for i in exc.value.issues), exc.value.issues
+
+
+def test_reload_switches_the_monitor_and_its_interval(
+    project: Path, start_daemon: DaemonFactory
+) -> None:
+    off = monitor_config(monitor={"interval_s": 0.1, "enabled": False})
+    d = start_daemon(off)
+    status = d.call("daemon.status")["subsystems"]["monitor"]
+    assert (status["state"], status["samples"]) == ("disabled", 0)
+    silent = script(project, "silent.py", SILENT)
+    task = d.call("task.submit", command=silent, limits={"no_output_s": 0.3})
+    # Off, nothing is enforced: the silent task is still running once it is well over.
+
+    def silent_past_limit() -> list[dict[str, Any]]:
+        rows = d.call("monitor.processes")["processes"]
+        return [r for r in rows if r["last_output_s_ago"] > 0.6]
+
+    rows = wait_for(silent_past_limit, 10, "the task to be silent past its limit")
+    assert rows[0]["processes"] is None  # listed, never sampled
+    assert d.call("task.get", id=task["id"])["state"] == "running"
+
+    write_config(project, deep_merge(BASE_CONFIG, monitor_config(monitor={"interval_s": 0.2})))
+    d.call("daemon.reload")
+    assert d.call("daemon.status")["subsystems"]["monitor"]["interval_s"] == 0.2
+    done = wait_terminal(d, task["id"])
+    assert (done["state"], done["error"]) == ("failed", "killed: no output for 0.3 s")
