@@ -344,3 +344,31 @@ def test_disabled_it_looks_at_nothing_until_a_reload_enables_it(
     write_config(project, deep_merge(BASE_CONFIG, cfg))
     d.call("daemon.reload")
     assert proc.wait(timeout=10) == -signal.SIGTERM
+
+
+SPAWNER = """import subprocess, sys, time
+if len(sys.argv) == 1:  # the service; its child leaves for a session of its own
+    subprocess.Popen([sys.executable, __file__, "child"], start_new_session=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_service_and_what_it_started_in_its_own_session_are_spared(
+    project: Path, start_daemon: DaemonFactory
+) -> None:
+    (project / "fake-vitest.py").write_text(SPAWNER)
+    cfg = watchdog_config("kill")
+    cfg["services"] = {"runner": {"command": [sys.executable, "fake-vitest.py"]}}
+    d = start_daemon(cfg)
+
+    def both_old() -> list[dict[str, Any]]:
+        rows = d.call("watchdog.list")["processes"]
+        return rows if len(rows) == 2 and all(r["age_s"] > 0.5 for r in rows) else []
+
+    wait_for(both_old, 10, "the service and its child past their timeout")
+    more_scans(d)
+    rows = d.call("watchdog.list")["processes"]
+    assert [r["verdict"] for r in rows] == ["spared: daemon child"] * 2, rows
+    assert all(psutil.pid_exists(r["pid"]) for r in rows)
+    assert d.call("watchdog.kills")["kills"] == []
