@@ -64,16 +64,23 @@ class Sampler:
         if what is None:
             what = targets(self.registry or ())
         seen: set[tuple[int, float]] = set()
-        out = [self._tree(t, seen) for t in what]
+        kids = _children_map() if what else {}
+        out = [self._tree(t, kids, seen) for t in what]
         # Forget processes that are gone, so the cache never outgrows the live set.
         for key in [k for k in self._procs if k not in seen]:
             del self._procs[key]
         return out
 
-    def _tree(self, target: Target, seen: set[tuple[int, float]]) -> Usage:
+    def _tree(
+        self, target: Target, kids: dict[int, list[int]], seen: set[tuple[int, float]]
+    ) -> Usage:
         pids = {target.pid, *target.known}
-        with contextlib.suppress(psutil.Error):
-            pids.update(p.pid for p in psutil.Process(target.pid).children(recursive=True))
+        todo = list(pids)
+        while todo:  # every descendant of the leader and of those that left its group
+            for kid in kids.get(todo.pop(), ()):
+                if kid not in pids:
+                    pids.add(kid)
+                    todo.append(kid)
         count, cpu, rss, fds, threads = 0, 0.0, 0, 0, 0
         for pid in pids:
             proc = self._process(pid)
@@ -93,3 +100,14 @@ class Sampler:
             except psutil.Error:
                 continue
         return Usage(target.owner, target.pid, count, round(cpu, 1), rss, fds, threads)
+
+
+def _children_map() -> dict[int, list[int]]:
+    """{pid: its children} from one pass over /proc: psutil's children() makes that
+    pass for every call, once per registered child and sample otherwise."""
+    out: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if ppid:
+            out.setdefault(ppid, []).append(proc.pid)
+    return out
