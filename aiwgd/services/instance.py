@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +24,6 @@ from aiwgd.config import Config
 from aiwgd.config.health import Probe
 from aiwgd.config.services import Service, signal_number
 from aiwgd.lifecycle import Lifecycle
-from aiwgd.procs import marks
 from aiwgd.procs.child import Child, Exit
 from aiwgd.procs.registry import ChildRegistry
 from aiwgd.services.backoff import Pacer
@@ -33,6 +32,7 @@ from aiwgd.services.health import Health, HealthMonitor, probe
 from aiwgd.services.logs import Feed, RotatingLog
 from aiwgd.services.model import LIVE, HistoryEntry, State, check_move
 from aiwgd.services.plan import mark, plan
+from aiwgd.services.stopping import describe, kill, stop_child
 
 log = logging.getLogger("aiwgd.services")
 
@@ -86,7 +86,8 @@ class Instance:
         self.health: HealthMonitor | None = None
         self.want = False
         self._poke = asyncio.Event()
-        self._restart_reason: str | None = None
+        self._restart_reason: str | None = None  # stop, then start again at once
+        self._kill_reason: str | None = None  # stop, then the restart policy decides
         self._task: asyncio.Task[None] | None = None
         self._gen = 0  # which spawn a timer or a probe belongs to
         self._ready_timer: asyncio.TimerHandle | None = None
@@ -118,6 +119,12 @@ class Instance:
             self._poke.set()
         else:
             self.start(by_hand=True)
+
+    def _over_limit(self, reason: str, detail: str) -> None:
+        """The monitor found the instance over a limit: down the ladder, then policy."""
+        if self.state in LIVE and self._kill_reason is None:
+            self._kill_reason = f"limit: {detail}"
+            self._poke.set()
 
     def send(self, sig: int) -> bool:
         if self.child is None or self.state not in LIVE:
@@ -188,7 +195,7 @@ class Instance:
         return not self.want
 
     def _stop_asked(self) -> bool:
-        return not self.want or self._restart_reason is not None
+        return not self.want or self._restart_reason is not None or self._kill_reason is not None
 
     async def _until(self, fut: asyncio.Future[Any]) -> None:
         """Wait for `fut`, or for a stop or restart request (other pokes are ignored)."""
@@ -229,7 +236,9 @@ class Instance:
         self.child, self.pid, self._gen = child, child.pid, self._gen + 1
         self.started_mono, self.started_at = time.monotonic(), time.time()
         self.starts += 1
-        host.children.add(child, f"service:{self.name}")
+        host.children.add(
+            child, f"service:{self.name}", limits=self.svc.limits, on_over=self._over_limit
+        )
         self.log.note(f"started pid {child.pid}: {' '.join(p.argv)}")
         host.record(HistoryEntry(time.time(), "started", self.name, pid=child.pid))
         self._move(State.RUNNING, "")
@@ -237,6 +246,10 @@ class Instance:
         self._arm_ready(p.cwd, p.env)
         try:
             return await self._supervise(child)
+        except BaseException:
+            # A bug or a cancel must never leave the process running unwatched.
+            await asyncio.shield(kill(child))
+            raise
         finally:
             host.children.discard(child)
             self._disarm()
@@ -254,7 +267,8 @@ class Instance:
                 await self._until(followed)
                 stopped = not followed.done()
                 followed.cancel()
-        reason = self._restart_reason or ("stopped" if not self.want else "")
+        restarting = self._restart_reason is not None and self.want
+        reason = self._restart_reason or self._kill_reason or ("stopped" if not self.want else "")
         if stopped:
             self._move(State.STOPPING, reason)
             await self._stop_child(child, grace)
@@ -262,8 +276,8 @@ class Instance:
         uptime = time.monotonic() - (self.started_mono or time.monotonic())
         self.pacer.note_uptime(uptime)
         if not stopped:
-            reason = _describe(result)
-        self._restart_reason = None
+            reason = describe(result)
+        self._restart_reason = self._kill_reason = None
         self.last_exit = {
             "exit_code": result.code,
             "signal": result.signal,
@@ -271,7 +285,7 @@ class Instance:
             "uptime_s": round(uptime, 3),
             "time": time.time(),
         }
-        self.log.note(f"pid {child.pid} ended: {_describe(result)} after {uptime:.1f}s")
+        self.log.note(f"pid {child.pid} ended: {describe(result)} after {uptime:.1f}s")
         self.host.record(
             HistoryEntry(
                 time.time(),
@@ -288,23 +302,12 @@ class Instance:
             "service.exited",
             self._data(exit_code=result.code, signal=result.signal, reason=reason),
         )
-        return Ended(result, reason, stopped=stopped and self.want)
+        return Ended(result, reason, stopped=restarting)
 
     async def _stop_child(self, child: Child, grace: float) -> None:
-        """The stop ladder, starting with the service's own stop signal."""
-        fast = self.host.lifecycle.fast_stop
         sig = signal_number(self.svc.stop_signal) or signal.SIGTERM
-        if sig == signal.SIGTERM:
-            await child.terminate(grace, fast)
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pgid, sig)
-        for p in await asyncio.to_thread(_marked, self):
-            marks.send(p.pid, p.create_time, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not fast.is_set() and not await child.gone():
-            await asyncio.sleep(0.05)
-        await child.terminate(0, fast)
+        fast = self.host.lifecycle.fast_stop
+        await stop_child(child, sig, grace, fast, mark(self.host.root, self.name))
 
     # ---- readiness and health --------------------------------------------------------
     def _arm_ready(self, cwd: str, env: dict[str, str]) -> None:
@@ -388,22 +391,3 @@ class Instance:
         if self.state in (State.RUNNING, State.READY) and self.started_mono is not None:
             return round(time.monotonic() - self.started_mono, 3)
         return None
-
-
-def _marked(inst: Instance) -> list[marks.MarkedProcess]:
-    root = str(inst.host.root)
-    return marks.find_marked("AIWG_SERVICE", inst.name, where={"AIWG_ROOT": root})
-
-
-def _describe(ex: Exit) -> str:
-    if ex.signal is not None:
-        try:
-            return f"killed by {signal.Signals(ex.signal).name}"
-        except ValueError:
-            return f"killed by signal {ex.signal}"
-    if ex.code is None:
-        return "ended (exit code unknown)"
-    return f"exited with code {ex.code}"
-
-
-OnChange = Callable[[Instance], None]

@@ -204,6 +204,7 @@ class Services(Subsystem):
         return hit
 
     def brief(self, inst: Instance) -> dict[str, Any]:
+        usage = self.children.usage_of(f"service:{inst.name}") or {}
         return {
             "name": inst.name,
             "service": inst.service,
@@ -213,8 +214,8 @@ class Services(Subsystem):
             "uptime_s": inst.uptime(),
             "restarts": inst.restarts,
             "health": inst.health_state,
-            "cpu_percent": None,
-            "rss_bytes": None,
+            "cpu_percent": usage.get("cpu_percent"),  # the monitor's latest sample
+            "rss_bytes": usage.get("rss_bytes"),
         }
 
     def describe(self, inst: Instance) -> dict[str, Any]:

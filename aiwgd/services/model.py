@@ -35,8 +35,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.RUNNING: frozenset({S.READY, S.STOPPING, S.BACKOFF, S.EXITED, S.GAVE_UP, S.STOPPED}),
     S.READY: frozenset({S.STOPPING, S.BACKOFF, S.EXITED, S.GAVE_UP, S.STOPPED}),
     S.BACKOFF: frozenset({S.STARTING, S.STOPPED, S.GAVE_UP, S.WAITING}),
-    # A restart: stopped, then at once waiting or starting again.
-    S.STOPPING: frozenset({S.STOPPED, S.WAITING, S.STARTING}),
+    # A restart: stopped, then at once waiting or starting again; a stop for a limit:
+    # then the restart policy (backoff, exited, gave_up).
+    S.STOPPING: frozenset({S.STOPPED, S.WAITING, S.STARTING, S.BACKOFF, S.EXITED, S.GAVE_UP}),
     S.EXITED: frozenset({S.WAITING, S.STARTING, S.STOPPED}),
     S.GAVE_UP: frozenset({S.WAITING, S.STARTING, S.STOPPED}),
 }
