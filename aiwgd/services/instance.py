@@ -131,6 +131,8 @@ class Instance:
             return False
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.child.pgid, sig)
+            if self.pid is not None and self.pid != self.child.pid:
+                os.kill(self.pid, sig)  # the process a daemonizing program left
         return True
 
     @property

@@ -3,6 +3,7 @@ stop, and restart_with_dependency."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from tests.conftest import DaemonFactory
@@ -74,3 +75,44 @@ def test_dependents_restart_only_when_asked(start_daemon: DaemonFactory, project
     assert get(d, "ui")["pid"] == ui_pid
     assert get(d, "api")["restarts"] == 1
     assert get(d, "ui")["restarts"] == 0
+
+
+def test_ready_by_probe_and_env_file(start_daemon: DaemonFactory, project: Path) -> None:
+    with socket.socket() as s:  # a free port for the service to listen on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    body = """
+    import os, socket, time
+    print("greeting:", os.environ["GREETING"], os.environ["QUOTED"], flush=True)
+    while not os.path.exists("go.txt"):
+        time.sleep(0.02)
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", int(os.environ["PORT"])))
+    srv.listen()
+    while True:
+        conn, _ = srv.accept()
+        conn.close()
+    """
+    path = script(project, "server", body)
+    (project / "app.env").write_text(
+        '# settings\nGREETING=hello\nexport QUOTED="a b # c"\nPORT=' + str(port) + "\n"
+    )
+    probe = {"tcp": f"127.0.0.1:{port}", "timeout_s": 1}
+    services = {
+        "srv": service(path, env_file="app.env", ready={"probe": probe}),
+        "client": service(path, env_file="app.env", depends_on=["srv"], autostart=True),
+    }
+    services["client"]["env"] = {"PORT": "0"}
+    d = start_daemon(config={"services": services})
+    wait_state(d, "srv", "running")
+    assert get(d, "client")["reason"] == "waiting for srv (ready)"
+    # The env_file's values, comments and quotes handled (and the service's env wins).
+    wait_for(
+        lambda: "greeting: hello a b # c" in d.call("service.logs", name="srv")["lines"],
+        5,
+        "the greeting",
+    )
+    (project / "go.txt").write_text("")
+    wait_state(d, "srv", "ready")
+    wait_state(d, "client", "running", "ready")
