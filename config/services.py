@@ -122,7 +122,11 @@ class Service:
         out: list[tuple[str, str]] = []
         if self.command and not self.command[0]:
             out.append(("command[0]", "must name a program"))
-        for key, value in (("cwd", self.cwd), ("env_file", self.env_file)):
+        for key, value in (
+            ("cwd", self.cwd),
+            ("env_file", self.env_file),
+            ("pid_file", self.pid_file),
+        ):
             if value is not None and (value.startswith("/") or ".." in value.split("/")):
                 out.append((key, f"{value!r} must be a path inside the project root"))
         return out

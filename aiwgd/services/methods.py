@@ -15,6 +15,13 @@ from aiwgd.config.schema import spec
 from aiwgd.config.services import signal_number
 from aiwgd.rpc.registry import Api, NoParams
 from aiwgd.services.logs import KEEP_LINES
+from aiwgd.services.results import (
+    ServiceAction,
+    ServiceGet,
+    ServiceList,
+    ServiceLogs,
+    Signalled,
+)
 
 if TYPE_CHECKING:
     from aiwgd.services.manager import Services
@@ -49,7 +56,11 @@ class LogsParams:
 
 
 def register(api: Api, services: Services) -> None:
-    @api.method("service.list", "Every service instance: state, pid, uptime, restarts, health.")
+    @api.method(
+        "service.list",
+        "Every service instance: state, pid, uptime, restarts, health.",
+        result=ServiceList,
+    )
     async def list_(ctx: Any, p: NoParams) -> dict[str, Any]:
         out = [services.brief(i) for i in services.all_instances()]
         return {"services": out, "recovered": services.recovered}
@@ -58,6 +69,7 @@ def register(api: Api, services: Services) -> None:
         "service.get",
         "One service (each instance) with its restart history and last exit.",
         OneParams,
+        result=ServiceGet,
         raises=(errors.NotFound,),
     )
     async def get(ctx: Any, p: OneParams) -> dict[str, Any]:
@@ -67,6 +79,7 @@ def register(api: Api, services: Services) -> None:
         "service.start",
         "Start (a start by hand lifts a gave_up and the start limit).",
         NameParams,
+        result=ServiceAction,
         raises=(errors.NotFound,),
     )
     async def start(ctx: Any, p: NameParams) -> dict[str, Any]:
@@ -76,6 +89,7 @@ def register(api: Api, services: Services) -> None:
         "service.stop",
         "Stop down the ladder (stop_signal, grace, SIGKILL); answers once all is gone.",
         NameParams,
+        result=ServiceAction,
         raises=(errors.NotFound,),
     )
     async def stop(ctx: Any, p: NameParams) -> dict[str, Any]:
@@ -85,6 +99,7 @@ def register(api: Api, services: Services) -> None:
         "service.restart",
         "Stop and start again at once (no backoff); starts a stopped one.",
         NameParams,
+        result=ServiceAction,
         raises=(errors.NotFound,),
     )
     async def restart(ctx: Any, p: NameParams) -> dict[str, Any]:
@@ -94,6 +109,7 @@ def register(api: Api, services: Services) -> None:
         "service.signal",
         "Send a signal to each running instance's process group.",
         SignalParams,
+        result=Signalled,
         raises=(errors.NotFound, errors.Conflict),
     )
     async def send(ctx: Any, p: SignalParams) -> dict[str, Any]:
@@ -105,6 +121,7 @@ def register(api: Api, services: Services) -> None:
         "service.logs",
         "The last lines of a service's output (kept in memory; the file has the rest).",
         LogsParams,
+        result=ServiceLogs,
         raises=(errors.NotFound,),
     )
     async def logs(ctx: Any, p: LogsParams) -> dict[str, Any]:
