@@ -74,6 +74,7 @@ class Manager:
 
     name = "?"
     note = ""  # how it is configured, printed with the results
+    proc: subprocess.Popen[bytes] | None = None  # the manager, where we start it directly
 
     def __init__(self, n: int, tmp: Path) -> None:
         self.n = n
@@ -93,11 +94,20 @@ class Manager:
 
     def pid(self) -> int:
         """The manager's own daemon process (not its children)."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def list_once(self) -> None:
         raise NotImplementedError
 
     def list_ms(self, calls: int) -> list[float]:
         """Each of `calls` sequential calls of its list API, on one connection, in ms."""
-        raise NotImplementedError
+        out = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            self.list_once()
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
 
     def stop_all(self) -> None:
         """Ask it to stop every program (the caller times until the processes are gone)."""
@@ -114,8 +124,6 @@ class Manager:
 class Supervisord(Manager):
     name = "supervisord"
     note = "startsecs=0 (RUNNING at spawn, as aiwgd's running), autorestart=true"
-
-    proc: subprocess.Popen[bytes] | None = None
 
     def prepare(self) -> None:
         try:  # by name: supervisor ships no type hints
@@ -153,17 +161,8 @@ class Supervisord(Manager):
             return 0
         return sum(1 for p in info if p["statename"] == "RUNNING")
 
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def list_ms(self, calls: int) -> list[float]:
-        out = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            self.rpc.supervisor.getAllProcessInfo()
-            out.append((time.perf_counter() - t0) * 1000)
-        return out
+    def list_once(self) -> None:
+        self.rpc.supervisor.getAllProcessInfo()
 
     def stop_all(self) -> None:
         self.rpc.supervisor.stopAllProcesses()
@@ -335,8 +334,6 @@ class Circus(Manager):
     name = "circus"
     note = "one watcher per program, numprocesses=1; list = `status` of every watcher"
 
-    proc: subprocess.Popen[bytes] | None = None
-
     def prepare(self) -> None:
         client_mod = ensure_circus()
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -370,17 +367,8 @@ class Circus(Manager):
             return 0
         return sum(1 for s in statuses.values() if s == "active")
 
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def list_ms(self, calls: int) -> list[float]:
-        out = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            self._status()
-            out.append((time.perf_counter() - t0) * 1000)
-        return out
+    def list_once(self) -> None:
+        self._status()
 
     def stop_all(self) -> None:
         self.client.call({"command": "stop", "properties": {"waiting": False}})
