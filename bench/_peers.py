@@ -393,11 +393,11 @@ def sleeps_under(pid: int) -> list[psutil.Process]:
         kids = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    out = []
-    for p in kids:
-        try:
-            if p.cmdline() == SLEEP_ARGV:
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
+    return [p for p in kids if is_sleep(p)]
+
+
+def is_sleep(p: psutil.Process) -> bool:
+    try:
+        return bool(p.cmdline() == SLEEP_ARGV)
+    except psutil.Error:
+        return False

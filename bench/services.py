@@ -64,6 +64,7 @@ from bench._peers import (  # noqa: E402
     SLEEP_ARGV,
     Manager,
     Unavailable,
+    is_sleep,
     sleeps_under,
 )
 
@@ -333,9 +334,12 @@ def report(n: int, results: dict[str, dict[str, Any]], largest: bool) -> None:
         print(f"  aiwgd {what}: {verdict(ok)}")
 
 
+MANAGERS: list[type[Manager]] = [Aiwgd, *PEER_CLASSES]
+NAMES = [c.name for c in MANAGERS]
+
+
 def run(ns: list[int], idle_s: float, only: list[str], tmp: Path, token: str) -> None:
-    every: list[type[Manager]] = [Aiwgd, *PEER_CLASSES]
-    classes = [c for c in every if c.name in only]
+    classes = [c for c in MANAGERS if c.name in only]
     for c in classes:
         print(f"  {c.name}: {c.note}")
     skipped: set[str] = set()
@@ -360,28 +364,43 @@ def run(ns: list[int], idle_s: float, only: list[str], tmp: Path, token: str) ->
         report(n, results, n == ns[-1])
 
 
+def counts(text: str) -> list[int]:
+    try:
+        ns = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
+    if any(n < 1 for n in ns):
+        raise argparse.ArgumentTypeError("each N must be at least 1")
+    return ns
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N 20 and 50, 10 s idle")
-    ap.add_argument("--only", default="aiwgd,supervisord,pm2,circus", help="managers to run")
-    ap.add_argument("--n", help="comma-separated N values instead of the defaults")
+    ap.add_argument("--only", default=",".join(NAMES), help="managers to run, comma-separated")
+    ap.add_argument("--n", type=counts, help="N values instead of the defaults, e.g. 5,10")
     args = ap.parse_args()
-    ns = [int(v) for v in args.n.split(",")] if args.n else [20, 50] if args.quick else [100, 500]
+    only = args.only.split(",")
+    if set(only) - set(NAMES):
+        ap.error(f"--only: unknown manager {sorted(set(only) - set(NAMES))[0]!r}")
+    ns = args.n or ([20, 50] if args.quick else [100, 500])
     idle_s = 10.0 if args.quick else 60.0
     token = uuid.uuid4().hex
     os.environ[MARK] = token  # inherited by every manager and so by every sleep
     become_subreaper()
+    # `make` or a user ending the run with SIGTERM still gets the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="aiwg-services-", dir="/tmp"))
     print(
         f"Services at scale, N = {', '.join(map(str, ns))} x {' '.join(SLEEP_ARGV)}; "
         f"idle window {idle_s:.0f} s ({'quick' if args.quick else 'full'} run)"
     )
     try:
-        run(ns, idle_s, args.only.split(","), tmp, token)
+        run(ns, idle_s, only, tmp, token)
     finally:
         sweep(token)
         shutil.rmtree(tmp, ignore_errors=True)
-        left = [p for p in marked(token) if p.cmdline() == SLEEP_ARGV]
+        left = [p for p in marked(token) if is_sleep(p)]
         print(f"\ncleanup: {len(left)} `{' '.join(SLEEP_ARGV)}` of this run left")
         if left:
             raise SystemExit(f"sleeps left behind: {[p.pid for p in left]}")
