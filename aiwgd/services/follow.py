@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiwgd.procs import marks, reaper
 from aiwgd.procs.child import Child
-from aiwgd.services.plan import ROOT_MARK, SERVICE_MARK
+from aiwgd.services.plan import ROOT_MARK, SERVICE_MARK, expand
 
 if TYPE_CHECKING:
     from aiwgd.services.instance import Instance
@@ -49,7 +49,8 @@ async def follow_daemonized(inst: Instance, child: Child) -> asyncio.Future[None
     """A future done when the followed process exits, or None if nothing was left."""
     main: int | None = None
     if inst.svc.pid_file:
-        main = await _pid_from_file(os.path.join(inst.host.root, inst.svc.pid_file))
+        pid_file = expand(inst.svc.pid_file, inst.index)
+        main = await _pid_from_file(os.path.join(inst.host.root, pid_file))
     under = os.getpid() if reaper.active() else None
     where = {ROOT_MARK: str(inst.host.root)}
     found = await asyncio.to_thread(

@@ -111,6 +111,9 @@ class Instance:
         self._poke.set()
         if self._task is not None:
             await asyncio.shield(self._task)
+        if self.state in (State.EXITED, State.GAVE_UP):
+            # Stopped by hand: what it was is in last_exit and the history.
+            self._move(State.STOPPED, "stopped")
 
     def restart(self, reason: str) -> None:
         """Stop the running process and start again at once (no backoff)."""

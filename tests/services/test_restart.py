@@ -56,6 +56,8 @@ def test_start_limit_gives_up_and_a_start_by_hand_resets_it(
     assert inst["starts"] == 6
     started = [h for h in inst["history"] if h["event"] == "started"]
     assert len(started) == 6
+    d.call("service.stop", name="bad")
+    assert get(d, "bad")["state"] == "stopped"
 
 
 def test_missing_program_backs_off_then_gives_up(start_daemon: DaemonFactory) -> None:
