@@ -81,8 +81,7 @@ class Services(Subsystem):
                     inst.start(by_hand=False)
 
     async def stop(self, fast: bool = False) -> None:
-        for name in reversed(start_order(self.config.services)):
-            await self._stop_service(name)
+        await self._stop_ordered(self.config.services, close=True)
         for name in list(self.instances):  # any left from a reload in progress
             await self._stop_service(name)
         self._save()
@@ -91,9 +90,9 @@ class Services(Subsystem):
         old, new = self.config.services, config.services
         self.config = config
         changed = [n for n in old if n in new and dump(old[n]) != dump(new[n])]
-        going = [n for n in reversed(start_order(old)) if n not in new or n in changed]
+        going = {n: s for n, s in old.items() if n not in new or n in changed}
+        await self._stop_ordered(going, close=True)
         for name in going:
-            await self._stop_service(name)
             del self.instances[name]
         for name in start_order(new):
             if name in self.instances:
@@ -185,9 +184,10 @@ class Services(Subsystem):
 
     async def stop_by_hand(self, name: str) -> list[dict[str, Any]]:
         picked = self.select(name)
-        order = {n: i for i, n in enumerate(start_order(self.config.services))}
-        for inst in sorted(picked, key=lambda i: -order.get(i.service, 0)):
-            await inst.stop()
+        if name == "all":
+            await self._stop_ordered(self.config.services, close=False)
+        else:
+            await asyncio.gather(*(i.stop() for i in picked))
         return [self.brief(i) for i in picked]
 
     def restart_by_hand(self, name: str) -> list[dict[str, Any]]:
@@ -250,6 +250,24 @@ class Services(Subsystem):
         self.instances[name] = [
             Instance(self, name, i, svc.instances, svc) for i in range(svc.instances)
         ]
+
+    async def _stop_ordered(self, services: dict[str, Service], close: bool) -> None:
+        """Stop `services` each as soon as its dependents (among them) are stopped:
+        reverse dependency order, with independent ones in parallel (a hundred
+        services must not queue behind each other's grace periods)."""
+        stopping: dict[str, asyncio.Task[None]] = {}
+
+        async def after(first: list[asyncio.Task[None]], name: str) -> None:
+            await asyncio.gather(*first)
+            if close:
+                await self._stop_service(name)
+            else:
+                await asyncio.gather(*(i.stop() for i in self.instances.get(name, [])))
+
+        for name in reversed(start_order(services)):  # dependents come first
+            dependents = [t for n, t in stopping.items() if name in services[n].dependencies()]
+            stopping[name] = asyncio.create_task(after(dependents, name))
+        await asyncio.gather(*stopping.values())
 
     async def _stop_service(self, name: str) -> None:
         insts = self.instances.get(name, [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from tests.conftest import DaemonFactory
@@ -127,3 +128,23 @@ def test_stop_signal_and_signal_method(start_daemon: DaemonFactory, project: Pat
     lines = d.call("service.logs", name="s")["lines"]
     assert "got INT, leaving" in lines
     assert get(d, "s")["last_exit"]["exit_code"] == 0
+
+
+def test_independent_services_stop_in_parallel(start_daemon: DaemonFactory, project: Path) -> None:
+    body = """
+    import signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("stubborn", flush=True)
+    while True:
+        time.sleep(1)
+    """
+    path = script(project, "stubborn", body)
+    one = service(path, stop_grace_s=1, ready={"log_line": "stubborn"})
+    d = start_daemon(config={"services": {f"s{i}": one for i in range(8)}})
+    for i in range(8):
+        wait_state(d, f"s{i}", "ready")
+    began = time.monotonic()
+    d.call("service.stop", name="all")
+    # One after the other, eight graces would take 8 s; in parallel about one.
+    assert time.monotonic() - began < 4
+    assert {s["state"] for s in d.call("service.list")["services"]} == {"stopped"}
