@@ -4,7 +4,8 @@ each one is given.
 Every subsystem gets only its collaborators: its config, the router, the store, the
 lifecycle (stop signals), the project paths. None gets the daemon. Each capability
 registers its RPC methods from its own `methods.py` here. Order (ARCHITECTURE.md):
-events, store, supervisor, (services, monitor,) automation, rpc, watcher, scheduler.
+events, store, supervisor, services, monitor, automation, watchdog, rpc, watcher,
+scheduler. The watchdog starts after what it must spare (tasks, services) is known.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from aiwgd.config import Config, Paths
 from aiwgd.events import methods as events_methods
 from aiwgd.events.router import EventRouter
 from aiwgd.lifecycle import Lifecycle, Subsystem
+from aiwgd.monitor import methods as monitor_methods
+from aiwgd.monitor.monitor import Monitor
+from aiwgd.procs.kills import KillLog
 from aiwgd.procs.registry import ChildRegistry
 from aiwgd.rpc import methods as rpc_methods
 from aiwgd.rpc.protocol import Dispatcher
@@ -25,11 +29,15 @@ from aiwgd.rpc.registry import Api
 from aiwgd.rpc.server import RpcServer
 from aiwgd.schedule import methods as schedule_methods
 from aiwgd.schedule.scheduler import Scheduler
+from aiwgd.services import methods as services_methods
+from aiwgd.services.manager import Services
 from aiwgd.tasks import methods as tasks_methods
 from aiwgd.tasks.executors.local import LocalExecutor
 from aiwgd.tasks.store.store import TaskStore
 from aiwgd.tasks.supervisor import Supervisor
 from aiwgd.watch.watcher import FileWatcher
+from aiwgd.watchdog import methods as watchdog_methods
+from aiwgd.watchdog.watchdog import Watchdog
 
 
 @dataclass
@@ -43,6 +51,9 @@ class Subsystems:
     rpc: RpcServer
     watcher: FileWatcher
     scheduler: Scheduler
+    services: Services
+    monitor: Monitor
+    watchdog: Watchdog
     children: ChildRegistry  # every live child process, for status and the monitor
 
     def in_start_order(self) -> list[Subsystem]:
@@ -50,7 +61,10 @@ class Subsystems:
             self.router,
             self.store,
             self.supervisor,
+            self.services,
+            self.monitor,
             self.automation,
+            self.watchdog,
             self.rpc,
             self.watcher,
             self.scheduler,
@@ -71,8 +85,17 @@ def build(
     store = TaskStore(paths, config.tasks, router)
     children = ChildRegistry()
     executor = LocalExecutor(config, paths.root, lifecycle, children)
-    supervisor = Supervisor(config, paths.root, store, lifecycle, executor)
+    supervisor = Supervisor(
+        config, paths.root, store, lifecycle, executor, usage_of=children.usage_of
+    )
     tasks_methods.register(api, supervisor)
+
+    services = Services(config, paths, router, children, lifecycle)
+    services_methods.register(api, services)
+
+    kills = KillLog(paths.kills_file)  # one for both: what limits and the watchdog killed
+    monitor = Monitor(config.monitor, children, router.publish, kills, paths.root)
+    monitor_methods.register(api, monitor)
 
     actions = ActionRunner(router, supervisor.submit, supervisor.cancel)
     automation = Automation(
@@ -83,8 +106,23 @@ def build(
     scheduler = Scheduler(router, actions, config, paths.runtime_state_file)
     schedule_methods.register(api, scheduler)
 
+    watchdog = Watchdog(router, children, paths.root, kills, config.watchdog)
+    watchdog_methods.register(api, watchdog)
+
     rpc = RpcServer(
         paths.socket_address(), Dispatcher(api.handlers()), config.daemon.max_request_bytes
     )
     watcher = FileWatcher(router, paths, config)
-    return Subsystems(router, store, supervisor, automation, rpc, watcher, scheduler, children)
+    return Subsystems(
+        router=router,
+        store=store,
+        supervisor=supervisor,
+        automation=automation,
+        rpc=rpc,
+        watcher=watcher,
+        scheduler=scheduler,
+        services=services,
+        monitor=monitor,
+        watchdog=watchdog,
+        children=children,
+    )

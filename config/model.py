@@ -17,9 +17,12 @@ from typing import Any, Literal
 
 from aiwgd.config.agent import AgentSection
 from aiwgd.config.events import EventsSection
+from aiwgd.config.monitor import MonitorSection
 from aiwgd.config.schema import spec
+from aiwgd.config.services import Service, services_issues
 from aiwgd.config.tasks import TasksSection
 from aiwgd.config.templates import strings_in, template_error
+from aiwgd.config.watchdog import WatchdogSection
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -311,6 +314,9 @@ class Config:
     events: EventsSection = spec(factory=EventsSection)
     tasks: TasksSection = spec(factory=TasksSection)
     agent: AgentSection = spec(factory=AgentSection)
+    monitor: MonitorSection = spec(factory=MonitorSection)
+    watchdog: WatchdogSection = spec(factory=WatchdogSection)
+    services: dict[str, Service] = spec(factory=dict, doc="long-running programs")
 
     def validate(self) -> list[tuple[str, str]]:
-        return _duplicate_ids("rules", [r.id for r in self.rules])
+        return _duplicate_ids("rules", [r.id for r in self.rules]) + services_issues(self.services)

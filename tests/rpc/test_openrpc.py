@@ -80,6 +80,16 @@ def test_every_method_declares_a_real_result_schema(daemon: DaemonProc) -> None:
 # ---- every method, called for real, answers what it declares ------------------------------
 
 CONFIG: dict[str, Any] = {
+    # A service that prints a line and sleeps (its logs, signal, restart and stop).
+    "services": {
+        "web": {
+            "command": ["sh", "-c", "echo up; exec sleep 60"],
+            "stop_grace_s": 2,
+            "ready": {"log_line": "^up$"},
+        }
+    },
+    "monitor": {"interval_s": 0.1},
+    "watchdog": {"interval_s": 0.1},
     # A prompt task runs `echo <prompt>`, so chat.send works without an agent installed.
     "agent": {"command": ["echo", "{prompt}"]},
     # A failing rule is dead-lettered at once, so the dlq methods have entries to show.
@@ -213,6 +223,22 @@ def test_every_result_matches_its_declared_schema(checker: Checker) -> None:
     c.call("schedule.list")
     c.call("schedule.disable", id="label")
     c.call("schedule.enable", id="label")
+
+    # services, their monitor and the watchdog
+    wait_for(
+        lambda: d.call("service.get", name="web")["instances"][0]["state"] == "ready", 10, "web"
+    )
+    c.call("service.list")
+    c.call("service.get", name="web")
+    c.call("service.logs", name="web", lines=5)
+    c.call("service.signal", name="web", signal="CONT")
+    c.call("monitor.processes")
+    c.call("monitor.system")
+    c.call("watchdog.list")
+    c.call("watchdog.kills", limit=5)
+    c.call("service.restart", name="web")
+    c.call("service.stop", name="all")
+    c.call("service.start", name="web")
 
     c.call("daemon.reload")
     c.call("daemon.stop")
