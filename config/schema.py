@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -47,6 +48,15 @@ class ValidationError(ValueError):
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
         super().__init__("; ".join(str(i) for i in issues))
+
+
+def regex(value: str) -> str | None:
+    """A check: `value` compiles as a Python regular expression."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"is not a valid regular expression ({exc})"
+    return None
 
 
 def spec(

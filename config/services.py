@@ -14,7 +14,7 @@ from typing import Any
 
 from aiwgd.config.health import HealthCheck, Probe
 from aiwgd.config.limits import Limits
-from aiwgd.config.schema import spec
+from aiwgd.config.schema import regex, spec
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 RESTART_POLICIES = ("always", "on-failure", "never")
@@ -37,14 +37,6 @@ def _signal_name(value: str) -> str | None:
     return None
 
 
-def _regex(value: str) -> str | None:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        return f"is not a valid regular expression ({exc})"
-    return None
-
-
 def _depends(value: Any) -> str | None:
     if isinstance(value, dict):
         bad = [c for c in value.values() if c not in CONDITIONS]
@@ -57,7 +49,7 @@ def _depends(value: Any) -> str | None:
 class Ready:
     """When a started instance counts as ready: exactly one of the three."""
 
-    log_line: str | None = spec(None, check=_regex, doc="a regex matched against each output line")
+    log_line: str | None = spec(None, check=regex, doc="a regex matched against each output line")
     probe: Probe | None = spec(None, doc="polled until it succeeds")
     after_s: float | None = spec(None, ge=0, le=86_400, doc="running this long")
 

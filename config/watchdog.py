@@ -7,29 +7,18 @@ decides its timeout, so a specific rule (vitest) goes before a general one (node
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from aiwgd.config.schema import spec
+from aiwgd.config.schema import regex, spec
 
 MODES = ("report", "kill")
 SCOPES = ("project", "user")
 
 
-def _regex(value: str) -> str | None:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        return f"is not a valid regular expression ({exc})"
-    return None
-
-
 @dataclass
 class WatchdogRule:
     name: str = spec(min_len=1, max_len=200, doc="shown in process.hung and the kill log")
-    match: str = spec(
-        min_len=1, check=_regex, doc="regular expression searched in the command line"
-    )
+    match: str = spec(min_len=1, check=regex, doc="regular expression searched in the command line")
     timeout_s: float = spec(gt=0, le=1e9, doc="older than this (since it started) = hung")
 
 

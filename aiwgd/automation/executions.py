@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aiwgd.infra.durable import append_line
+from aiwgd.infra.jsonline import tail_lines
 
 log = logging.getLogger("aiwgd.automation")
 
@@ -234,18 +235,8 @@ class ExecutionLog:
 
 
 def _tail_lines(path: Path, limit: int) -> list[str]:
-    """The whole lines among the last `limit` bytes of `path` ([] if it is missing)."""
     try:
-        with path.open("rb") as fh:
-            start = max(0, fh.seek(0, os.SEEK_END) - limit)
-            fh.seek(start)
-            data = fh.read()
-    except FileNotFoundError:
-        return []
+        return [raw.decode("utf-8", "replace") for raw in tail_lines(path, limit)]
     except OSError as exc:
         log.error("cannot read the automation log", extra={"path": str(path), "error": str(exc)})
         return []
-    lines = data.split(b"\n")
-    if start > 0:
-        lines = lines[1:]  # cut by the limit: not a whole line
-    return [raw.decode("utf-8", "replace") for raw in lines if raw.strip()]

@@ -6,9 +6,11 @@ Standard library only.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
-__all__ = ["json_line"]
+__all__ = ["json_line", "tail_lines"]
 
 
 def json_line(data: Any) -> bytes:
@@ -24,3 +26,21 @@ def json_line(data: Any) -> bytes:
         return (json.dumps(data, default=str, ensure_ascii=False) + "\n").encode()
     except UnicodeEncodeError:
         return (json.dumps(data, default=str) + "\n").encode()
+
+
+def tail_lines(path: Path, limit: int) -> list[bytes]:
+    """The whole, non-blank lines among the last `limit` bytes of `path`.
+
+    [] if the file is missing; OSError otherwise (the caller says which log it was).
+    """
+    try:
+        with path.open("rb") as fh:
+            start = max(0, fh.seek(0, os.SEEK_END) - limit)
+            fh.seek(start)
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # cut by the limit: not a whole line
+    return [raw for raw in lines if raw.strip()]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiwgd.infra.durable import write_all
-from aiwgd.infra.jsonline import json_line
+from aiwgd.infra.jsonline import json_line, tail_lines
 
 __all__ = ["MAX_BYTES", "KillLog"]
 
@@ -97,18 +97,8 @@ class KillLog:
 
 
 def _tail_lines(path: Path, limit: int) -> list[bytes]:
-    """The whole lines among the last `limit` bytes of `path` ([] if it is missing)."""
     try:
-        with path.open("rb") as fh:
-            start = max(0, fh.seek(0, os.SEEK_END) - limit)
-            fh.seek(start)
-            data = fh.read()
-    except FileNotFoundError:
-        return []
+        return tail_lines(path, limit)
     except OSError as exc:
         log.error("cannot read the kill log", extra={"path": str(path), "error": str(exc)})
         return []
-    lines = data.split(b"\n")
-    if start > 0:
-        lines = lines[1:]  # cut by the limit: not a whole line
-    return [raw for raw in lines if raw.strip()]
