@@ -120,9 +120,19 @@ def _details(info: dict[str, Any]) -> list[str]:
     services = info.get("subsystems", {}).get("services")
     if services and services.get("services"):
         lines.append(f"services: {services.get('summary', '?')}")
+    if isinstance(info.get("health"), dict):
+        lines.append(health_line(info["health"]))
     lines.append("subsystems:")
     lines += [_subsystem_line(k, v) for k, v in info.get("subsystems", {}).items()]
     return lines
+
+
+def health_line(health: dict[str, Any]) -> str:
+    """`health: 66 (unhealthy: service:web, watcher)`: daemon.status's score and what
+    pulls it down, so a person sees why without --json."""
+    line = f"health:  {health.get('score', '?')}"
+    bad = health.get("unhealthy") or []
+    return f"{line} (unhealthy: {', '.join(map(str, bad))})" if bad else line
 
 
 def ago(stamp: float | None) -> str:
