@@ -194,16 +194,21 @@ class Child:
         header: str | None = None,
         on_data: Callable[[], None] | None = None,
         mark: Mapping[str, str] | None = None,
+        sink: OutputSink | None = None,
     ) -> Child:
         """Start `argv` (never through a shell). Raises OSError if it cannot start.
 
         `mark`: environment variables that name the owner (the first one is the key
         searched for, the others must match too); whatever the child starts inherits
         them, so an escaped descendant is still found and stopped with the child.
+        `sink`: where the output goes, instead of the capped log made from `log_path`,
+        `log_cap`, `tail_bytes` and `on_data` (a service's rotating log); the child
+        closes it when it finishes, or if the spawn fails.
         """
         if mark:
             env = {**env, **mark}
-        sink = OutputSink(log_path, log_cap, tail_bytes, on_data)
+        if sink is None:
+            sink = OutputSink(log_path, log_cap, tail_bytes, on_data)
         if header:
             sink.write_note(header)
         read_fd, write_fd = os.pipe()  # both close-on-exec; Popen dups the write end

@@ -247,7 +247,8 @@ class OutputSink:
         self._ends_line = raw.endswith(b"\n")
 
     def _add_tail(self, text: str) -> None:
-        if not text:
+        if not text or self.tail_bytes <= 0:
+            # 0 keeps no tail (a slice [-0:] would keep everything).
             return
         tail = self._tail + text
         if len(tail) > self.tail_bytes:

@@ -229,15 +229,15 @@ class Instance:
         cfg, host = self.host.config, self.host
         try:
             p = plan(cfg, host.root, self.service, self.svc, self.index)
-            child = await Child.spawn(p.argv, cwd=p.cwd, env=p.env, mark=mark(host.root, self.name))
+            child = await Child.spawn(
+                p.argv, cwd=p.cwd, env=p.env, mark=mark(host.root, self.name), sink=Feed(self.log)
+            )
         except (OSError, ValueError) as exc:
             reason = f"cannot start: {exc}"
             self.log.note(reason)
             host.record(HistoryEntry(time.time(), "spawn_failed", self.name, reason))
             self.last_exit = {"reason": reason, "time": time.time()}
             return Ended(None, reason, stopped=False)
-        # Before any await: the pipe is read from the loop only after this returns.
-        child.io.sink = child.sink = Feed(self.log)
         self.child, self.pid, self._gen = child, child.pid, self._gen + 1
         self.started_mono, self.started_at = time.monotonic(), time.time()
         self.starts += 1

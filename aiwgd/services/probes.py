@@ -82,9 +82,8 @@ async def _command(
     mark: Mapping[str, str] | None,
 ) -> tuple[bool, str]:
     try:
-        # No log file and a one-byte tail (0 would mean "keep all" to the sink's slice):
-        # a probe's output goes nowhere, only its exit code counts.
-        child = await Child.spawn(argv, cwd=cwd, env=env, log_path=None, tail_bytes=1, mark=mark)
+        # No log file and no tail: a probe's output goes nowhere, only its exit code counts.
+        child = await Child.spawn(argv, cwd=cwd, env=env, log_path=None, tail_bytes=0, mark=mark)
     except OSError as exc:
         return False, _one_line(f"cannot run {argv[0]}: {exc.strerror or exc}")
     ended = False

@@ -63,3 +63,16 @@ def test_read_log_never_splits_a_character(tmp_path: Path) -> None:
             out, pos = out + text, nxt
         assert out == TEXT
     assert read_log(tmp_path / "missing.log", 0, 10, final=True) == ("", 0, 0)
+
+
+def test_tail_bytes_zero_keeps_no_tail() -> None:
+    # A slice [-0:] is the whole string: 0 must mean "no tail", not "all of it".
+    sink = OutputSink(None, tail_bytes=0)
+    for _ in range(100):
+        sink.feed(b"x" * 1000 + "é".encode())
+    sink.close()
+    assert sink.tail() == ""
+    one = OutputSink(None, tail_bytes=1)
+    one.feed(b"abc")
+    one.close()
+    assert one.tail() == "c"
