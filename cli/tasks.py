@@ -8,6 +8,7 @@ scripts.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import sys
@@ -38,6 +39,15 @@ Timeout = Annotated[float | None, typer.Option("--timeout", help="seconds before
 Cwd = Annotated[str | None, typer.Option("--cwd", help="working dir (default: project root)")]
 Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE (repeatable)")]
 Retries = Annotated[int, typer.Option("--retries", min=0, help="retries if it fails")]
+Limit = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        metavar="KEY=VALUE",
+        help="a resource limit (repeatable): memory_mb, cpu_percent, cpu_window_s, "
+        "max_runtime_s, max_fds, no_output_s",
+    ),
+]
 Wait = Annotated[
     bool, typer.Option("--wait", "-w", help="wait for the end; exit 1 unless completed")
 ]
@@ -78,6 +88,29 @@ def _env(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            number: int | float = kind(text)
+        except ValueError:
+            continue
+        # inf/nan have no JSON form: sent as text, the daemon refuses them by key path
+        return number if math.isfinite(number) else text
+    return text  # not a number: the daemon says what the key takes
+
+
+def _limits(items: list[str]) -> dict[str, int | float | str]:
+    """`--limit KEY=VALUE`s as task.submit's `limits`. Only the shape is checked here:
+    the daemon validates keys and ranges and names the key path (limits.memory_mb)."""
+    out: dict[str, int | float | str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"--limit {item!r}: expected KEY=VALUE, e.g. memory_mb=500")
+        out[key.strip()] = _number(value.strip())
+    return out
+
+
 def _spec(
     agent: str | None,
     priority: str | None,
@@ -86,8 +119,11 @@ def _spec(
     env: list[str] | None,
     retries: int,
     on_interrupt: OnInterrupt | None = None,
+    limits: list[str] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"source": "cli"}
+    if limits:
+        spec["limits"] = _limits(limits)
     if on_interrupt is not None:
         spec["on_interrupt"] = on_interrupt.value
     if agent:
@@ -176,13 +212,14 @@ def submit(
     env: Env = None,
     retries: Retries = 0,
     on_interrupt: Interrupt = None,
+    limit: Limit = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
     json_out: Json = False,
 ) -> None:
     """Queue an agent prompt."""
-    spec = _spec(agent, priority, timeout, cwd, env, retries, on_interrupt)
+    spec = _spec(agent, priority, timeout, cwd, env, retries, on_interrupt, limit)
     spec["prompt"] = prompt
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
@@ -196,13 +233,14 @@ def run(
     env: Env = None,
     retries: Retries = 0,
     on_interrupt: Interrupt = None,
+    limit: Limit = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
     json_out: Json = False,
 ) -> None:
     """Queue a command (an argv list, never run through a shell): aiwg task run -- make test"""
-    spec = _spec(None, priority, timeout, cwd, env, retries, on_interrupt)
+    spec = _spec(None, priority, timeout, cwd, env, retries, on_interrupt, limit)
     spec["command"] = command
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
