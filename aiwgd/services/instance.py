@@ -111,6 +111,10 @@ class Instance:
         self._poke.set()
         if self._task is not None:
             await asyncio.shield(self._task)
+        if self.health is not None:
+            # A probe cut short is killed after its cancel: a stop (and the daemon's
+            # shutdown) returns only once its processes are gone too.
+            await self.health.wait_stopped()
         if self.state in (State.EXITED, State.GAVE_UP):
             # Stopped by hand: what it was is in last_exit and the history.
             self._move(State.STOPPED, "stopped")
@@ -323,16 +327,15 @@ class Instance:
             self._ready_timer = loop.call_later(delay, self._mark_ready, gen, "running")
         elif ready.probe is not None:
             self._probe_task = loop.create_task(self._probe_ready(ready.probe, cwd, env, gen))
-        if self.svc.health_check is not None:
+        check = self.svc.health_check
+        if check is not None:
             if self.health is None:
                 self.health = HealthMonitor(
-                    self.svc.health_check,
-                    name=self.name,
-                    cwd=cwd,
-                    env=env,
-                    on_change=self._health_changed,
+                    check, name=self.name, cwd=cwd, env=env, on_change=self._health_changed
                 )
-            self.health.cwd, self.health.env = cwd, env
+            # The service's current check: `svc` may have been replaced since the last
+            # start, and the monitor must not keep probing the old one.
+            self.health.check, self.health.cwd, self.health.env = check, cwd, env
             self.health.start()
 
     def _disarm(self) -> None:
