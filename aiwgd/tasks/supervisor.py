@@ -27,10 +27,7 @@ on_interrupt, its retries); queued tasks stay queued on disk and run after the n
 Crash safety: an attempt's `running` state is durable *before* its program starts, and
 where it runs (the executor's `runner`) is recorded right after, off the critical
 path. So after a kill -9 at any moment the next start finds every task that may have
-a process running; the executor stops what is left (local: by the recorded PID +
-create time and by the AIWG_TASK_ID mark in the processes' environment, which also
-covers an attempt whose runner was never recorded), the attempt is recorded
-interrupted and counted, and one sweep stops anything else an earlier run started.
+a process running, and stops and counts it (aiwgd.tasks.crash_recovery).
 A task submitted while a slot is free and nothing is queued before it starts at once:
 its queued and running states are one journal line (one fsync before the spawn, not
 two), which recovery reads like any running record.
@@ -49,6 +46,7 @@ from aiwgd import errors
 from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs.child import Exit
+from aiwgd.tasks.crash_recovery import recover
 from aiwgd.tasks.executors.base import Ending, EndReason, Executor, SpawnError, outcome
 from aiwgd.tasks.failsafe import FailSafe
 from aiwgd.tasks.model import Task, TaskState
@@ -97,23 +95,7 @@ class Supervisor(Subsystem):
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        for task in self.store.found_running():
-            hit = await self.executor.recover(task)
-            if hit:
-                log.warning(
-                    "killed processes left by an interrupted task",
-                    extra={"task": task.id, "pids": hit},
-                )
-            self.totals["recovered"] += 1
-            await self.store.recover(task.id)
-        for task_id, pids in (await self.executor.sweep()).items():
-            # An escapee of a task that ended, or an attempt whose running record was
-            # lost with the journal's tail: never left running.
-            log.warning(
-                "stopped processes an earlier run left", extra={"task": task_id, "pids": pids}
-            )
-        for task in self.store.interrupted():  # a crash between the two updates
-            await self.store.recover(task.id)
+        self.totals["recovered"] += await recover(self.store, self.executor)
         for task in self.store.queued():  # creation order: FIFO within a priority
             self._queue.push(task.id, task.priority, task.retry_at)
         self._accepting = True
