@@ -119,12 +119,6 @@ class Aiwgd(Manager):
         with Client(self.root, timeout=30) as c:
             return c.call(method, **params)
 
-    def services(self, reply: Any) -> list[dict[str, Any]]:
-        items = reply.get("services", reply) if isinstance(reply, dict) else reply
-        if isinstance(items, dict):  # {name: {...}}
-            return [{"name": k, **v} for k, v in items.items()]
-        return list(items)
-
     def running(self) -> int:
         assert self.proc is not None
         if self.proc.poll() is not None:
@@ -138,7 +132,7 @@ class Aiwgd(Manager):
             raise Unavailable(f"aiwgd: service.list failed: {exc}") from None
         except ClientError:
             return 0  # not answering yet
-        return sum(1 for s in self.services(reply) if pid_state(s)[1] in UP)
+        return sum(1 for inst in reply["services"] if inst["state"] in UP)
 
     def list_ms(self, calls: int) -> list[float]:
         out = []
@@ -185,13 +179,10 @@ class Aiwgd(Manager):
         return out
 
 
-def pid_state(svc: dict[str, Any]) -> tuple[int | None, str]:
-    """A service's (pid, state): at its top level or, for instances, the first one's."""
-    inst = svc.get("instances")
-    if isinstance(inst, list) and inst and "pid" not in svc:
-        first: dict[str, Any] = inst[0]
-        return first.get("pid"), str(first.get("state", svc.get("state")))
-    return svc.get("pid"), str(svc.get("state"))
+def pid_state(reply: dict[str, Any]) -> tuple[int | None, str]:
+    """(pid, state) of a one-instance service from its `service.get` reply."""
+    inst: dict[str, Any] = reply["instances"][0]
+    return inst["pid"], str(inst["state"])
 
 
 # ---- one manager at one N ----------------------------------------------------------------
