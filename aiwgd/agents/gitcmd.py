@@ -1,0 +1,136 @@
+"""Run git as a subprocess: an argv list (never a shell), no prompts, a deadline.
+
+Every call is `git -C <dir> ...` with stdin from /dev/null, in its own session (so a
+timeout can kill git and whatever it started, e.g. a hook or a credential helper), and
+with the variables that would point git at another repository removed from its
+environment: the daemon may itself run under a git hook that set them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# `git rev-parse --local-env-vars`: each one would redirect git away from `-C <dir>`.
+_REPO_ENV = (
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_INTERNAL_SUPER_PREFIX",
+    "GIT_SHALLOW_FILE",
+    "GIT_COMMON_DIR",
+)
+
+DEFAULT_TIMEOUT = 120.0
+
+# Nothing git starts may outlive the call: no auto gc or maintenance detaching into the
+# background, no fsmonitor daemon; and no colour codes in what we parse or hand back.
+_CONFIG = (
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+    "-c", "core.fsmonitor=false",
+    "-c", "color.ui=false",
+)  # fmt: skip
+
+
+class GitError(Exception):
+    """git could not be run, exited non-zero or ran out of time; `line` is one line."""
+
+    def __init__(self, line: str, returncode: int | None = None) -> None:
+        super().__init__(line)
+        self.line = line
+        self.returncode = returncode
+
+
+@dataclass(frozen=True)
+class GitResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def message(self) -> str:
+        """git's own words on one line: its fatal/error lines if any, else all it said."""
+        return one_line(self.stderr) or one_line(self.stdout) or f"exit status {self.returncode}"
+
+
+def one_line(text: str) -> str:
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("hint:")]
+    # "Preparing worktree (new branch ...)" and the like are progress, not the reason.
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return "; ".join(errors or lines)
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    # A credential or ssh prompt would wait on a terminal the daemon does not have.
+    env["GIT_ASKPASS"] = "true"
+    env["SSH_ASKPASS"] = "true"
+    env["GIT_EDITOR"] = "true"
+    env["GIT_MERGE_AUTOEDIT"] = "no"
+    if extra:
+        env.update(extra)
+    return env
+
+
+async def git(
+    cwd: Path | str,
+    *args: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> GitResult:
+    """`git -C cwd args...`; raises GitError on a non-zero exit when `check`."""
+    argv = ["git", "-C", str(cwd), *_CONFIG, *args]
+    what = f"git {args[0]}" if args else "git"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=git_env(env),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc.strerror or exc}") from exc
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        # Its whole group goes: git may have started a hook, a pager or a helper.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(proc.wait())
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        raise GitError(f"{what} timed out after {timeout:g}s") from None
+    assert proc.returncode is not None
+    result = GitResult(
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+    )
+    if check and not result.ok:
+        raise GitError(f"{what}: {result.message()}", result.returncode)
+    return result
