@@ -14,6 +14,10 @@ themselves. Two ways find them:
   `AIWG_TASK_ID=<id>` and `AIWG_ROOT=<root>` in its environment (aiwgd.procs.marks),
   even after leaving the task's process group, or when the runner was never written.
 
+Services' processes are found the same two ways: the live processes `services.json`
+records ({instance, pid, pgid, create_time}, aiwgd/services/persist.py) and the
+`AIWG_SERVICE=<instance>` mark with this project's root mark.
+
 Only for a daemon that is not running (no one holds its lock): a live daemon's
 children are its own business.
 """
@@ -32,6 +36,8 @@ from aiwgd.procs import marks
 
 # The marks aiwgd.tasks.executors.local puts in each child's environment.
 TASK_MARK, ROOT_MARK = "AIWG_TASK_ID", "AIWG_ROOT"
+# ... and aiwgd.services.plan in each service's (not imported: the CLI stays light).
+SERVICE_MARK = "AIWG_SERVICE"
 # Runner fields of records written by 0.1 (aiwgd.tasks.model.upgrade_fields).
 _LEGACY_RUNNER = {"pid": "pid", "pgid": "pgid", "proc_create_time": "create_time"}
 # tasks.json holds one compact record per line: only these lines need parsing.
@@ -41,15 +47,23 @@ DEFAULT_GRACE_S = 10.0  # daemon.stop_grace_seconds when the config cannot be re
 
 @dataclass(frozen=True)
 class Leftover:
-    """A live process a task of the dead daemon started."""
+    """A live process a task or a service of the dead daemon started."""
 
     pid: int
     create_time: float | None
     name: str
-    task: str  # the task's id
+    task: str  # the task's id ("" for a service's process)
+    service: str = ""  # the service instance's name ("" for a task's process)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.service:
+            return {"pid": self.pid, "name": self.name, "task": None, "service": self.service}
         return {"pid": self.pid, "name": self.name, "task": self.task}
+
+
+@dataclass(frozen=True)
+class ServiceProcess(marks.MarkedProcess):
+    """A marked process of a service (`value`: the instance), told apart in reports."""
 
 
 # ---- what the store on disk says runs ------------------------------------------------
@@ -156,36 +170,80 @@ def _group(pgid: int) -> list[int]:
     return out
 
 
+def running_services(paths: Paths) -> list[dict[str, Any]]:
+    """The service processes `services.json` records as live: [{instance, pid, pgid,
+    create_time}] (empty when there is none, or it cannot be read)."""
+    try:
+        data = json.loads((paths.daemon_dir / "services.json").read_bytes())
+    except (OSError, ValueError):
+        return []
+    procs = data.get("processes") if isinstance(data, dict) else None
+    return [p for p in procs if isinstance(p, dict)] if isinstance(procs, list) else []
+
+
+def _recorded(rec: dict[str, Any] | None) -> list[int]:
+    """A recorded leader's live group ({pid, pgid, create_time}), if the leader is
+    still the recorded process."""
+    rec = rec or {}
+    pid, pgid, created = rec.get("pid"), rec.get("pgid"), rec.get("create_time")
+    if not isinstance(pid, int) or not isinstance(created, (int, float)):
+        return []  # never recorded: the mark finds its processes
+    if not marks.alive(pid, float(created)):
+        return []  # ended, or the PID is someone else's now
+    # The leader is still the recorded process, so its group is its owner's.
+    members = _group(pgid) if isinstance(pgid, int) and pgid == pid else [pid]
+    return sorted({pid, *members})
+
+
+def _marked(paths: Paths) -> list[marks.MarkedProcess]:
+    """Every live process carrying this project's task or service mark."""
+    where = {ROOT_MARK: str(paths.root)}
+    services = marks.find_marked(SERVICE_MARK, where=where)
+    return [
+        *marks.find_marked(TASK_MARK, where=where),
+        *(ServiceProcess(p.pid, p.create_time, p.value, p.name, p.ppid) for p in services),
+    ]
+
+
 def find(paths: Paths) -> list[Leftover]:
-    """Live processes the (dead) daemon of `paths` left: its running tasks' recorded
-    process groups, and everything carrying this project's task mark."""
+    """Live processes the (dead) daemon of `paths` left: its running tasks' and its
+    services' recorded process groups, and everything carrying this project's task or
+    service mark."""
     found: dict[int, Leftover] = {}
     for task_id, runner in running_tasks(paths).items():
-        pid, pgid = (runner or {}).get("pid"), (runner or {}).get("pgid")
-        created = (runner or {}).get("create_time")
-        if not isinstance(pid, int) or not isinstance(created, (int, float)):
-            continue  # never recorded: the mark below finds its processes
-        if not marks.alive(pid, float(created)):
-            continue  # ended, or the PID is someone else's now
-        # The leader is still the recorded process, so its group is the task's.
-        members = _group(pgid) if isinstance(pgid, int) and pgid == pid else [pid]
-        for member in {pid, *members}:
-            ct = marks.create_time(member)
-            found[member] = Leftover(member, ct, marks.name_of(member), task_id)
-    for p in marks.find_marked(TASK_MARK, where={ROOT_MARK: str(paths.root)}):
-        found.setdefault(p.pid, Leftover(p.pid, p.create_time, p.name, p.value))
+        for pid in _recorded(runner):
+            found[pid] = Leftover(pid, marks.create_time(pid), marks.name_of(pid), task_id)
+    for rec in running_services(paths):
+        inst = str(rec.get("instance", "?"))
+        for pid in _recorded(rec):
+            found.setdefault(
+                pid, Leftover(pid, marks.create_time(pid), marks.name_of(pid), "", inst)
+            )
+    for m in _marked(paths):
+        service = isinstance(m, ServiceProcess)
+        found.setdefault(
+            m.pid,
+            Leftover(
+                m.pid,
+                m.create_time,
+                m.name,
+                "" if service else m.value,
+                m.value if service else "",
+            ),
+        )
     return sorted(found.values(), key=lambda p: p.pid)
 
 
 def stop(paths: Paths, left: list[Leftover], grace: float) -> marks.StopReport:
     """The stop ladder for `left` (SIGTERM, `grace` seconds, SIGKILL), and for anything
     marked that appears meanwhile (a child forked by a dying parent)."""
-    procs = [marks.MarkedProcess(p.pid, p.create_time, p.task, p.name, 0) for p in left]
-    return marks.stop_marked(
-        procs,
-        grace,
-        rescan=lambda: marks.find_marked(TASK_MARK, where={ROOT_MARK: str(paths.root)}),
-    )
+    procs = [
+        ServiceProcess(p.pid, p.create_time, p.service, p.name, 0)
+        if p.service
+        else marks.MarkedProcess(p.pid, p.create_time, p.task, p.name, 0)
+        for p in left
+    ]
+    return marks.stop_marked(procs, grace, rescan=lambda: _marked(paths))
 
 
 def grace_s(paths: Paths, fast: bool) -> float:
@@ -202,15 +260,20 @@ def grace_s(paths: Paths, fast: bool) -> float:
 
 def stopped_line(done: marks.StopReport) -> str:
     """`aiwg stop`'s line for what it did to a dead daemon's leftovers."""
-    n = len(done.stopped) + len(done.survivors)
-    return f"stopped {n} task process{'es' if n > 1 else ''} it left: {done.describe()}"
+    procs = [*done.stopped, *done.survivors]
+    services = sum(isinstance(p, ServiceProcess) for p in procs)
+    counts = [(len(procs) - services, "task"), (services, "service")]
+    what = " and ".join(f"{n} {kind} process{'es' if n > 1 else ''}" for n, kind in counts if n)
+    return f"stopped {what} it left: {done.describe()}"
 
 
 def stop_report(done: marks.StopReport) -> list[dict[str, Any]]:
     """`aiwg stop --json`: each process and what stopped it (None: nothing could)."""
     how = [("SIGTERM", done.terminated), ("SIGKILL", done.killed), (None, done.survivors)]
     return [
-        {"pid": p.pid, "name": p.name, "task": p.value, "stopped_by": sig}
+        {"pid": p.pid, "name": p.name, "service": p.value, "task": None, "stopped_by": sig}
+        if isinstance(p, ServiceProcess)
+        else {"pid": p.pid, "name": p.name, "task": p.value, "stopped_by": sig}
         for sig, procs in how
         for p in procs
     ]
