@@ -396,9 +396,11 @@ class Worktrees:
     async def _undo_merge(self, before: str) -> None:
         """Leave nothing half-merged: abort, then check the tree is back where it was."""
         if await self._in_progress() == "MERGE_HEAD":
-            aborted = await self._run(self.root, "merge", "--abort", check=False)
-            if not aborted.ok:
-                await self._run(self.root, "reset", "--merge", check=False)
+            await self._run(self.root, "merge", "--abort", check=False)
         if await self._head() != before:
             raise WorktreeError(f"the merge moved HEAD off {before[:12]}; check the main tree")
+        # Killed after updating index and files but before MERGE_HEAD or the commit (a
+        # hook that hung): no merge to abort, its result is staged. The tree was clean
+        # before, so what differs from HEAD is the merge's own doing.
+        await self._run(self.root, "reset", "--merge", "HEAD", check=False)
         await self._require_clean_main("after aborting the merge")

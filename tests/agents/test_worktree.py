@@ -1,0 +1,192 @@
+"""Worktrees for isolated tasks: create, reuse, status, diff, and rollback of a failed
+creation. Real repositories and real `git worktree`s in temporary project dirs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiwgd.agents.worktree import NotARepository, Worktree, WorktreeError, Worktrees
+from tests.agents.wthelp import (
+    branches,
+    commit_all,
+    make_repo,
+    run,
+    sh_git,
+    worktree_paths,
+)
+from tests.tmpfs import fill, tmpfs
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_git_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    yield
+
+
+def test_create_from_head_gives_a_worktree_on_a_new_branch(project: Path) -> None:
+    head = make_repo(project)
+    wt = run(Worktrees(project).create("t1"))
+    assert wt == Worktree("t1", str(project / ".aiwg/worktrees/t1"), "aiwg/t1", head)
+    assert (Path(wt.path) / "a.txt").read_text() == "one\n"
+    assert sh_git(wt.path, "symbolic-ref", "--short", "HEAD") == "aiwg/t1"
+    assert wt.path in worktree_paths(project)
+    assert wt.to_dict() == {"task_id": "t1", "path": wt.path, "branch": "aiwg/t1", "base": head}
+    status = run(Worktrees(project).status(wt))
+    assert status["exists"] is True
+    assert (status["commits"], status["dirty"]) == (0, False)
+    assert (status["path"], status["branch"], status["base"]) == (wt.path, "aiwg/t1", head)
+    # The worktrees directory is the daemon's state: owner-only.
+    assert (project / ".aiwg/worktrees").stat().st_mode & 0o777 == 0o700
+
+
+def test_create_from_a_tag_and_from_a_branch_with_a_custom_prefix(project: Path) -> None:
+    first = make_repo(project)
+    sh_git(project, "tag", "v1")
+    sh_git(project, "branch", "feature")
+    (project / "a.txt").write_text("two\n")
+    second = commit_all(project, "second")
+    wts = Worktrees(project, branch_prefix="agents/")
+    tagged = run(wts.create("t1", base="v1"))
+    assert (tagged.base, tagged.branch) == (first, "agents/t1")
+    assert (Path(tagged.path) / "a.txt").read_text() == "one\n"
+    from_branch = run(wts.create("t2", base="feature"))
+    assert from_branch.base == first
+    assert run(wts.create("t3")).base == second
+    assert {"agents/t1", "agents/t2", "agents/t3"} <= set(branches(project))
+
+
+def test_status_counts_commits_and_sees_uncommitted_edits(project: Path) -> None:
+    make_repo(project)
+    wts = Worktrees(project)
+    wt = run(wts.create("t1"))
+    (Path(wt.path) / "a.txt").write_text("edited\n")
+    st = run(wts.status(wt))
+    assert (st["commits"], st["dirty"]) == (0, True)
+    commit_all(wt.path, "agent work")
+    st = run(wts.status(wt))
+    assert (st["commits"], st["dirty"], st["merged"]) == (1, False, False)
+    (Path(wt.path) / "new.txt").write_text("untracked\n")
+    st = run(wts.status(wt))
+    assert (st["commits"], st["dirty"]) == (1, True)
+
+
+def test_diff_shows_commits_uncommitted_edits_and_new_files(project: Path) -> None:
+    make_repo(project, {"a.txt": "one\n", "b.txt": "bee\n"})
+    wts = Worktrees(project)
+    wt = run(wts.create("t1"))
+    work = Path(wt.path)
+    (work / "a.txt").write_text("committed change\n")
+    commit_all(work, "agent work")
+    (work / "b.txt").write_text("uncommitted change\n")
+    (work / "new.txt").write_text("brand new\n")
+    diff = run(wts.diff(wt))
+    assert "-one\n+committed change\n" in diff
+    assert "-bee\n+uncommitted change\n" in diff
+    assert "+++ b/new.txt" in diff and "+brand new" in diff
+    # Looking changed nothing in the task's worktree: the new file is still untracked.
+    assert "?? new.txt" in sh_git(work, "status", "--porcelain").splitlines()
+
+
+def test_create_again_reuses_the_worktree_even_after_a_restart(project: Path) -> None:
+    head = make_repo(project)
+    wt = run(Worktrees(project).create("t1"))
+    (Path(wt.path) / "a.txt").write_text("work\n")
+    commit_all(wt.path, "agent work")
+    (Path(wt.path) / "scratch").write_text("uncommitted\n")
+    # A new instance is what a restarted daemon has; the base stays the creation commit.
+    wts = Worktrees(project)
+    again = run(wts.create("t1"))
+    assert again == wt and again.base == head
+    assert (Path(wt.path) / "scratch").read_text() == "uncommitted\n"
+    assert run(wts.find("t1")) == wt
+    assert run(wts.find("t2")) is None
+    # Killed before the base was recorded: the branch's reflog still knows it.
+    sh_git(project, "config", "--unset", "branch.aiwg/t1.aiwgbase")
+    assert run(wts.create("t1")).base == head
+    assert branches(project).count("aiwg/t1") == 1
+
+
+def test_a_branch_that_already_exists_is_refused_and_kept(project: Path) -> None:
+    make_repo(project)
+    sh_git(project, "branch", "aiwg/t1")
+    before = sh_git(project, "rev-parse", "aiwg/t1")
+    with pytest.raises(WorktreeError) as err:
+        run(Worktrees(project).create("t1"))
+    assert "already exists" in str(err.value) and "\n" not in str(err.value)
+    assert not (project / ".aiwg/worktrees/t1").exists()
+    assert worktree_paths(project) == [str(project)]
+    assert sh_git(project, "rev-parse", "aiwg/t1") == before  # someone else's: untouched
+
+
+def test_a_bad_base_leaves_nothing_behind(project: Path) -> None:
+    make_repo(project)
+    wts = Worktrees(project)
+    with pytest.raises(WorktreeError) as err:
+        run(wts.create("t1", base="no-such-ref"))
+    assert "no-such-ref" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(WorktreeError, match="bad base"):
+        run(wts.create("t1", base="--orphan"))
+    assert branches(project) == ["main"]
+    assert worktree_paths(project) == [str(project)]
+    assert not (project / ".aiwg/worktrees/t1").exists()
+
+
+def test_a_full_disk_rolls_the_creation_back(project: Path) -> None:
+    """git creates the branch, then fails writing the checkout: the branch must go too."""
+    make_repo(project, {f"f{i}.txt": "x" * 4096 + f"{i}\n" for i in range(64)})
+    where = project / ".aiwg/worktrees"
+    where.mkdir(parents=True)
+    if os.geteuid() != 0:  # root writes through permissions; it gets a real full disk
+        where.chmod(0o500)
+        try:
+            with pytest.raises(WorktreeError) as err:
+                run(Worktrees(project).create("t1"))
+        finally:
+            where.chmod(0o700)
+    else:
+        with tmpfs(where, size="1m"):
+            fill(where)
+            with pytest.raises(WorktreeError) as err:
+                run(Worktrees(project).create("t1"))
+            assert not (where / "t1").exists()
+    assert "t1" in str(err.value) and "\n" not in str(err.value)
+    assert branches(project) == ["main"]
+    assert worktree_paths(project) == [str(project)]
+    # Space is back: the same task is created normally.
+    assert Path(run(Worktrees(project).create("t1")).path, "f1.txt").exists()
+
+
+def test_not_a_repository_is_its_own_error(project: Path) -> None:
+    with pytest.raises(NotARepository) as err:
+        run(Worktrees(project).create("t1"))
+    message = str(err.value)
+    assert "not a git repository" in message and str(project) in message
+    assert "\n" not in message
+    assert not (project / ".aiwg/worktrees").exists()
+
+
+def test_a_task_id_that_is_not_a_plain_name_is_refused(project: Path) -> None:
+    make_repo(project)
+    for bad in ("../escape", "a/b", "", ".hidden", "x.lock"):
+        with pytest.raises(WorktreeError, match="cannot name a worktree"):
+            run(Worktrees(project).create(bad))
+    assert branches(project) == ["main"]
+
+
+def test_something_else_at_the_task_path_is_not_overwritten(project: Path) -> None:
+    make_repo(project)
+    where = project / ".aiwg/worktrees/t1"
+    where.mkdir(parents=True)
+    (where / "keep.txt").write_text("mine\n")
+    with pytest.raises(WorktreeError, match="already exists"):
+        run(Worktrees(project).create("t1"))
+    assert (where / "keep.txt").read_text() == "mine\n"
+    assert branches(project) == ["main"]
+    # An empty directory is what a creation killed part way leaves: it is reused.
+    (where / "keep.txt").unlink()
+    assert Path(run(Worktrees(project).create("t1")).path, "a.txt").exists()
