@@ -75,9 +75,12 @@ class GitResult:
 def one_line(text: str) -> str:
     lines = [" ".join(line.split()) for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith("hint:")]
-    # "Preparing worktree (new branch ...)" and the like are progress, not the reason.
-    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return "; ".join(errors or lines)
+    # What comes before the first fatal/error line is progress ("Preparing worktree
+    # ..."); what follows it is part of the reason (the files a merge would overwrite).
+    for i, line in enumerate(lines):
+        if line.startswith(("fatal:", "error:")):
+            return "; ".join(lines[i:])
+    return "; ".join(lines)
 
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -134,6 +134,12 @@ class Worktrees:
             return None
         return Worktree(task_id, str(path), branch, await self._base_of(branch))
 
+    async def workdir(self, wt: Worktree) -> str:
+        """Where the task runs: the project root's place inside the worktree (the root may
+        be a subdirectory of the repository, e.g. one project of a monorepo)."""
+        prefix = await self._run(self.root, "rev-parse", "--show-prefix")
+        return os.path.normpath(os.path.join(wt.path, prefix.stdout.strip()))
+
     # -- review ------------------------------------------------------------------------
 
     async def status(self, wt: Worktree) -> dict[str, Any]:

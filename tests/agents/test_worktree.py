@@ -190,3 +190,19 @@ def test_something_else_at_the_task_path_is_not_overwritten(project: Path) -> No
     # An empty directory is what a creation killed part way leaves: it is reused.
     (where / "keep.txt").unlink()
     assert Path(run(Worktrees(project).create("t1")).path, "a.txt").exists()
+
+
+def test_a_project_in_a_subdirectory_runs_in_the_same_place_in_its_worktree(
+    project: Path,
+) -> None:
+    make_repo(project)
+    (project / "apps" / "web").mkdir(parents=True)
+    (project / "apps" / "web" / "app.txt").write_text("app\n")
+    commit_all(project, "a project inside the repository")
+    wts = Worktrees(project / "apps" / "web")
+    wt = run(wts.create("t1"))
+    assert wt.path == str(project / "apps/web/.aiwg/worktrees/t1")
+    workdir = run(wts.workdir(wt))
+    assert workdir == os.path.join(wt.path, "apps", "web")
+    assert Path(workdir, "app.txt").read_text() == "app\n"
+    assert run(Worktrees(project).workdir(run(Worktrees(project).create("t2")))).endswith("/t2")

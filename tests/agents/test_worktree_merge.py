@@ -185,3 +185,16 @@ def test_merge_refuses_a_detached_main_tree(project: Path) -> None:
     with pytest.raises(WorktreeError, match="detached HEAD"):
         run(wts.merge(wt))
     assert main_tree_clean(project)
+
+
+def test_an_untracked_file_in_the_way_refuses_the_merge_and_is_kept(project: Path) -> None:
+    make_repo(project)
+    wts = Worktrees(project)
+    wt = task_with_commit(wts, "t1", "feature.txt", "from the agent\n")
+    (project / "feature.txt").write_text("the user's own, not committed\n")
+    with pytest.raises(WorktreeError) as err:
+        run(wts.merge(wt))
+    assert "would be overwritten" in str(err.value) and "feature.txt" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert (project / "feature.txt").read_text() == "the user's own, not committed\n"
+    assert main_tree_clean(project) and no_merge_in_progress(project)
