@@ -137,3 +137,28 @@ async def git(
     if check and not result.ok:
         raise GitError(f"{what}: {result.message()}", result.returncode)
     return result
+
+
+@dataclass(frozen=True)
+class ListedWorktree:
+    branch: str | None  # the full ref, None when detached
+    locked: str | None  # the lock's reason ("" when given none), None when not locked
+
+
+def parse_worktree_list(text: str) -> dict[str, ListedWorktree]:
+    """`git worktree list --porcelain` as real path -> entry."""
+    found: dict[str, ListedWorktree] = {}
+    path: str | None = None
+    fields: dict[str, str] = {}
+    for line in [*text.splitlines(), ""]:
+        if not line:  # a blank line ends each worktree's block
+            if path is not None:
+                found[path] = ListedWorktree(fields.get("branch"), fields.get("locked"))
+            path, fields = None, {}
+            continue
+        key, _, value = line.partition(" ")
+        if key == "worktree":
+            path = os.path.realpath(value)
+        else:
+            fields[key] = value
+    return found

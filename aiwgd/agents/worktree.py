@@ -28,13 +28,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aiwgd.agents.gitcmd import DEFAULT_TIMEOUT, GitError, GitResult, git
+from aiwgd.agents.gitcmd import (
+    DEFAULT_TIMEOUT,
+    GitError,
+    GitResult,
+    ListedWorktree,
+    git,
+    parse_worktree_list,
+)
 from aiwgd.infra.durable import ensure_private_dir
 
 log = logging.getLogger(__name__)
 
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _BASE_KEY = "aiwgbase"
+_INITIALIZING = "initializing"  # git's lock on a worktree it is still checking out
 # The main tree's operations that leave it half-done; a merge must not start on top.
 _IN_PROGRESS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 
@@ -97,9 +105,12 @@ class Worktrees:
             await self._require_repo()
             await self._run(self.root, "check-ref-format", "--branch", branch)
             await self._run(self.root, "worktree", "prune")  # forget deleted directories
-            registered = await self._registered()
-            if _real(path) in registered:
-                if registered[_real(path)] == f"refs/heads/{branch}":
+            listed = (await self._registered()).get(_real(path))
+            if listed is not None and listed.locked == _INITIALIZING:
+                # git was killed while checking out (it locks until done): start over.
+                await self._rollback(path, branch, await self._moved(branch))
+            elif listed is not None:
+                if listed.branch == f"refs/heads/{branch}":
                     return Worktree(task_id, str(path), branch, await self._base_of(branch))
                 raise WorktreeError(f"{path} is a worktree of another branch, not {branch}")
             self._clear_leftover(path)
@@ -113,6 +124,7 @@ class Worktrees:
                     self.root,
                     *("worktree", "add", "-b", branch, "--", str(path), base or "HEAD"),
                     check=False,
+                    env={"LC_ALL": "C"},  # its lock reason, "initializing", not translated
                 )
                 if not added.ok:
                     raise WorktreeError(
@@ -130,7 +142,8 @@ class Worktrees:
         """The task's worktree if it exists (after a restart the caller may only know ids)."""
         path, branch = self.path_for(task_id), self.branch_for(task_id)
         await self._require_repo()
-        if (await self._registered()).get(_real(path)) != f"refs/heads/{branch}":
+        listed = (await self._registered()).get(_real(path))
+        if listed is None or listed.branch != f"refs/heads/{branch}":
             return None
         return Worktree(task_id, str(path), branch, await self._base_of(branch))
 
@@ -274,18 +287,16 @@ class Worktrees:
             why = inside.message() if not inside.ok else "a bare repository has no work tree"
             raise NotARepository(f"{self.root} is not a git repository ({why})")
 
-    async def _registered(self) -> dict[str, str | None]:
-        """Each worktree's real path -> its branch ref (None when detached)."""
+    async def _registered(self) -> dict[str, ListedWorktree]:
         listing = await self._run(self.root, "worktree", "list", "--porcelain")
-        found: dict[str, str | None] = {}
-        current: str | None = None
-        for line in listing.stdout.splitlines():
-            if line.startswith("worktree "):
-                current = os.path.realpath(line[len("worktree ") :])
-                found[current] = None
-            elif line.startswith("branch ") and current is not None:
-                found[current] = line[len("branch ") :]
-        return found
+        return parse_worktree_list(listing.stdout)
+
+    async def _moved(self, branch: str) -> bool:
+        """Whether the branch has moved since it was created (then it is work to keep)."""
+        reflog = await self._run(
+            self.root, "reflog", "show", "--format=%H", f"refs/heads/{branch}", check=False
+        )
+        return len(reflog.stdout.split()) > 1 or not reflog.ok
 
     async def _tip(self, branch: str) -> str | None:
         got = await self._run(

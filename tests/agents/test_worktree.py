@@ -4,6 +4,9 @@ creation. Real repositories and real `git worktree`s in temporary project dirs."
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from aiwgd.agents.worktree import NotARepository, Worktree, WorktreeError, Worktrees
 from tests.agents.wthelp import (
+    GIT_ENV,
     branches,
     commit_all,
     make_repo,
@@ -19,6 +23,19 @@ from tests.agents.wthelp import (
     worktree_paths,
 )
 from tests.tmpfs import fill, tmpfs
+from tests.utils import wait_for
+
+# A smudge filter that hangs while `hang` exists: git is inside its checkout, the new
+# worktree registered and locked "initializing", when the test kills it.
+SMUDGE = """\
+import pathlib, sys, time
+here = pathlib.Path(__file__).parent
+sys.stdout.write(sys.stdin.read())
+sys.stdout.flush()
+if (here / "hang").exists():
+    (here / "smudging").touch()
+    time.sleep(60)
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -206,3 +223,35 @@ def test_a_project_in_a_subdirectory_runs_in_the_same_place_in_its_worktree(
     assert workdir == os.path.join(wt.path, "apps", "web")
     assert Path(workdir, "app.txt").read_text() == "app\n"
     assert run(Worktrees(project).workdir(run(Worktrees(project).create("t2")))).endswith("/t2")
+
+
+def test_a_creation_killed_mid_checkout_is_started_over(project: Path) -> None:
+    """A daemon killed with -9 leaves git running; git killed part way through its checkout
+    leaves a registered, locked, half-filled worktree: the retry rebuilds it."""
+    files = {".gitattributes": "*.txt filter=slow\n", "a.txt": "one\n", "b.txt": "bee\n"}
+    head = make_repo(project, files)
+    (project / "smudge.py").write_text(SMUDGE)
+    sh_git(project, "config", "filter.slow.smudge", f"{sys.executable} {project}/smudge.py")
+    (project / "hang").touch()
+    path = project / ".aiwg/worktrees/t1"
+    (project / ".aiwg/worktrees").mkdir(parents=True)
+    git = subprocess.Popen(
+        ["git", "-C", str(project), "worktree", "add", "-b", "aiwg/t1", "--", str(path)],
+        env={**GIT_ENV, "LC_ALL": "C"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for((project / "smudging").exists, 10, "git to be inside its checkout")
+    finally:
+        os.killpg(git.pid, signal.SIGKILL)
+        git.wait()
+    assert "locked initializing" in sh_git(project, "worktree", "list", "--porcelain")
+    (project / "hang").unlink()
+    wt = run(Worktrees(project).create("t1"))
+    assert (wt.path, wt.base) == (str(path), head)
+    assert (path / "a.txt").read_text() == "one\n" and (path / "b.txt").read_text() == "bee\n"
+    assert "locked" not in sh_git(project, "worktree", "list", "--porcelain")
+    assert run(Worktrees(project).status(wt))["dirty"] is False
