@@ -51,6 +51,13 @@ def _real(path: Path | str) -> str:
     return os.path.realpath(path)
 
 
+def _check_base(base: str | None) -> str | None:
+    if base is not None and (not base or base.startswith("-")):
+        # Never an option to git, whatever the task's spec says.
+        raise WorktreeError(f"bad base {base!r}: not a git revision")
+    return base
+
+
 class WorktreeError(Exception):
     """A worktree operation failed or was refused; the message is one line."""
 
@@ -99,8 +106,7 @@ class Worktrees:
     async def create(self, task_id: str, base: str | None = None) -> Worktree:
         """A new worktree on a new branch from `base`; the existing one if already made."""
         path, branch = self.path_for(task_id), self.branch_for(task_id)
-        if base is not None and (not base or base.startswith("-")):
-            raise WorktreeError(f"bad base {base!r}: not a git revision")
+        base = _check_base(base)
         async with self._lock:
             await self._require_repo()
             await self._run(self.root, "check-ref-format", "--branch", branch)
@@ -114,7 +120,7 @@ class Worktrees:
                     return Worktree(task_id, str(path), branch, await self._base_of(branch))
                 raise WorktreeError(f"{path} is a worktree of another branch, not {branch}")
             self._clear_leftover(path)
-            had_branch = await self._branch_exists(branch)
+            had_branch = await self._tip(branch) is not None
             try:
                 ensure_private_dir(self.dir)
             except OSError as exc:
@@ -137,6 +143,16 @@ class Worktrees:
                 await self._rollback(path, branch, had_branch)
                 raise
             return Worktree(task_id, str(path), branch, sha)
+
+    async def validate(self, base: str | None = None) -> str:
+        """What a submit checks before accepting a task: the project is a repository and
+        `base` names a commit; returns its sha. NotARepository or WorktreeError."""
+        await self._require_repo()
+        rev = _check_base(base) or "HEAD"
+        got = await self._run(self.root, "rev-parse", "--verify", f"{rev}^{{commit}}", check=False)
+        if not got.ok:
+            raise WorktreeError(f"bad base {rev!r}: {got.message()}")
+        return got.stdout.strip()
 
     async def find(self, task_id: str) -> Worktree | None:
         """The task's worktree if it exists (after a restart the caller may only know ids)."""
@@ -304,9 +320,6 @@ class Worktrees:
         )
         return got.stdout.strip() if got.ok else None
 
-    async def _branch_exists(self, branch: str) -> bool:
-        return await self._tip(branch) is not None
-
     async def _base_of(self, branch: str) -> str:
         key = f"branch.{branch}.{_BASE_KEY}"
         got = await self._run(self.root, "config", "--get", key, check=False)
@@ -340,7 +353,7 @@ class Worktrees:
                 await self._run(self.root, "worktree", "remove", "--force", "--force", str(path))
             if path.exists() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
-            if not had_branch and await self._branch_exists(branch):
+            if not had_branch and await self._tip(branch) is not None:
                 await self._run(self.root, "branch", "-D", branch)
             await self._run(self.root, "worktree", "prune")
         except (WorktreeError, OSError) as exc:
@@ -354,7 +367,7 @@ class Worktrees:
             await self._run(self.root, "worktree", "remove", "--force", "--force", str(path))
         if path.exists():
             shutil.rmtree(path)
-        if await self._branch_exists(wt.branch):
+        if await self._tip(wt.branch) is not None:
             await self._run(self.root, "branch", "-D", wt.branch)
         await self._run(self.root, "worktree", "prune")
 

@@ -255,3 +255,18 @@ def test_a_creation_killed_mid_checkout_is_started_over(project: Path) -> None:
     assert (path / "a.txt").read_text() == "one\n" and (path / "b.txt").read_text() == "bee\n"
     assert "locked" not in sh_git(project, "worktree", "list", "--porcelain")
     assert run(Worktrees(project).status(wt))["dirty"] is False
+
+
+def test_validate_is_what_a_submit_checks(project: Path) -> None:
+    with pytest.raises(NotARepository):
+        run(Worktrees(project).validate())
+    head = make_repo(project)
+    sh_git(project, "tag", "-a", "-m", "release", "v1")
+    wts = Worktrees(project)
+    assert run(wts.validate()) == head
+    assert run(wts.validate("v1")) == head  # an annotated tag names its commit
+    for bad in ("no-such-ref", "-x", ""):
+        with pytest.raises(WorktreeError, match="bad base") as err:
+            run(wts.validate(bad))
+        assert "\n" not in str(err.value)
+    assert branches(project) == ["main"] and worktree_paths(project) == [str(project)]
