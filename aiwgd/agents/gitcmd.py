@@ -1,4 +1,5 @@
-"""Run git as a subprocess: an argv list (never a shell), no prompts, a deadline.
+"""Run git as a subprocess: an argv list (never a shell), no prompts, a deadline; and
+`Repo`, the few queries about one repository that aiwgd.agents.worktree asks.
 
 Every call is `git -C <dir> ...` with stdin from /dev/null, in its own session (so a
 timeout can kill git and whatever it started, e.g. a hook or a credential helper), and
@@ -37,6 +38,8 @@ _REPO_ENV = (
 )
 
 DEFAULT_TIMEOUT = 120.0
+# Operations that leave a tree half-done; a merge must not start on top of one.
+_IN_PROGRESS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 
 # Nothing git starts may outlive the call: no auto gc or maintenance detaching into the
 # background, no fsmonitor daemon; and no colour codes in what we parse or hand back.
@@ -162,3 +165,59 @@ def parse_worktree_list(text: str) -> dict[str, ListedWorktree]:
         else:
             fields[key] = value
     return found
+
+
+class Repo:
+    """One repository's git, run from `root`: the queries worktrees need, one call each."""
+
+    def __init__(self, root: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.root = root
+        self.timeout = timeout
+
+    async def run(
+        self,
+        *args: str,
+        cwd: Path | str | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> GitResult:
+        where = self.root if cwd is None else cwd
+        return await git(where, *args, timeout=self.timeout, env=env, check=check)
+
+    async def out(self, *args: str, cwd: Path | str | None = None) -> str:
+        return (await self.run(*args, cwd=cwd)).stdout.strip()
+
+    async def tip(self, branch: str) -> str | None:
+        got = await self.run(
+            "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False
+        )
+        return got.stdout.strip() if got.ok else None
+
+    async def current_branch(self) -> str | None:
+        got = await self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        return got.stdout.strip() if got.ok else None
+
+    async def reflog(self, branch: str) -> list[str]:
+        """The branch's positions, newest first: the last is where it was created."""
+        got = await self.run("reflog", "show", "--format=%H", f"refs/heads/{branch}", check=False)
+        return got.stdout.split() if got.ok else []
+
+    async def is_ancestor(self, commit: str, of: str) -> bool:
+        return (await self.run("merge-base", "--is-ancestor", commit, of, check=False)).ok
+
+    async def worktrees(self) -> dict[str, ListedWorktree]:
+        return parse_worktree_list(await self.out("worktree", "list", "--porcelain"))
+
+    async def in_progress(self) -> str | None:
+        """The operation that left the main tree half-done (a merge, a rebase...), if any."""
+        for name in _IN_PROGRESS:
+            if os.path.exists(self.root / await self.out("rev-parse", "--git-path", name)):
+                return name
+        return None
+
+    async def tracked_changes(self, cwd: Path | str | None = None) -> list[str]:
+        """Staged or unstaged changes to tracked files (untracked ones are not in the way
+        of a merge unless git says so itself)."""
+        optional = {"GIT_OPTIONAL_LOCKS": "0"}  # looking must not take the index lock
+        got = await self.run("status", "--porcelain", "-uno", cwd=cwd, env=optional)
+        return [line[3:] for line in got.stdout.splitlines() if line.strip()]
