@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from aiwgd.procs import marks
 from aiwgd.procs.registry import ChildRegistry, LiveChild
 
 
@@ -64,20 +65,19 @@ class Sampler:
         if what is None:
             what = targets(self.registry or ())
         seen: set[tuple[int, float]] = set()
-        kids = _children_map() if what else {}
-        out = [self._tree(t, kids, seen) for t in what]
+        out = [self._tree(t, seen) for t in what]
         # Forget processes that are gone, so the cache never outgrows the live set.
         for key in [k for k in self._procs if k not in seen]:
             del self._procs[key]
         return out
 
-    def _tree(
-        self, target: Target, kids: dict[int, list[int]], seen: set[tuple[int, float]]
-    ) -> Usage:
+    def _tree(self, target: Target, seen: set[tuple[int, float]]) -> Usage:
         pids = {target.pid, *target.known}
         todo = list(pids)
-        while todo:  # every descendant of the leader and of those that left its group
-            for kid in kids.get(todo.pop(), ()):
+        # Every descendant of the leader and of those that left its group, read down
+        # /proc/PID/task/*/children: the size of the tree, not of the process table.
+        while todo:
+            for kid in marks.children_of(todo.pop()):
                 if kid not in pids:
                     pids.add(kid)
                     todo.append(kid)
@@ -100,14 +100,3 @@ class Sampler:
             except psutil.Error:
                 continue
         return Usage(target.owner, target.pid, count, round(cpu, 1), rss, fds, threads)
-
-
-def _children_map() -> dict[int, list[int]]:
-    """{pid: its children} from one pass over /proc: psutil's children() makes that
-    pass for every call, once per registered child and sample otherwise."""
-    out: dict[int, list[int]] = {}
-    for proc in psutil.process_iter(["ppid"]):
-        ppid = proc.info.get("ppid")
-        if ppid:
-            out.setdefault(ppid, []).append(proc.pid)
-    return out

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from aiwgd.procs import marks, reaper
 from aiwgd.procs.output import DEFAULT_LOG_CAP, DEFAULT_TAIL_BYTES, OutputSink
+from aiwgd.procs.ticker import Ticker
 from aiwgd.procs.tree import GONE_POLL_S, alive, create_time, group_members, tree_snapshot
 
 __all__ = ["Child", "Escapee", "Exit"]
@@ -50,7 +51,6 @@ CHUNK = 64 * 1024
 # Snapshots of the process tree: the first soon after start (most escapes happen
 # early), then at this interval, in a worker thread so the event loop never blocks.
 FIRST_SNAPSHOT_S = 0.25
-SNAPSHOT_INTERVAL_S = 1.0
 # After the leader is gone, output still buffered in the pipe is drained; a stranger
 # that inherited the pipe (and is neither in the group nor a known descendant) must
 # not hold the task open forever.
@@ -176,8 +176,8 @@ class Child:
         self.known: dict[int, float] = {}  # descendants seen in snapshots
         self.mark = dict(mark or {})
         self.escapes: dict[int, Escapee] = {}  # outside the group when signalled
-        # A timer, not a task, until the first snapshot is due: most tasks are gone first.
-        self._watch: asyncio.Task[None] | None = None
+        # A timer until the first snapshot is due (most tasks are gone first), then one
+        # shared tick for every child of the loop.
         self._watch_timer = io.loop.call_later(FIRST_SNAPSHOT_S, self._start_watch)
         self._finished: Exit | None = None
 
@@ -237,12 +237,7 @@ class Child:
     # -- watching ----------------------------------------------------------------------
     def _start_watch(self) -> None:
         if self.returncode is None and self._finished is None:
-            self._watch = asyncio.create_task(self._watch_tree())
-
-    async def _watch_tree(self) -> None:
-        while self.returncode is None:
-            await self.snapshot()
-            await asyncio.sleep(SNAPSHOT_INTERVAL_S)
+            Ticker.of(self.io.loop).add(self)
 
     async def snapshot(self) -> None:
         """Record the current descendants (so an escape is still found later)."""
@@ -389,8 +384,7 @@ class Child:
                     extra={"pid": self.pid},
                 )
         self._watch_timer.cancel()
-        if self._watch is not None:
-            self._watch.cancel()
+        Ticker.of(self.io.loop).discard(self)
         self.io.close_pipe()
         if self.escapes:
             log.warning(
