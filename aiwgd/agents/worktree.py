@@ -37,7 +37,6 @@ from aiwgd.infra.durable import ensure_private_dir
 log = logging.getLogger(__name__)
 
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_BASE_KEY = "aiwgbase"
 _INITIALIZING = "initializing"  # git's lock on a worktree it is still checking out
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -60,6 +59,10 @@ def _as_worktree_error(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Coroutin
             raise WorktreeError(exc.line) from None
 
     return call
+
+
+def _base_key(branch: str) -> str:
+    return f"branch.{branch}.aiwgbase"
 
 
 def _real(path: Path | str) -> str:
@@ -139,13 +142,18 @@ class Worktrees:
                 raise WorktreeError(f"{path} is a worktree of another branch, not {branch}")
             self._clear_leftover(path)
             had_branch = await self.git.tip(branch) is not None
+            # Its worktree was deleted by hand but the branch is the task's own (it has
+            # the base recorded): check the branch out again instead of refusing.
+            known = await self.git.run("config", "--get", _base_key(branch), check=False)
+            ours = had_branch and known.ok
             try:
                 ensure_private_dir(self.dir)
             except OSError as exc:
                 raise WorktreeError(f"cannot create {self.dir}: {exc.strerror or exc}") from None
             try:
+                new = ("-b", branch, "--", str(path), base or "HEAD")
                 added = await self.git.run(
-                    *("worktree", "add", "-b", branch, "--", str(path), base or "HEAD"),
+                    *("worktree", "add", *(("--", str(path), branch) if ours else new)),
                     check=False,
                     env={"LC_ALL": "C"},  # its lock reason, "initializing", not translated
                 )
@@ -153,8 +161,10 @@ class Worktrees:
                     raise WorktreeError(
                         f"cannot create the worktree of task {task_id}: {added.message()}"
                     )
+                if ours:
+                    return Worktree(task_id, str(path), branch, known.stdout.strip())
                 sha = await self.git.out("rev-parse", f"refs/heads/{branch}")
-                await self.git.run("config", f"branch.{branch}.{_BASE_KEY}", sha)
+                await self.git.run("config", _base_key(branch), sha)
             except BaseException:
                 await self._rollback(path, branch, had_branch)
                 raise
@@ -182,7 +192,8 @@ class Worktrees:
 
     @_as_worktree_error
     async def status(self, wt: Worktree) -> dict[str, Any]:
-        """{path, branch, base, exists, commits, dirty, merged, head}."""
+        """{task_id, path, branch, base, exists, commits, dirty, merged, head}: `merged`
+        when deleting it loses no commit, `head` the branch's tip (None once deleted)."""
         await self._require_repo()
         path = Path(wt.path)
         exists = path.is_dir() and (path / ".git").exists()
@@ -197,16 +208,8 @@ class Worktrees:
             )
             dirty = bool(changes.stdout.strip())
         merged = head is not None and (commits == 0 or await self._contained(head))
-        return {
-            "path": wt.path,
-            "branch": wt.branch,
-            "base": wt.base,
-            "exists": exists,
-            "commits": commits,
-            "dirty": dirty,
-            "merged": merged,
-            "head": head,
-        }
+        found = {"exists": exists, "commits": commits, "dirty": dirty, "merged": merged}
+        return {**wt.to_dict(), **found, "head": head}
 
     @_as_worktree_error
     async def diff(self, wt: Worktree) -> str:
@@ -305,7 +308,7 @@ class Worktrees:
             raise NotARepository(f"{self.root} is not a git repository ({why})")
 
     async def _base_of(self, branch: str) -> str:
-        key = f"branch.{branch}.{_BASE_KEY}"
+        key = _base_key(branch)
         got = await self.git.run("config", "--get", key, check=False)
         if got.ok and got.stdout.strip():
             return got.stdout.strip()

@@ -3,7 +3,9 @@ creation. Real repositories and real `git worktree`s in temporary project dirs."
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,3 +272,45 @@ def test_validate_is_what_a_submit_checks(project: Path) -> None:
             run(wts.validate(bad))
         assert "\n" not in str(err.value)
     assert branches(project) == ["main"] and worktree_paths(project) == [str(project)]
+
+
+def test_a_worktree_deleted_by_hand_is_checked_out_again_on_its_branch(project: Path) -> None:
+    head = make_repo(project)
+    wts = Worktrees(project)
+    wt = run(wts.create("t1"))
+    (Path(wt.path) / "a.txt").write_text("work\n")
+    commit_all(wt.path, "agent work")
+    shutil.rmtree(wt.path)
+    assert run(wts.status(wt))["exists"] is False
+    again = run(wts.create("t1"))
+    assert again == wt and again.base == head
+    assert (Path(wt.path) / "a.txt").read_text() == "work\n"  # the branch's commit
+    assert run(wts.status(again))["commits"] == 1
+
+
+def test_the_daemons_own_git_variables_do_not_redirect_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started from a git hook, the daemon inherits GIT_DIR and friends."""
+    other = project / "other"
+    other.mkdir()
+    make_repo(other)
+    mine = project / "mine"
+    mine.mkdir()
+    make_repo(mine)
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(other))
+    run(Worktrees(mine).create("t1"))
+    assert "aiwg/t1" in branches(mine) and "aiwg/t1" not in branches(other)
+
+
+def test_concurrent_creates_of_one_task_give_one_worktree(project: Path) -> None:
+    make_repo(project)
+    wts = Worktrees(project)
+
+    async def both() -> list[Worktree]:
+        return list(await asyncio.gather(wts.create("t1"), wts.create("t1"), wts.create("t2")))
+
+    first, second, other = run(both())
+    assert first == second and other.branch == "aiwg/t2"
+    assert sorted(branches(project)) == ["aiwg/t1", "aiwg/t2", "main"]
