@@ -51,7 +51,7 @@ def stop(
             f"aiwgd stopped (PID {done.pid})",
         )
         return
-    # Not running. Its leftover task processes (a kill -9) were stopped now, if any.
+    # Not running. What its tasks and services left (a kill -9) was stopped now, if any.
     note = f" (removed stale {', '.join(done.cleaned)})" if done.cleaned else ""
     lines = [f"aiwgd is not running{note}"]
     data = {"stopped": False, "running": False, "cleaned": list(done.cleaned), "left": []}
@@ -63,7 +63,7 @@ def stop(
     emit(data, want_json(json_out), "\n".join(lines))
     if done.left and done.left.survivors:
         n = len(done.left.survivors)
-        raise CtlError(f"{n} task process{'es' if n > 1 else ''} still running after SIGKILL")
+        raise CtlError(f"{n} process{'es' if n > 1 else ''} it left still running after SIGKILL")
 
 
 def restart(root: Root = None, json_out: Json = False) -> None:

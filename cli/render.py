@@ -96,11 +96,16 @@ def _left(left: list[dict[str, Any]]) -> list[str]:
     if not left:
         return []
     n = len(left)
-    head = f"{n} task process{'es' if n > 1 else ''} left by it still run{'' if n > 1 else 's'}"
+    kind = "task " if not any(p.get("service") for p in left) else ""
+    head = f"{n} {kind}process{'es' if n > 1 else ''} left by it still run{'' if n > 1 else 's'}"
     return [
         f"{head} (`aiwg stop` stops them):",
-        *(f"  pid {p['pid']} ({p['name']}), task {p['task']}" for p in left),
+        *(f"  pid {p['pid']} ({p['name']}), {_owner(p)}" for p in left),
     ]
+
+
+def _owner(p: dict[str, Any]) -> str:
+    return f"service {p['service']}" if p.get("service") else f"task {p['task']}"
 
 
 def _details(info: dict[str, Any]) -> list[str]:

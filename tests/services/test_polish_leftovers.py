@@ -71,8 +71,10 @@ def test_kill9_then_status_lists_and_stop_stops_service_processes(
     assert out.returncode == 3, out
     lines = out.stdout.splitlines()
     assert lines[0].startswith("aiwgd is not running"), lines
-    for pid in pids:
-        assert any(line.startswith(f"  pid {pid} (") for line in lines), (pid, lines)
+    assert lines[1].startswith("3 processes left by it still run"), lines
+    owners = {web_pid: "service web", kid: "service web", bare_pid: "service bare"}
+    for pid, owner in owners.items():
+        assert any(ln.startswith(f"  pid {pid} (") and ln.endswith(owner) for ln in lines), lines
     left = json.loads(run_cli(project, "--json", "status").stdout)["left"]
     assert {p["pid"]: p["service"] for p in left} == {web_pid: "web", kid: "web", bare_pid: "bare"}
 
