@@ -198,3 +198,22 @@ def test_an_untracked_file_in_the_way_refuses_the_merge_and_is_kept(project: Pat
     assert "\n" not in str(err.value)
     assert (project / "feature.txt").read_text() == "the user's own, not committed\n"
     assert main_tree_clean(project) and no_merge_in_progress(project)
+
+
+def test_the_users_own_merge_in_progress_is_left_alone(project: Path) -> None:
+    make_repo(project)
+    wts = Worktrees(project)
+    wt = task_with_commit(wts, "t1", "feature.txt", "from the agent\n")
+    sh_git(project, "checkout", "-q", "-b", "side")
+    (project / "a.txt").write_text("side\n")
+    commit_all(project, "side")
+    sh_git(project, "checkout", "-q", "main")
+    (project / "a.txt").write_text("main\n")
+    commit_all(project, "main")
+    sh_git(project, "merge", "side", check=False)  # the user's, conflicted
+    assert not no_merge_in_progress(project)
+    with pytest.raises(WorktreeError, match="in progress"):
+        run(wts.merge(wt))
+    assert not no_merge_in_progress(project)  # still theirs to finish
+    assert "<<<<<<<" in (project / "a.txt").read_text()
+    assert not (project / "feature.txt").exists()
