@@ -28,7 +28,6 @@ one message (one per content block, the same usage each) are counted once, by id
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -38,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiwgd.agents.usage import TOKEN_KEYS, ZERO, Tokens, add, as_dict, price_for, sub, tokens_from
+from aiwgd.agents.usage import TOKEN_KEYS, Ledger, as_dict, tokens_from
 
 __all__ = ["MAX_LINE", "AgentRun", "StreamJsonParser"]
 
@@ -49,16 +48,32 @@ MAX_LINE = 1024 * 1024  # longer lines are skipped, never buffered
 # before the content, the usage after it, followed only by a few short fields.
 HEAD_WINDOW = 512
 TAIL_WINDOW = 4096
-RECENT_MESSAGES = 64  # message ids remembered to count a message's repeated lines once
 
 _TYPED = b'{"type":"'
 _TYPED_SPACED = b'{"type": "'  # Python's json.dumps default separators
 _ID_RE = re.compile(rb'"id": ?"([^"\\]{1,256})"')
 _MODEL_RE = re.compile(rb'"model": ?"([^"\\]{1,256})"')
-_CONTENT = b'"content"'
 _USAGE = b'"usage":'
+# Claude Code's own lines, key for key (JSON.stringify keeps the order): matched in one
+# step; any other shape goes the general way (a search, a JSON decode).
+_CLAUDE_HEAD = re.compile(
+    rb'\{"type":"assistant","message":\{"id":"([^"\\]{1,256})","type":"message",'
+    rb'"role":"assistant","model":"([^"\\]{1,256})"'
+)
+_CLAUDE_USAGE = re.compile(
+    rb'\{"input_tokens":(\d{1,15}),"cache_creation_input_tokens":(\d{1,15}),'
+    rb'"cache_read_input_tokens":(\d{1,15}),(?:"cache_creation":\{[^{}]*\},)?'
+    rb'"output_tokens":(\d{1,15})[,}]'
+)
+_USAGE_MAX = 2048  # a usage object is ~300 bytes; past this it is decoded from the rest
 _WHITESPACE = b" \t\r"
 _DECODER = json.JSONDecoder()
+
+# What a line's first bytes say it is.
+_SKIP = 0  # a typed event nothing is taken from (user: tool results, most of the bytes)
+_ASSISTANT = 1
+_PARSE = 2  # system, result: parsed whole
+_UNTYPED = 3  # does not start with `{"type":`: another key order, or not JSON
 
 
 def _zero_usage() -> dict[str, int]:
@@ -117,30 +132,42 @@ def _loads(line: bytes) -> Any:
         raise ValueError("nested too deep") from exc
 
 
+def _kind(data: bytes, s: int) -> int:
+    """What the line starting at data[s] is, from its first bytes."""
+    if data.startswith(_TYPED, s):
+        t = s + 9
+    elif data.startswith(_TYPED_SPACED, s):
+        t = s + 10
+    else:
+        return _UNTYPED
+    if data.startswith(b'assistant"', t):
+        return _ASSISTANT
+    if data.startswith(b'result"', t) or data.startswith(b'system"', t):
+        return _PARSE
+    return _SKIP
+
+
 class StreamJsonParser:
     """Feed it the agent's output bytes in any chunks; read `run` at any time.
 
-    `on_change(run)` is called when the session id or the cost changes (budgets, live
-    display); it gets the live AgentRun (take `to_dict()` to keep a copy). An exception
-    it raises is logged, never let into the output path.
+    `on_change(run)` is called at the end of a feed() (or close()) that changed the
+    session id or the cost: once per chunk at most, however many messages it held. It
+    gets the live AgentRun (take `to_dict()` to keep a copy); an exception it raises is
+    logged, never let into the output path.
     """
 
     def __init__(self, on_change: Callable[[AgentRun], None] | None = None) -> None:
         self.on_change = on_change
         self._run = AgentRun()
+        self._ledger = Ledger()
         self._buf = bytearray()  # the current line's start, never over MAX_LINE
-        self._skipping = False  # inside a huge line: dropping bytes up to its newline
+        # Dropping bytes up to the next newline: a huge line, or one whose first bytes
+        # said nothing in it is used (not kept across chunks: that is a copy per chunk).
+        self._dropping = False
+        self._drop_len = 0  # of a line dropped as of no use: still checked against MAX_LINE
         self._closed = False
-        # The totals of the last result line, and what the assistant messages after it
-        # add (all of them when no result came).
-        self._base_tokens: Tokens = ZERO
-        self._base_cost: float | None = None
-        self._base_estimated = False
-        self._est_tokens: Tokens = ZERO
-        self._est_cost = 0.0
-        self._est_seen = False
-        self._recent: dict[bytes, tuple[Tokens, float]] = {}
-        self._last_usage: tuple[bytes, bytes] | None = None  # (message id, usage bytes)
+        self._dirty = False  # the ledger changed since the run was last brought up to date
+        self._told: tuple[str | None, float | None] = (None, None)  # what on_change last saw
 
     @property
     def run(self) -> AgentRun:
@@ -150,19 +177,20 @@ class StreamJsonParser:
         """Observe the next bytes of output (after close(): ignored)."""
         if self._closed or not data:
             return
-        start = 0
+        start = lines = 0
         find = data.find
-        if self._skipping or self._buf:
+        if self._dropping or self._buf:
             j = find(b"\n")
             if j < 0:
                 self._hold(data, 0)
                 return
-            self._run.lines += 1
-            if self._skipping:  # the huge line ends here; it was counted when it began
-                self._skipping = False
+            lines += 1
+            if self._dropping:
+                self._dropping = False
+                self._drop(j)
             elif len(self._buf) + j > MAX_LINE:
                 self._buf.clear()
-                self._huge()
+                self._run.huge_lines += 1
             else:
                 self._buf += memoryview(data)[:j]
                 line = bytes(self._buf)
@@ -170,18 +198,18 @@ class StreamJsonParser:
                 self._line(line, 0, len(line))
             start = j + 1
         line_at = self._line
-        while True:
-            j = find(b"\n", start)
-            if j < 0:
-                break
-            self._run.lines += 1
+        while (j := find(b"\n", start)) >= 0:
+            lines += 1
             if j - start > MAX_LINE:
-                self._huge()
+                self._run.huge_lines += 1
             elif j > start:
                 line_at(data, start, j)
             start = j + 1
+        self._run.lines += lines
         if start < len(data):
             self._hold(data, start)
+        if self._dirty:
+            self._update()
 
     def close(self) -> AgentRun:
         """End of stream: the last line, if cut off without a newline, counts only if it
@@ -191,41 +219,57 @@ class StreamJsonParser:
         self._closed = True
         line = bytes(self._buf).strip()
         self._buf.clear()
-        if self._skipping or not line:
+        if self._dropping or not line:
             return self._run
+        self._run.lines += 1
         if not line.startswith(b"{"):
-            self._run.lines += 1
             self._run.non_json_lines += 1
             return self._run
-        with contextlib.suppress(ValueError):
+        try:
             obj = _loads(line)
-            if isinstance(obj, dict):  # a whole object, not a cut one that happens to parse
-                self._run.lines += 1
-                self._event(obj)
+        except ValueError:
+            self._run.lines -= 1  # half a line: not one
+            return self._run
+        if isinstance(obj, dict):
+            self._event(obj)
+        else:
+            self._run.problems += 1
+        self._update()
         return self._run
 
     # ---- lines ---------------------------------------------------------------------
 
     def _hold(self, data: bytes, start: int) -> None:
-        """Keep a line's start for the next chunk, unless it grew past MAX_LINE."""
-        if self._skipping:
-            return
-        if len(self._buf) + len(data) - start > MAX_LINE:
+        """Keep a line's start for the next chunk, unless it is too long or of no use."""
+        if self._dropping:
+            self._drop(len(data))
+        elif not self._buf and len(data) - start >= 32 and _kind(data, start) == _SKIP:
+            self._dropping, self._drop_len = True, 0
+            self._drop(len(data) - start)
+        elif len(self._buf) + len(data) - start > MAX_LINE:
             self._buf.clear()
-            self._skipping = True
-            self._huge()
+            self._dropping, self._drop_len = True, -1
+            self._run.huge_lines += 1
         else:
             self._buf += memoryview(data)[start:]
 
-    def _huge(self) -> None:
-        self._run.huge_lines += 1
+    def _drop(self, n: int) -> None:
+        """`n` more bytes of the line being dropped; -1: it was counted as huge."""
+        if self._drop_len >= 0:
+            self._drop_len += n
+            if self._drop_len > MAX_LINE:
+                self._drop_len = -1
+                self._run.huge_lines += 1
 
     def _line(self, data: bytes, s: int, e: int) -> None:
         """One complete, non-empty line: data[s:e]."""
-        if data.startswith(_TYPED, s):
-            t = s + 9
-        elif data.startswith(_TYPED_SPACED, s):
-            t = s + 10
+        kind = _kind(data, s)
+        if kind == _SKIP:
+            return
+        if kind == _ASSISTANT:
+            self._assistant(data, s, e)
+        elif kind == _PARSE:
+            self._parse(data[s:e])
         else:
             first = data[s]
             if first in _WHITESPACE:
@@ -237,12 +281,6 @@ class StreamJsonParser:
                 self._parse(data[s:e])
             else:
                 self._run.non_json_lines += 1
-            return
-        if data.startswith(b'assistant"', t):
-            self._assistant(data, s, e)
-        elif data.startswith(b'result"', t) or data.startswith(b'system"', t):
-            self._parse(data[s:e])
-        # Any other type (user: tool results) carries nothing used here.
 
     def _parse(self, line: bytes) -> None:
         try:
@@ -266,35 +304,46 @@ class StreamJsonParser:
         elif not isinstance(kind, str):
             self._run.problems += 1
 
+    # ---- events --------------------------------------------------------------------
+
     def _assistant(self, data: bytes, s: int, e: int) -> None:
-        """The usage of an assistant line without decoding its content."""
+        """The usage of an assistant line, without decoding its content."""
         lo = max(s, e - TAIL_WINDOW)
         k = data.rfind(_USAGE, lo, e)
-        while k >= 0 and _in_string(data, k, s):
+        while k > s and data[k - 1] == 0x5C and _in_string(data, k, s):
             k = data.rfind(_USAGE, lo, k)
         if k < 0:
             self._parse(data[s:e])
             return
+        k += len(_USAGE)
         head_end = min(e, s + HEAD_WINDOW)
-        content = data.find(_CONTENT, s, head_end)
-        if content >= 0:
-            head_end = content
-        m = _ID_RE.search(data, s, head_end)
-        msg_id = m.group(1) if m else None
-        raw = data[k + len(_USAGE) : e]
-        if msg_id is not None:
-            # The next content block of the same message: the same usage again.
-            if self._last_usage == (msg_id, raw):
-                return
-            self._last_usage = (msg_id, raw)
+        head = _CLAUDE_HEAD.match(data, s, head_end)
+        if head is not None:
+            msg_id, model = head.group(1, 2)
+        else:
+            m = _ID_RE.search(data, s, head_end)
+            msg_id = m.group(1) if m else None
+            m = _MODEL_RE.search(data, s, head_end)
+            model = m.group(1) if m else None
+        name = model.decode("utf-8", errors="replace") if model else None
+        fast = _CLAUDE_USAGE.match(data, k, e)
+        if fast is not None:
+            inp, write, read, out = fast.group(1, 2, 3, 4)
+            self._ledger.message(msg_id, name, (int(inp), int(out), int(write), int(read)))
+            self._dirty = True
+            return
+        raw = data[k : min(e, k + _USAGE_MAX)]
         try:
-            usage, _ = _DECODER.raw_decode(raw.decode("utf-8", errors="replace").lstrip())
+            try:
+                usage, _ = _DECODER.raw_decode(raw.decode("utf-8", errors="replace").lstrip())
+            except ValueError:
+                if k + _USAGE_MAX >= e:
+                    raise
+                usage, _ = _DECODER.raw_decode(data[k:e].decode("utf-8", errors="replace").lstrip())
         except ValueError:
             self._run.problems += 1
             return
-        m = _MODEL_RE.search(data, s, head_end)
-        model = m.group(1).decode("utf-8", errors="replace") if m else None
-        self._message(msg_id, model, usage)
+        self._message(msg_id, name, usage)
 
     def _assistant_obj(self, obj: dict[str, Any]) -> None:
         message = obj.get("message")
@@ -312,29 +361,14 @@ class StreamJsonParser:
         )
 
     def _message(self, msg_id: bytes | None, model: str | None, usage: Any) -> None:
-        """Count one assistant message's usage (again: its latest usage replaces)."""
         got = tokens_from(usage)
         if got is None:
             self._run.problems += 1
             return
-        tokens, ok = got
-        if not ok:
+        if not got[1]:
             self._run.problems += 1
-        if model is not None:
-            self._run.model = model
-        cost = price_for(self._run.model).cost(tokens)
-        if msg_id is not None:
-            old = self._recent.pop(msg_id, None)
-            if old is not None:
-                self._est_tokens = sub(self._est_tokens, old[0])
-                self._est_cost -= old[1]
-            self._recent[msg_id] = (tokens, cost)
-            if len(self._recent) > RECENT_MESSAGES:
-                del self._recent[next(iter(self._recent))]
-        self._est_tokens = add(self._est_tokens, tokens)
-        self._est_cost += cost
-        self._est_seen = True
-        self._totals(session_changed=False)
+        self._ledger.message(msg_id, model, got[0])
+        self._dirty = True
 
     def _system(self, obj: dict[str, Any]) -> None:
         if obj.get("subtype") != "init":
@@ -342,11 +376,11 @@ class StreamJsonParser:
         sid = obj.get("session_id")
         model = obj.get("model")
         if isinstance(model, str):
-            self._run.model = model
+            self._ledger.use_model(model)
+            self._dirty = True
         if isinstance(sid, str) and sid:
-            if sid != self._run.session_id:
-                self._run.session_id = sid
-                self._notify()
+            self._run.session_id = sid
+            self._dirty = True
         else:
             self._run.problems += 1
 
@@ -381,47 +415,28 @@ class StreamJsonParser:
         run.result = answer if answer is not None else run.result
         run.turns = turns if turns is not None else run.turns
         run.duration_ms = duration if duration is not None else run.duration_ms
-        # The result's totals replace what was estimated; a total it lacks (or that is
-        # unusable) keeps the estimate, carried into the base the next messages add to.
-        if cost is not None:
-            self._base_cost = float(cost)
-            self._base_estimated = False
-        elif self._est_seen:
-            self._base_cost = (self._base_cost or 0.0) + self._est_cost
-            self._base_estimated = True
-        if got is not None and got[1]:
-            self._base_tokens = got[0]
-        else:
-            self._base_tokens = add(self._base_tokens, self._est_tokens)
-        self._est_tokens, self._est_cost, self._est_seen = ZERO, 0.0, False
-        self._recent.clear()
-        self._last_usage = None
-        session_changed = sid is not None and run.session_id is None
-        if session_changed:
+        if run.session_id is None:
             run.session_id = sid
-        self._totals(session_changed)
+        self._ledger.result(
+            None if cost is None else float(cost), got[0] if got is not None and got[1] else None
+        )
+        self._dirty = True
 
-    # ---- totals --------------------------------------------------------------------
+    # ---- the run's totals ----------------------------------------------------------
 
-    def _totals(self, session_changed: bool) -> None:
-        run = self._run
-        run.usage = as_dict(add(self._base_tokens, self._est_tokens))
-        run.cost_estimated = self._est_seen or self._base_estimated
-        if self._base_cost is None and not self._est_seen:
-            cost = None
-        elif run.cost_estimated:
-            # Sums of small floats: keep the figure free of 1e-17 noise.
-            cost = round((self._base_cost or 0.0) + self._est_cost, 9)
-        else:
-            cost = self._base_cost
-        if cost != run.cost_usd or session_changed:
-            run.cost_usd = cost
-            self._notify()
-
-    def _notify(self) -> None:
-        if self.on_change is None:
-            return
-        try:
-            self.on_change(self._run)
-        except Exception:
-            log.exception("agent run on_change callback failed")
+    def _update(self) -> None:
+        """Bring the run's totals up to date (once per chunk, not per message)."""
+        self._dirty = False
+        run, ledger = self._run, self._ledger
+        run.usage = as_dict(ledger.tokens())
+        run.cost_usd = ledger.cost()
+        run.cost_estimated = ledger.estimated
+        run.model = ledger.model
+        told = (run.session_id, run.cost_usd)
+        if told != self._told:
+            self._told = told
+            if self.on_change is not None:
+                try:
+                    self.on_change(run)
+                except Exception:
+                    log.exception("agent run on_change callback failed")

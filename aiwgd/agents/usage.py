@@ -13,11 +13,10 @@ The result line's own total replaces the estimate as soon as it arrives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TOKEN_KEYS", "Price", "Tokens", "price_for", "tokens_from"]
+__all__ = ["TOKEN_KEYS", "Ledger", "Price", "Tokens", "as_dict", "price_for", "tokens_from"]
 
 # The four counts the result line and every assistant message carry; other keys
 # (service_tier, server_tool_use, cache_creation details) are not summed.
@@ -58,6 +57,7 @@ _PRICES: tuple[tuple[str, Price], ...] = (
     ("haiku", Price(0.25, 1.25, 0.30, 0.03)),
 )
 UNKNOWN_PRICE = Price(15.0, 75.0, 18.75, 1.50)
+RECENT_MESSAGES = 64  # message ids remembered to count a message's repeated lines once
 
 
 def price_for(model: str | None) -> Price:
@@ -76,19 +76,19 @@ def tokens_from(usage: Any) -> tuple[Tokens, bool] | None:
     type (a string, a float, a bool, a negative number) is 0 and makes the flag False.
     Returns None when `usage` is not an object at all.
     """
-    if not isinstance(usage, Mapping):
+    if not isinstance(usage, dict):
         return None
-    ok = True
-    counts: list[int] = []
-    for key in TOKEN_KEYS:
-        value = usage.get(key, 0)
-        # bool is an int subclass: `true` is not a token count.
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            counts.append(value)
-        else:
-            counts.append(0)
-            ok = False
-    return (counts[0], counts[1], counts[2], counts[3]), ok
+    get = usage.get
+    a = get("input_tokens", 0)
+    b = get("output_tokens", 0)
+    c = get("cache_creation_input_tokens", 0)
+    d = get("cache_read_input_tokens", 0)
+    # `type(...) is int`: bool is an int subclass, and `true` is not a token count.
+    ints = type(a) is int and type(b) is int and type(c) is int and type(d) is int
+    if ints and min(a, b, c, d) >= 0:
+        return (a, b, c, d), True
+    counts = [v if type(v) is int and v >= 0 else 0 for v in (a, b, c, d)]
+    return (counts[0], counts[1], counts[2], counts[3]), False
 
 
 def add(a: Tokens, b: Tokens) -> Tokens:
@@ -101,3 +101,71 @@ def sub(a: Tokens, b: Tokens) -> Tokens:
 
 def as_dict(tokens: Tokens) -> dict[str, int]:
     return dict(zip(TOKEN_KEYS, tokens, strict=True))
+
+
+class Ledger:
+    """An agent run's tokens and cost: the last result line's totals, plus what the
+    assistant messages after it add (all of them while no result has come).
+
+    Claude Code writes a message once per content block, each line with the message's
+    usage so far: a message counts once, by id, its latest usage replacing the earlier.
+    """
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self._price = UNKNOWN_PRICE
+        self._base_tokens: Tokens = ZERO
+        self._base_cost: float | None = None
+        self._base_estimated = False
+        self._tokens: Tokens = ZERO  # since the base
+        self._cost = 0.0
+        self._seen = False  # a message counted since the base
+        self._recent: dict[bytes, tuple[Tokens, float]] = {}
+
+    def use_model(self, model: str) -> None:
+        """The model the next messages are priced for (until one names its own)."""
+        if model != self.model:
+            self.model, self._price = model, price_for(model)
+
+    def message(self, msg_id: bytes | None, model: str | None, tokens: Tokens) -> None:
+        if model is not None:
+            self.use_model(model)
+        cost = self._price.cost(tokens)
+        if msg_id is not None:
+            old = self._recent.pop(msg_id, None)
+            if old is not None:
+                self._tokens = sub(self._tokens, old[0])
+                self._cost -= old[1]
+            self._recent[msg_id] = (tokens, cost)
+            if len(self._recent) > RECENT_MESSAGES:
+                del self._recent[next(iter(self._recent))]
+        self._tokens = add(self._tokens, tokens)
+        self._cost += cost
+        self._seen = True
+
+    def result(self, cost: float | None, tokens: Tokens | None) -> None:
+        """A result line's totals; one it lacks (or that was unusable) keeps the
+        estimate, carried into the base the next messages add to."""
+        if cost is not None:
+            self._base_cost, self._base_estimated = cost, False
+        elif self._seen:
+            self._base_cost = (self._base_cost or 0.0) + self._cost
+            self._base_estimated = True
+        self._base_tokens = tokens if tokens is not None else add(self._base_tokens, self._tokens)
+        self._tokens, self._cost, self._seen = ZERO, 0.0, False
+        self._recent.clear()
+
+    @property
+    def estimated(self) -> bool:
+        return self._seen or self._base_estimated
+
+    def tokens(self) -> Tokens:
+        return add(self._base_tokens, self._tokens)
+
+    def cost(self) -> float | None:
+        if self._base_cost is None and not self._seen:
+            return None
+        if self.estimated:
+            # Sums of small floats: keep the figure free of 1e-17 noise.
+            return round((self._base_cost or 0.0) + self._cost, 9)
+        return self._base_cost

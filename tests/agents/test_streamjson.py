@@ -112,8 +112,8 @@ def test_one_byte_at_a_time() -> None:
 def test_on_change_sees_the_session_then_the_cost_grow_then_the_total() -> None:
     seen: list[dict[str, Any]] = []
     p = StreamJsonParser(on_change=lambda run: seen.append(run.to_dict()))
-    for piece in chunks(b"".join(fa.stream("normal")), random.Random(5)):
-        p.feed(piece)
+    for line in fa.stream("normal"):  # a read per line: each change seen on its own
+        p.feed(line)
     p.close()
     assert [(s["session_id"], s["cost_usd"], s["cost_estimated"]) for s in seen] == [
         (fa.SESSION, None, False),
@@ -121,6 +121,15 @@ def test_on_change_sees_the_session_then_the_cost_grow_then_the_total() -> None:
         (fa.SESSION, round(fa.ESTIMATE, 9), True),  # message 2
         (fa.SESSION, fa.TOTAL_COST, False),  # the result's total replaces the estimate
     ]
+
+
+def test_on_change_is_told_once_per_chunk_with_the_latest_figures() -> None:
+    seen: list[dict[str, Any]] = []
+    p = StreamJsonParser(on_change=lambda run: seen.append(run.to_dict()))
+    p.feed(b"".join(fa.stream("killed")))  # the whole run in one read
+    assert [(s["session_id"], s["cost_usd"]) for s in seen] == [(fa.SESSION, round(fa.ESTIMATE, 9))]
+    p.close()  # the half line at the end changes nothing: no call
+    assert len(seen) == 1
 
 
 def test_a_failing_callback_does_not_stop_the_parser(caplog: pytest.LogCaptureFixture) -> None:
@@ -133,10 +142,11 @@ def test_a_failing_callback_does_not_stop_the_parser(caplog: pytest.LogCaptureFi
     assert "on_change callback failed" in caplog.text
 
 
-def test_a_line_without_end_is_never_buffered_past_the_cap() -> None:
+@pytest.mark.parametrize("kind", ["assistant", "user"])
+def test_a_line_without_end_is_never_buffered_past_the_cap(kind: str) -> None:
     import tracemalloc
 
-    piece = b'{"type":"user","message":"' + b"y" * (64 * 1024)
+    piece = b'{"type":"%s","message":"' % kind.encode() + b"y" * (64 * 1024)
     p = StreamJsonParser()
     tracemalloc.start()
     try:
@@ -255,3 +265,37 @@ def test_the_cut_last_line_counts_only_when_whole() -> None:
     assert parse(whole).result == fa.ANSWER  # no newline at EOF, but complete
     cut = parse(whole[:-1])
     assert (cut.result, cut.problems, cut.lines) == (None, 0, 0)
+
+
+def test_claude_code_lines_and_other_spellings_read_the_same() -> None:
+    """Claude Code's exact lines take a shortcut; spaced JSON, sorted keys and other
+    usage shapes go the general way: the figures must not differ."""
+    nested = {
+        "input_tokens": 3,
+        "cache_creation_input_tokens": 40,
+        "cache_read_input_tokens": 500,
+        "cache_creation": {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 6000,
+    }
+    reordered = {"output_tokens": 7, "input_tokens": 8}
+    huge_count = {**fa.MSG1, "input_tokens": 10**16}
+    events = [
+        fa.init(),
+        fa.assistant("a", [{"type": "text", "text": "one"}], nested),
+        fa.assistant("b", [{"type": "text", "text": "two"}], reordered),
+        fa.assistant("c", [{"type": "text", "text": "three"}], huge_count),
+    ]
+    runs = [
+        parse(b"".join(fa.line(e) for e in events)),
+        parse(b"".join(fa.line(e, spaced=True) for e in events)),
+        parse(b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in events)),
+    ]
+    want = {
+        "input_tokens": 3 + 8 + 10**16,
+        "output_tokens": 6000 + 7 + 50,
+        "cache_creation_input_tokens": 40 + 1000,
+        "cache_read_input_tokens": 500 + 2000,
+    }
+    for run in runs:
+        assert run.usage == want and run.problems == 0 and run.model == fa.MODEL
+    assert runs[0].to_dict() == runs[1].to_dict() == runs[2].to_dict()
