@@ -80,7 +80,7 @@ def init() -> dict[str, Any]:
     }
 
 
-def assistant(msg_id: str, content: list[dict[str, Any]], usage: dict[str, int]) -> dict[str, Any]:
+def assistant(msg_id: str, content: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "assistant",
         "message": {
