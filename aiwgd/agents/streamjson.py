@@ -51,6 +51,8 @@ TAIL_WINDOW = 4096
 
 _TYPED = b'{"type":"'
 _TYPED_SPACED = b'{"type": "'  # Python's json.dumps default separators
+_USER = b'{"type":"user"'
+_ASSISTANT_HEAD = b'{"type":"assistant"'
 _ID_RE = re.compile(rb'"id": ?"([^"\\]{1,256})"')
 _MODEL_RE = re.compile(rb'"model": ?"([^"\\]{1,256})"')
 _USAGE = b'"usage":'
@@ -65,7 +67,6 @@ _CLAUDE_USAGE = re.compile(
     rb'"cache_read_input_tokens":(\d{1,15}),(?:"cache_creation":\{[^{}]*\},)?'
     rb'"output_tokens":(\d{1,15})[,}]'
 )
-_USAGE_MAX = 2048  # a usage object is ~300 bytes; past this it is decoded from the rest
 _WHITESPACE = b" \t\r"
 _DECODER = json.JSONDecoder()
 
@@ -74,10 +75,6 @@ _SKIP = 0  # a typed event nothing is taken from (user: tool results, most of th
 _ASSISTANT = 1
 _PARSE = 2  # system, result: parsed whole
 _UNTYPED = 3  # does not start with `{"type":`: another key order, or not JSON
-
-
-def _zero_usage() -> dict[str, int]:
-    return dict.fromkeys(TOKEN_KEYS, 0)
 
 
 @dataclass
@@ -92,7 +89,7 @@ class AgentRun:
     # total_cost_usd when the result line came; else the running estimate (None if
     # nothing is known yet)
     cost_usd: float | None = None
-    usage: dict[str, int] = field(default_factory=_zero_usage)
+    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_KEYS, 0))
     problems: int = 0  # lines that looked like JSON events but could not (all) be used
     subtype: str | None = None  # the result's: success, error_max_turns, ...
     model: str | None = None
@@ -105,13 +102,17 @@ class AgentRun:
         return dataclasses.asdict(self)
 
 
-def _number(value: Any) -> bool:
-    # bool is an int subclass: `true` is not a number of anything.
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+# What a result line's fields must be to be taken; one that is not is a problem.
+# (`type(v) is int`, not isinstance: bool is an int subclass, and `true` is no count.)
+_RESULT_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "subtype": lambda v: isinstance(v, str),
+    "is_error": lambda v: isinstance(v, bool),
+    "result": lambda v: isinstance(v, str),
+    "num_turns": lambda v: type(v) is int and v >= 0,
+    "duration_ms": lambda v: type(v) is int and v >= 0,
+    "total_cost_usd": lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0,
+    "session_id": lambda v: isinstance(v, str) and bool(v),
+}
 
 
 def _in_string(data: bytes, pos: int, start: int) -> bool:
@@ -125,9 +126,10 @@ def _in_string(data: bytes, pos: int, start: int) -> bool:
 def _loads(line: bytes) -> Any:
     """The JSON value of `line`; raises ValueError if it is none."""
     try:
-        return json.loads(line)
-    except UnicodeDecodeError:
-        return json.loads(line.decode("utf-8", errors="replace"))
+        try:
+            return json.loads(line)
+        except UnicodeDecodeError:
+            return json.loads(line.decode("utf-8", errors="replace"))
     except RecursionError as exc:  # nesting deeper than the C scanner goes
         raise ValueError("nested too deep") from exc
 
@@ -197,12 +199,12 @@ class StreamJsonParser:
                 self._buf.clear()
                 self._line(line, 0, len(line))
             start = j + 1
-        line_at = self._line
+        line_at, starts = self._line, data.startswith
         while (j := find(b"\n", start)) >= 0:
             lines += 1
             if j - start > MAX_LINE:
                 self._run.huge_lines += 1
-            elif j > start:
+            elif j > start and not starts(_USER, start):  # the bulk of the bytes, unused
                 line_at(data, start, j)
             start = j + 1
         self._run.lines += lines
@@ -221,15 +223,15 @@ class StreamJsonParser:
         self._buf.clear()
         if self._dropping or not line:
             return self._run
-        self._run.lines += 1
         if not line.startswith(b"{"):
+            self._run.lines += 1
             self._run.non_json_lines += 1
             return self._run
         try:
             obj = _loads(line)
         except ValueError:
-            self._run.lines -= 1  # half a line: not one
-            return self._run
+            return self._run  # half a line: not one
+        self._run.lines += 1
         if isinstance(obj, dict):
             self._event(obj)
         else:
@@ -263,6 +265,9 @@ class StreamJsonParser:
 
     def _line(self, data: bytes, s: int, e: int) -> None:
         """One complete, non-empty line: data[s:e]."""
+        if data.startswith(_ASSISTANT_HEAD, s):
+            self._assistant(data, s, e)
+            return
         kind = _kind(data, s)
         if kind == _SKIP:
             return
@@ -332,14 +337,8 @@ class StreamJsonParser:
             self._ledger.message(msg_id, name, (int(inp), int(out), int(write), int(read)))
             self._dirty = True
             return
-        raw = data[k : min(e, k + _USAGE_MAX)]
-        try:
-            try:
-                usage, _ = _DECODER.raw_decode(raw.decode("utf-8", errors="replace").lstrip())
-            except ValueError:
-                if k + _USAGE_MAX >= e:
-                    raise
-                usage, _ = _DECODER.raw_decode(data[k:e].decode("utf-8", errors="replace").lstrip())
+        try:  # another shape: the usage object decoded alone, up to its closing brace
+            usage, _ = _DECODER.raw_decode(data[k:e].decode("utf-8", errors="replace").lstrip())
         except ValueError:
             self._run.problems += 1
             return
@@ -386,39 +385,27 @@ class StreamJsonParser:
 
     def _result(self, obj: dict[str, Any]) -> None:
         run = self._run
+        got: dict[str, Any] = {}
         bad = False
-
-        def take(key: str, ok: Callable[[Any], bool]) -> Any:
-            nonlocal bad
-            if key not in obj:
-                return None
-            value = obj[key]
-            if ok(value):
-                return value
-            bad = True
-            return None
-
-        subtype = take("subtype", lambda v: isinstance(v, str))
-        is_error = take("is_error", lambda v: isinstance(v, bool))
-        answer = take("result", lambda v: isinstance(v, str))
-        turns = take("num_turns", _count)
-        duration = take("duration_ms", _count)
-        cost = take("total_cost_usd", lambda v: _number(v) and math.isfinite(v) and v >= 0)
-        sid = take("session_id", lambda v: isinstance(v, str) and bool(v))
-        got = tokens_from(obj["usage"]) if "usage" in obj else None
-        if "usage" in obj and (got is None or not got[1]):
-            bad = True
-        if bad:
-            run.problems += 1
-        run.subtype = subtype if subtype is not None else run.subtype
-        run.is_error = is_error if is_error is not None else run.is_error
-        run.result = answer if answer is not None else run.result
-        run.turns = turns if turns is not None else run.turns
-        run.duration_ms = duration if duration is not None else run.duration_ms
-        if run.session_id is None:
-            run.session_id = sid
+        for key, ok in _RESULT_FIELDS.items():
+            if key in obj:
+                if ok(obj[key]):
+                    got[key] = obj[key]
+                else:
+                    bad = True
+        tokens = tokens_from(obj["usage"]) if "usage" in obj else None
+        if "usage" in obj and (tokens is None or not tokens[1]):
+            bad, tokens = True, None
+        run.problems += int(bad)
+        run.subtype = got.get("subtype", run.subtype)
+        run.is_error = got.get("is_error", run.is_error)
+        run.result = got.get("result", run.result)
+        run.turns = got.get("num_turns", run.turns)
+        run.duration_ms = got.get("duration_ms", run.duration_ms)
+        run.session_id = run.session_id or got.get("session_id")
+        cost = got.get("total_cost_usd")
         self._ledger.result(
-            None if cost is None else float(cost), got[0] if got is not None and got[1] else None
+            None if cost is None else float(cost), None if tokens is None else tokens[0]
         )
         self._dirty = True
 
