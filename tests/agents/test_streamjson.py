@@ -162,20 +162,27 @@ def test_a_line_without_end_is_never_buffered_past_the_cap(kind: str) -> None:
     assert run.lines == 7
 
 
-def test_a_line_of_exactly_the_cap_is_parsed_one_byte_more_is_not() -> None:
-    def sized(n: int) -> bytes:
-        obj = fa.result(result="")
-        bare = len(json.dumps(obj, separators=(",", ":")))
-        obj["result"] = "r" * (n - bare)
-        out = json.dumps(obj, separators=(",", ":")).encode()
-        assert len(out) == n
-        return out + b"\n"
+def sized(obj: dict[str, Any], key: str, n: int) -> bytes:
+    """`obj` as one compact line of exactly `n` bytes (before its newline), padding `key`."""
+    bare = len(json.dumps({**obj, key: ""}, separators=(",", ":")))
+    out = json.dumps({**obj, key: "r" * (n - bare)}, separators=(",", ":")).encode()
+    assert len(out) == n
+    return out + b"\n"
 
-    for extra, huge in ((0, 0), (1, 1)):
-        data = sized(MAX_LINE + extra)
-        for rng in (None, random.Random(extra)):
-            run = parse(data, rng)
-            assert (run.huge_lines, run.result is None) == (huge, bool(huge))
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_line_of_exactly_the_cap_is_parsed_one_byte_more_is_not(extra: int) -> None:
+    huge = sized(fa.result(), "result", MAX_LINE + extra)
+    tool = sized(fa.tool_result(""), "padding", MAX_LINE + extra)
+    for rng in (None, random.Random(extra), random.Random(extra + 10)):
+        run = parse(tool + huge, rng)
+        assert run.huge_lines == 2 * extra and run.lines == 2
+        assert (run.result is None) == bool(extra)
+
+
+def test_crlf_line_ends_read_the_same() -> None:
+    data = b"".join(fa.stream("normal")).replace(b"\n", b"\r\n")
+    assert parse(data, random.Random(4)).to_dict() == expected("normal")
 
 
 @pytest.mark.parametrize(
