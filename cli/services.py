@@ -11,14 +11,13 @@ from typing import Annotated, Any
 import typer
 
 from aiwgd.cli import render
-from aiwgd.cli.options import Json, Root, client, emit, want_json
+from aiwgd.cli.options import EXIT_ERROR, Json, Root, client, emit, want_json
 
 service_app = typer.Typer(
     no_args_is_help=True, help="List, start, stop, restart, signal services; show their logs."
 )
 
 Name = Annotated[str, typer.Argument(help="a service, an instance (web:1) or all")]
-FOLLOW_POLL_S = 0.5
 COLUMNS = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEMORY", "HEALTH")
 
 
@@ -141,23 +140,52 @@ def _signal(
 def _logs(
     name: Name,
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, max=200)] = 50,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing new lines")] = False,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="keep printing new lines (until Ctrl-C)")
+    ] = False,
     root: Root = None,
 ) -> None:
     """The last lines of a service's output (the full log is in .aiwg/daemon/services/)."""
+    if follow:
+        _follow(name, lines, root)
+        return
     with client(root) as c:
         result = c.call("service.logs", name=name, lines=lines)
-        for line in result["lines"]:
-            typer.echo(line)
-        seen = result["total"]
-        while follow:
-            time.sleep(FOLLOW_POLL_S)
-            result = c.call("service.logs", name=name, lines=200)
-            new = result["total"] - seen
-            if new > 0:
-                for line in result["lines"][-new:]:
-                    typer.echo(line)
-            seen = result["total"]
+    for line in result["lines"]:
+        typer.echo(line)
+
+
+def _follow(name: str, lines: int, root: str | None) -> None:
+    """Print the tail, then each line the daemon sends, until Ctrl-C (exit 0).
+
+    The daemon going away ends it with one line on stderr and exit != 0 (main.py turns
+    the client's error into that); so does the end of the followed service (a reload).
+    """
+    try:
+        with client(root, timeout=None) as c:
+            result = c.call("service.logs", name=name, lines=lines, follow=True)
+            for line in result["lines"]:
+                typer.echo(line)
+            for msg in c.notifications():
+                if not _show(msg, str(result["name"])):
+                    raise typer.Exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a follow is meant to end
+
+
+def _show(msg: dict[str, Any], name: str) -> bool:
+    """Print one notification; False once the follow has ended."""
+    method, params = msg.get("method"), msg.get("params") or {}
+    if method == "service.output":
+        instance = params.get("instance")
+        prefix = f"[{instance}] " if instance != name else ""
+        typer.echo("\n".join(f"{prefix}{line}" for line in params.get("lines") or []))
+    elif method == "service.output_dropped":
+        typer.echo(f"aiwg: {params.get('message')}", err=True)
+    elif method == "service.output_ended":
+        typer.echo(f"aiwg: no longer following {name}: {params.get('reason')}", err=True)
+        return False
+    return True
 
 
 def register(app: typer.Typer) -> None:

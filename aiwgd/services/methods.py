@@ -1,12 +1,14 @@
 """RPC methods of the services subsystem: service.*.
 
 `name` is a service (all its instances), one instance (`web:1`) or `all`. `service.logs`
-answers the last lines kept in memory; the CLI's `-f` polls it (`total` says how many
-lines were ever seen, so a poller knows what is new).
+answers the last lines kept in memory; with `follow: true` it then sends each new line
+on the same connection (`service.output` notifications, see services.logs.LineFollow)
+until the connection closes or the followed instances are gone.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +16,7 @@ from aiwgd import errors
 from aiwgd.config.schema import spec
 from aiwgd.config.services import signal_number
 from aiwgd.rpc.registry import Api, NoParams
-from aiwgd.services.logs import KEEP_LINES
+from aiwgd.services.logs import KEEP_LINES, LineFollow
 from aiwgd.services.results import (
     ServiceAction,
     ServiceGet,
@@ -24,6 +26,7 @@ from aiwgd.services.results import (
 )
 
 if TYPE_CHECKING:
+    from aiwgd.services.instance import Instance
     from aiwgd.services.manager import Services
 
 __all__ = ["register"]
@@ -53,9 +56,43 @@ class SignalParams:
 class LogsParams:
     name: str = spec(min_len=1, max_len=300, doc="a service or an instance (web:1)")
     lines: int = spec(100, ge=0, le=KEEP_LINES, doc="how many of the last lines")
+    follow: bool = spec(False, doc="then send new lines as service.output notifications")
+
+
+# As events.subscribe: each follow holds a task and a queue, so a connection gets a few.
+MAX_FOLLOWS_PER_CONNECTION = 64
+
+
+class Follows:
+    """The open follows, by id, with the connection that owns each."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, tuple[Any, LineFollow]] = {}
+        self._ids = itertools.count(1)
+
+    def add(self, conn: Any, name: str, insts: list[Instance]) -> str:
+        owned = sum(1 for c, _ in self.by_id.values() if c is conn)
+        if owned >= MAX_FOLLOWS_PER_CONNECTION:
+            raise errors.LimitExceeded(
+                f"Limit exceeded: a connection may follow {MAX_FOLLOWS_PER_CONNECTION} "
+                "service logs at once; open another connection"
+            )
+        sid = f"follow-{next(self._ids)}"
+        follow = LineFollow(sid, name, conn.notify, lambda: self.remove(sid))
+        follow.watch({i.name: i.log for i in insts})
+        self.by_id[sid] = (conn, follow)
+        conn.on_close(lambda: self.remove(sid))
+        return sid
+
+    def remove(self, sid: str) -> None:
+        entry = self.by_id.pop(sid, None)
+        if entry is not None:
+            entry[1].stop()
 
 
 def register(api: Api, services: Services) -> None:
+    follows = Follows()
+
     @api.method(
         "service.list",
         "Every service instance: state, pid, uptime, restarts, health.",
@@ -119,10 +156,18 @@ def register(api: Api, services: Services) -> None:
 
     @api.method(
         "service.logs",
-        "The last lines of a service's output (kept in memory; the file has the rest).",
+        "The last lines of a service's output (kept in memory; the file has the rest); "
+        "follow: then each new line, as service.output notifications on this connection.",
         LogsParams,
         result=ServiceLogs,
-        raises=(errors.NotFound,),
+        raises=(errors.NotFound, errors.LimitExceeded),
     )
     async def logs(ctx: Any, p: LogsParams) -> dict[str, Any]:
-        return services.logs(p.name, p.lines)
+        # No await from the tail to the follow's start: no line falls between the two.
+        picked = services.select(p.name)
+        out = services.logs(p.name, p.lines)
+        if p.follow:
+            out["subscription_id"] = follows.add(ctx.conn, p.name, picked)
+            out["following"] = True
+        out["followers"] = sum(len(i.log.followers) for i in picked)
+        return out

@@ -77,3 +77,8 @@ class ServiceLogs(TypedDict):
     name: str
     lines: list[str]
     total: Annotated[int, "lines seen since the daemon started (for pollers)"]
+    followers: Annotated[int, "follows open on these instances, this one included"]
+    following: NotRequired[
+        Annotated[bool, "with follow: service.output notifications come on this connection"]
+    ]
+    subscription_id: NotRequired[Annotated[str, "with follow: names it in its notifications"]]
