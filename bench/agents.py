@@ -21,6 +21,9 @@ goes on. Sections (SECTIONS below; a new one is a function added to that list):
       loop) into the sink, then into the sink and the parser; the main thread's CPU per
       MB (the event loop, reads, sink, parser; not the tree-snapshot threads), best of 3,
       and what stream-json adds to it.
+2. Git worktrees (aiwgd.agents.worktree, `isolate: worktree`): create, status, diff and
+   remove (discard --force) of one task worktree in a fresh repository of 10,000 files
+   (--quick: 2,000), median of 5 (bench/_worktrees.py). No target: figures for the note.
 """
 
 from __future__ import annotations
@@ -280,10 +283,22 @@ def parse_size(size: int, runs: int, tmp: Path) -> bool:
     return ratio < PARSE_TARGET
 
 
+def bench_worktrees(quick: bool, tmp: Path) -> bool:
+    from bench._worktrees import measure
+
+    n = 2_000 if quick else 10_000
+    ms = measure(n)
+    print(f"Git worktrees, a repository of {n} files, median of 5:")
+    times = {k.removesuffix("_ms"): v for k, v in ms.items() if k.endswith("_ms")}
+    print("  " + ", ".join(f"{k} {v:.0f} ms" for k, v in times.items()))
+    return True
+
+
 # ---- main --------------------------------------------------------------------------------
 
 SECTIONS: list[tuple[str, Callable[[bool, Path], bool]]] = [
     ("stream-json parsing", bench_parse),
+    ("git worktrees", bench_worktrees),
 ]
 
 
