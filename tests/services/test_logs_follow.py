@@ -15,7 +15,7 @@ from typing import Any
 
 from aiwgd.client import Client
 from tests.conftest import DaemonFactory
-from tests.services.svchelp import script, service, wait_state
+from tests.services.svchelp import marked, script, service, wait_state
 from tests.utils import DaemonProc, env_for_tests, wait_for
 
 # Waits for go.txt, prints BURST numbered lines at once, then one every 50 ms.
@@ -198,8 +198,11 @@ def test_cli_follow_says_so_when_the_daemon_goes_away(
         code, err = cli.wait()
         assert code != 0
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "daemon closed the connection" in err
     finally:
         cli.kill()
+        for p in marked(project):  # what the killed daemon left (its own session)
+            p.kill()
 
 
 class Cli:
