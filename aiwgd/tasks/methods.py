@@ -1,4 +1,5 @@
-"""RPC methods for tasks: task.submit|get|list|cancel|stats|logs|wait and chat.send.
+"""RPC methods for tasks: task.submit|get|list|cancel|stats|logs|wait, chat.send, and
+for isolated tasks task.diff|merge|discard (aiwgd.agents.isolation).
 
 Thin: each method validates its params (the Api registry does that from the
 dataclasses below) and calls the supervisor or the store. `task.logs` with
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from aiwgd import errors
 from aiwgd.config.schema import spec
@@ -51,6 +52,35 @@ class CancelParams:
 class WaitParams:
     id: str = spec(min_len=1, max_len=64)
     timeout_s: float = spec(60, ge=0, le=86_400)
+
+
+@dataclass
+class DiscardParams:
+    id: str = spec(min_len=1, max_len=64)
+    force: bool = spec(False, doc="also drop uncommitted changes and unmerged commits")
+
+
+class TaskDiff(TypedDict):
+    id: str
+    branch: str
+    base: Annotated[str, "the commit the worktree was created from"]
+    diff: Annotated[str, "git diff of the worktree (commits and uncommitted edits) vs base"]
+
+
+class TaskMerge(TypedDict):
+    id: str
+    branch: str
+    merged: bool
+    into: Annotated[str, "the project's current branch"]
+    commit: Annotated[str, "HEAD after the merge"]
+    up_to_date: Annotated[bool, "nothing to merge: HEAD already had the branch's commits"]
+
+
+class TaskDiscard(TypedDict):
+    id: str
+    branch: str
+    path: str
+    discarded: bool
 
 
 @dataclass
@@ -147,7 +177,40 @@ def register(api: Api, sup: Supervisor) -> None:
         raises=(errors.NotFound,),
     )
     async def get(ctx: Any, p: IdParams) -> dict[str, Any]:
-        return sup.get(p.id)
+        return await sup.isolation.view(sup.get(p.id))
+
+    found = (errors.NotFound, errors.Conflict)
+
+    @api.method(
+        "task.diff",
+        "An isolated task's change: its worktree against the commit it started from.",
+        IdParams,
+        result=TaskDiff,
+        raises=found,
+    )
+    async def diff(ctx: Any, p: IdParams) -> dict[str, Any]:
+        return await sup.isolation.diff(p.id)
+
+    @api.method(
+        "task.merge",
+        "Merge an isolated task's branch into the project's current branch; refused "
+        "(Conflict, with the reason) on a dirty main tree or a conflict, nothing half-merged.",
+        IdParams,
+        result=TaskMerge,
+        raises=found,
+    )
+    async def merge(ctx: Any, p: IdParams) -> dict[str, Any]:
+        return await sup.isolation.merge(p.id)
+
+    @api.method(
+        "task.discard",
+        "Remove an isolated task's worktree and branch; unmerged work needs force.",
+        DiscardParams,
+        result=TaskDiscard,
+        raises=found,
+    )
+    async def discard(ctx: Any, p: DiscardParams) -> dict[str, Any]:
+        return await sup.isolation.discard(p.id, p.force)
 
     @api.method(
         "task.list",

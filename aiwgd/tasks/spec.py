@@ -134,6 +134,22 @@ class SubmitParams:
         doc="resource limits (memory_mb, cpu_percent, max_runtime_s, max_fds, no_output_s); "
         "over one the task is killed and fails (default for prompts: agent.limits)",
     )
+    isolate: str | None = spec(
+        None,
+        choices=("worktree", "none"),
+        doc='"worktree": run in a new git worktree of the project, on branch '
+        "<agent.worktree_prefix><task-id> (default for prompts: agent.isolate)",
+    )
+    base: str | None = spec(
+        None, min_len=1, max_len=256, doc="git revision an isolated task starts from (HEAD)"
+    )
+    resume: str | None = spec(
+        None,
+        min_len=1,
+        max_len=64,
+        doc="id of an earlier prompt task: continue its agent session (agent.resume_args), "
+        "in its worktree if it had one",
+    )
 
 
 @dataclass
@@ -175,7 +191,10 @@ def agent_argv(config: Config, prompt: str, agent: str | None) -> list[str]:
 def task_argv(config: Config, task: Task) -> list[str]:
     if task.command is not None:
         return list(task.command)
-    return agent_argv(config, task.prompt or "", task.agent)
+    argv = agent_argv(config, task.prompt or "", task.agent)
+    if task.resume_session:
+        argv += [a.replace("{session}", task.resume_session) for a in config.agent.resume_args]
+    return argv
 
 
 # ---- what could never run ------------------------------------------------------------

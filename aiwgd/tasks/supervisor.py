@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from aiwgd import errors
+from aiwgd.agents.budget import AgentBudget
+from aiwgd.agents.isolation import Isolation, IsolationFailed
 from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs.child import Exit
@@ -77,6 +79,7 @@ class Supervisor(Subsystem):
         lifecycle: Lifecycle,
         executor: Executor,
         usage_of: Callable[[str], dict[str, Any] | None] | None = None,
+        agents: AgentBudget | None = None,
     ) -> None:
         self.config = config
         self.root = root
@@ -92,14 +95,20 @@ class Supervisor(Subsystem):
         self._submitting = 0  # submissions whose queued record is on its way to disk
         self._accepting = False
         self.totals: dict[str, int] = dict.fromkeys(TOTALS.split(), 0)
+        # What stream-json agents said and spent: run fields, budgets, held prompt tasks.
+        self.agents = agents or AgentBudget(config, store, lambda *_: None)
+        self.agents.bind(self._queue.push, self._pump)
+        self.isolation = Isolation(lambda: self.config, root, store)  # worktrees, sessions
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.totals["recovered"] += await recover(self.store, self.executor)
+        self.agents.load()  # the day's agent spend so far, from the stored tasks
         for task in self.store.queued():  # creation order: FIFO within a priority
             self._queue.push(task.id, task.priority, task.retry_at)
         self._accepting = True
         self._pump()
+        self.isolation.start()
 
     async def stop(self, fast: bool = False) -> None:
         self._accepting = False
@@ -115,12 +124,15 @@ class Supervisor(Subsystem):
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
         self._failsafe.cancel()
+        self.agents.stop()
         self._waiters.notify_all()
+        await self.isolation.stop()
 
     async def apply_config(self, config: Config) -> None:
         old = self.config.daemon.max_parallel_actions
         self.config = config
         self.executor.apply_config(config)
+        self.agents.apply_config(config)  # a raised day budget lets held tasks start
         if config.daemon.max_parallel_actions != old:
             log.info(
                 "concurrency cap changed",
@@ -149,7 +161,9 @@ class Supervisor(Subsystem):
         if not self._accepting or self.lifecycle.stopping.is_set():
             raise errors.ShuttingDown("the daemon is shutting down; no new tasks are taken")
         task = prepare(p, source, self.config, self.root, self.store.new_id())
-        if not self._submitting and len(self._slots) < self.config.daemon.max_parallel_actions:
+        task = await self.isolation.admit(p, task)
+        at_once = not self._submitting and not self.agents.must_wait(task.prompt is not None)
+        if at_once and len(self._slots) < self.config.daemon.max_parallel_actions:
             # A slot is free and no earlier submission is still on its way to the queue
             # (a free slot means nothing queued is ready): what _pump would start next.
             return await self._start_at_once(task)
@@ -183,7 +197,7 @@ class Supervisor(Subsystem):
             if task_id is None:
                 return
             task = self.store.get(task_id)
-            if task is None or task.state != S.QUEUED:
+            if task is None or task.state != S.QUEUED or self.agents.hold(task):
                 continue
             slot = self._slots.take(task_id)
             slot.job = asyncio.create_task(self._run(slot, task), name=f"task-{task_id}")
@@ -227,10 +241,11 @@ class Supervisor(Subsystem):
             await self._ended(task, *outcome(Ending(NO_EXIT, reason), timeout), NO_EXIT, "")
             return
         try:
+            run = await self.isolation.enter(task)  # its worktree, if isolated
             attempt = await self.executor.start(
-                task, log_path, lambda: self._waiters.notify(task.id)
+                run, log_path, lambda: self._waiters.notify(task.id)
             )
-        except SpawnError as exc:
+        except (SpawnError, IsolationFailed) as exc:
             await self._ended(task, S.FAILED, str(exc), NO_EXIT, "")
             return
         slot.attach(attempt)
@@ -243,7 +258,8 @@ class Supervisor(Subsystem):
         self._pump()
         await recorded
         state, error = outcome(ending, timeout)
-        await self._ended(task, state, error, ending.exit, attempt.output_tail())
+        state, error, said = self.agents.finish(task.id, state, error)  # stream-json
+        await self._ended(task, state, error, ending.exit, attempt.output_tail(), said)
 
     async def _record_running(self, slot: Slot, task: Task) -> bool:
         """Make the attempt's running state durable; False if it was stopped before."""
@@ -262,7 +278,13 @@ class Supervisor(Subsystem):
         return True
 
     async def _ended(
-        self, task: Task, state: TaskState, error: str | None, ex: Exit, tail: str
+        self,
+        task: Task,
+        state: TaskState,
+        error: str | None,
+        ex: Exit,
+        tail: str,
+        said: dict[str, Any] | None = None,
     ) -> None:
         # The runner goes with the attempt: it is what recovery needs while one runs, and
         # a dict per finished task is a large share of a big store's memory.
@@ -272,6 +294,7 @@ class Supervisor(Subsystem):
             "signal": ex.signal,
             "error": error,
             "output_tail": tail,
+            **(said or {}),
         }
         if state in (S.FAILED, S.TIMED_OUT) and task.retries_left > 0:
             delay = retry_delay(task, self.config.agent)
@@ -384,4 +407,5 @@ class Supervisor(Subsystem):
             "stored": sum(counts.values()),
             "totals": dict(self.totals),
             "accepting": self._accepting,
+            "costs": self.agents.stats(),
         }
