@@ -1,5 +1,7 @@
 """`aiwg task list` as a table: what a person scans first (state, priority, a short name)
-before the full command or prompt, cut to the terminal's width."""
+before the full command or prompt, cut to the terminal's width; a COST column when a
+listed task has an agent cost. Also what `task get` and `task stats` show of agents:
+the answer first, then session, tokens and cost; cost sums per agent and per day."""
 
 from __future__ import annotations
 
@@ -55,27 +57,98 @@ def what(task: dict[str, Any]) -> str:
     return str(task.get("prompt") or "").replace("\n", " ")
 
 
+def usd(value: Any) -> str:
+    """Dollars as people read agent costs: cents, and below a dollar four decimals."""
+    if not isinstance(value, int | float):
+        return "-"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
 def table(tasks: list[dict[str, Any]], columns: int | None) -> str:
     """The rows under HEAD; the WHAT column (and any line) cut to `columns`."""
     now = time.time()
-    rows = [list(HEAD)]
+    costs = any(t.get("cost_usd") is not None for t in tasks)
+    head = list(HEAD)
+    if costs:
+        head.insert(-2, "COST")
+    rows = [head]
     for t in tasks:
         started, finished = t.get("started_at"), t.get("finished_at")
         took = (finished or now) - started if started else None
-        rows.append(
-            [
-                t["id"],
-                t["state"],
-                str(t.get("priority", 0)),
-                render.duration(now - t["created_at"]),
-                render.duration(took),
-                render.fit(name(t), NAME_MAX),
-                what(t),
-            ]
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD) - 1)]
+        row = [
+            t["id"],
+            t["state"],
+            str(t.get("priority", 0)),
+            render.duration(now - t["created_at"]),
+            render.duration(took),
+            render.fit(name(t), NAME_MAX),
+            what(t),
+        ]
+        if costs:
+            row.insert(-2, usd(t.get("cost_usd")))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     lines = []
     for r in rows:
         fixed = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
         lines.append(render.fit(f"{fixed}  {r[-1]}".rstrip(), columns))
+    return "\n".join(lines)
+
+
+def agent_head(t: dict[str, Any]) -> list[str]:
+    """What `task get` shows first of an agent task: its answer (or why it waits)."""
+    lines: list[str] = []
+    if t.get("result") is not None:
+        lines.append(f"{'answer:':<12} {t['result']}")
+    if t.get("queued_reason"):
+        lines.append(f"{'waiting:':<12} {t['queued_reason']}")
+    return lines
+
+
+def agent_lines(t: dict[str, Any]) -> list[str]:
+    """Session, turns, tokens and cost of a stream-json agent task (none: no lines)."""
+    lines: list[str] = []
+    if t.get("session_id"):
+        lines.append(f"{'session:':<12} {t['session_id']}")
+    if t.get("turns") is not None:
+        lines.append(f"{'turns:':<12} {t['turns']}")
+    tokens = t.get("tokens")
+    if isinstance(tokens, dict):
+        lines.append(f"{'tokens:':<12} {token_text(tokens)}")
+    if t.get("cost_usd") is not None:
+        lines.append(f"{'cost:':<12} {usd(t['cost_usd'])}")
+    return lines
+
+
+def token_text(tokens: dict[str, Any]) -> str:
+    def n(key: str) -> int:
+        value = tokens.get(key)
+        return value if isinstance(value, int) else 0
+
+    return (
+        f"{n('input_tokens')} in, {n('output_tokens')} out, "
+        f"{n('cache_creation_input_tokens')} cache write, "
+        f"{n('cache_read_input_tokens')} cache read"
+    )
+
+
+def costs_text(stats: dict[str, Any]) -> str:
+    """task.stats' agent costs: today against the budget, per agent, per day."""
+    costs = stats.get("costs")
+    if not isinstance(costs, dict):
+        return ""
+    today = costs.get("today") or {}
+    budget = today.get("per_day_usd")
+    line = f"agent spend today: {usd(today.get('spent_usd', 0.0))}"
+    if budget is not None:
+        line += f" of {usd(budget)} a day"
+    if today.get("waiting"):
+        line += f"; {today['waiting']} prompt task(s) waiting for the budget"
+    lines = [line]
+    for title, key in (("agent", "agents"), ("day", "days")):
+        for label, s in (costs.get(key) or {}).items():
+            lines.append(
+                f"  {title} {label}: {usd(s.get('cost_usd'))} over {s.get('tasks')} task(s); "
+                f"{token_text(s)}"
+            )
     return "\n".join(lines)

@@ -39,6 +39,28 @@ class TaskList(TypedDict):
     offset: int
 
 
+class CostSum(TypedDict):
+    tasks: Annotated[int, "tasks with a cost or token counts (stream-json agents)"]
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+
+
+class CostsToday(TypedDict):
+    day: Annotated[str, "the UTC day, YYYY-MM-DD"]
+    spent_usd: Annotated[float, "finished tasks of the day plus running estimates"]
+    per_day_usd: Annotated[float | None, "agent.budget.per_day_usd"]
+    waiting: Annotated[int, "prompt tasks held queued by the daily budget"]
+
+
+class Costs(TypedDict):
+    agents: Annotated[dict[str, CostSum], 'per agent ("default": tasks naming none)']
+    days: Annotated[dict[str, CostSum], "per UTC day a task finished, oldest first"]
+    today: CostsToday
+
+
 class TaskStats(TypedDict):
     counts: StateCounts
     running: int
@@ -49,6 +71,7 @@ class TaskStats(TypedDict):
     stored: int
     totals: Annotated[dict[str, int], "counts since the daemon started"]
     accepting: bool
+    costs: Annotated[Costs, "agent tokens and cost of the stored tasks"]
 
 
 class TaskLogs(TypedDict):

@@ -37,6 +37,7 @@ class EndReason(StrEnum):
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
     LIMIT = "limit"  # over a resource limit (the monitor); `Ending.detail` says which
+    BUDGET = "budget"  # over agent.budget; `Ending.detail` is the error
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ def outcome(ending: Ending, timeout: float) -> tuple[TaskState, str | None]:
         return S.TIMED_OUT, f"timed out after {timeout:g}s"
     if ending.reason == EndReason.LIMIT:
         return S.FAILED, f"killed: {ending.detail or 'over a resource limit'}"
+    if ending.reason == EndReason.BUDGET:
+        return S.FAILED, ending.detail or "budget: over the agent budget"
     if ending.exit.code == 0:
         return S.COMPLETED, None
     return S.FAILED, describe_exit(ending.exit)

@@ -9,20 +9,30 @@ group too: they carry the task's mark, `AIWG_TASK_ID` and `AIWG_ROOT` in their
 environment). The PID, group and create time are this executor's state: the task
 records them as its `runner`, and `recover()` uses them, and the mark, to stop what
 an earlier daemon run left behind; `sweep()` stops whatever else carries the mark.
+
+With `agent.output: stream-json`, a prompt task's output also goes, chunk by chunk as
+it is read, to a StreamJsonParser (aiwgd.agents.streamjson): the log still gets every
+byte unchanged, the parser only observes. Its changes (session id, running cost) go
+to the AgentBudget, which may stop the attempt (`stop_for_budget`); the run itself is
+`agent_run()` once the attempt ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aiwgd.agents.budget import AgentBudget
+from aiwgd.agents.streamjson import AgentRun, StreamJsonParser
 from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle
 from aiwgd.procs import marks
 from aiwgd.procs.child import Child
+from aiwgd.procs.output import OutputSink
 from aiwgd.procs.registry import ChildRegistry
 from aiwgd.procs.tree import kill_leftovers
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
@@ -39,12 +49,18 @@ class LocalExecutor:
     name = "local"
 
     def __init__(
-        self, config: Config, root: Path, lifecycle: Lifecycle, children: ChildRegistry
+        self,
+        config: Config,
+        root: Path,
+        lifecycle: Lifecycle,
+        children: ChildRegistry,
+        agents: AgentBudget | None = None,
     ) -> None:
         self.config = config
         self.root = root
         self.lifecycle = lifecycle
         self.children = children
+        self.agents = agents  # told what a stream-json agent says while it runs
 
     def apply_config(self, config: Config) -> None:
         self.config = config
@@ -54,6 +70,13 @@ class LocalExecutor:
         argv = task_argv(cfg, task)
         env = child_env(cfg, task.env)
         header = f"[aiwgd] attempt {task.attempt} of task {task.id}\n" if task.attempt > 1 else None
+        parser: StreamJsonParser | None = None
+        sink: OutputSink | None = None
+        if cfg.agent.output == "stream-json" and task.prompt is not None:
+            parser = StreamJsonParser()
+            sink = AgentSink(
+                log_path, cfg.tasks.log_max_bytes, cfg.tasks.output_tail_bytes, on_output, parser
+            )
         try:
             # Checked again now, and resolved: the program on the daemon's PATH, the cwd
             # as it is now (it may have become a symlink out of the root since submit).
@@ -68,10 +91,17 @@ class LocalExecutor:
                 header=header,
                 on_data=on_output,
                 mark=self.mark(task.id),
+                sink=sink,
             )
         except (OSError, ValueError) as exc:
+            if sink is not None:
+                sink.close()  # idempotent; a refusal by spawn_plan never reached spawn
             raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
-        attempt = LocalAttempt(child, self)
+        attempt = LocalAttempt(child, self, parser)
+        if parser is not None and self.agents is not None:
+            # Before any await: the child's output is read on this loop, so no chunk
+            # reaches the parser before its watcher is in place.
+            parser.on_change = self.agents.watch(task, attempt)
         # Over a limit (the monitor), the attempt ends like a stop: the task fails.
         limits = task_limits(cfg, task)
         on_over = attempt.over_limit if limits is not None else None
@@ -123,9 +153,12 @@ class LocalExecutor:
 class LocalAttempt:
     """A child process from spawn until it and everything it started are gone."""
 
-    def __init__(self, child: Child, executor: LocalExecutor) -> None:
+    def __init__(
+        self, child: Child, executor: LocalExecutor, parser: StreamJsonParser | None = None
+    ) -> None:
         self.child = child
         self._executor = executor
+        self._parser = parser
         self.reason: EndReason | None = None
         self.detail: str | None = None  # which limit, when the reason is LIMIT
         self._wake: asyncio.Future[None] | None = None
@@ -148,6 +181,16 @@ class LocalAttempt:
         if self.reason is None:
             self.detail = detail
         self.stop(EndReason.LIMIT)
+
+    def stop_for_budget(self, detail: str) -> None:
+        """Over agent.budget: down the stop ladder; the task fails with `detail`."""
+        if self.reason is None:
+            self.detail = detail
+        self.stop(EndReason.BUDGET)
+
+    def agent_run(self) -> AgentRun | None:
+        """What a stream-json agent said (complete once the attempt ended), or None."""
+        return None if self._parser is None else self._parser.run
 
     async def wait(self, timeout: float) -> Ending:
         child, ex = self.child, self._executor
@@ -178,6 +221,37 @@ class LocalAttempt:
             await self.child.finish(0)
         finally:
             self._executor.children.discard(self.child)
+
+
+class AgentSink(OutputSink):
+    """The task log as in text mode, with a parser watching the same bytes: it sees each
+    chunk after the log has it, and nothing it does can hold output back."""
+
+    def __init__(
+        self,
+        path: str,
+        cap: int,
+        tail_bytes: int,
+        on_data: Callable[[], None],
+        parser: StreamJsonParser,
+    ) -> None:
+        super().__init__(path, cap, tail_bytes, on_data)
+        self.parser = parser
+        self.parser_ok = True
+
+    def feed(self, data: bytes) -> None:
+        super().feed(data)
+        if self.parser_ok:
+            try:
+                self.parser.feed(data)
+            except Exception:  # a parser bug must never cost the task its output
+                self.parser_ok = False
+                log.exception("stream-json parser failed; the task's output is still logged")
+
+    def close(self) -> None:
+        super().close()
+        with contextlib.suppress(Exception):
+            self.parser.close()
 
 
 def _settle(fut: asyncio.Future[None]) -> None:
