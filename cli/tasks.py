@@ -28,6 +28,7 @@ from aiwgd.cli.options import (
     quick_timeout,
     want_json,
 )
+from aiwgd.cli.taskreview import add_review_commands
 
 task_app = typer.Typer(no_args_is_help=True, help="Submit, list, inspect and cancel tasks.")
 
@@ -52,6 +53,22 @@ Wait = Annotated[
     bool, typer.Option("--wait", "-w", help="wait for the end; exit 1 unless completed")
 ]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="stream the output until the end")]
+
+
+class Isolate(StrEnum):
+    worktree = "worktree"
+    none = "none"
+
+
+IsolateOpt = Annotated[
+    Isolate | None,
+    typer.Option(
+        "--isolate", help="worktree: run in a new git worktree of the project (agent.isolate)"
+    ),
+]
+Base = Annotated[
+    str | None, typer.Option("--base", help="git revision the worktree starts from (HEAD)")
+]
 
 
 class OnInterrupt(StrEnum):
@@ -120,8 +137,14 @@ def _spec(
     retries: int,
     on_interrupt: OnInterrupt | None = None,
     limits: list[str] | None = None,
+    isolate: Isolate | None = None,
+    base: str | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"source": "cli"}
+    if isolate is not None:
+        spec["isolate"] = isolate.value
+    if base is not None:
+        spec["base"] = base
     if limits:
         spec["limits"] = _limits(limits)
     if on_interrupt is not None:
@@ -213,14 +236,22 @@ def submit(
     retries: Retries = 0,
     on_interrupt: Interrupt = None,
     limit: Limit = None,
+    isolate: IsolateOpt = None,
+    base: Base = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", metavar="ID", help="continue task ID's agent session"),
+    ] = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
     json_out: Json = False,
 ) -> None:
     """Queue an agent prompt."""
-    spec = _spec(agent, priority, timeout, cwd, env, retries, on_interrupt, limit)
+    spec = _spec(agent, priority, timeout, cwd, env, retries, on_interrupt, limit, isolate, base)
     spec["prompt"] = prompt
+    if resume is not None:
+        spec["resume"] = resume
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
 
@@ -234,13 +265,15 @@ def run(
     retries: Retries = 0,
     on_interrupt: Interrupt = None,
     limit: Limit = None,
+    isolate: IsolateOpt = None,
+    base: Base = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
     json_out: Json = False,
 ) -> None:
     """Queue a command (an argv list, never run through a shell): aiwg task run -- make test"""
-    spec = _spec(None, priority, timeout, cwd, env, retries, on_interrupt, limit)
+    spec = _spec(None, priority, timeout, cwd, env, retries, on_interrupt, limit, isolate, base)
     spec["command"] = command
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
@@ -277,7 +310,7 @@ def list_(
 
 
 def _human_task(t: dict[str, Any]) -> str:
-    from aiwgd.cli import render
+    from aiwgd.cli import render, tasklist
 
     keys = (
         "id",
@@ -303,6 +336,8 @@ def _human_task(t: dict[str, Any]) -> str:
     if t.get("started_at"):
         dur = (t.get("finished_at") or now) - t["started_at"]
         lines.append(f"{'duration:':<12} {render.duration(dur)}")
+    lines[:0] = tasklist.agent_head(t)  # an agent's answer first
+    lines += tasklist.agent_lines(t)
     tail = t.get("output_tail") or ""
     if tail:
         lines += ["output (tail):", tail.rstrip("\n")]
@@ -371,6 +406,9 @@ def logs(
     sys.stdout.flush()
 
 
+add_review_commands(task_app)  # task diff | merge | discard, for isolated tasks
+
+
 @task_app.command("stats")
 def stats(root: Root = None, json_out: Json = False) -> None:
     """Counts per state, running, queued, the cap and totals since start."""
@@ -381,6 +419,9 @@ def stats(root: Root = None, json_out: Json = False) -> None:
         f"{s['running']} running, {s['queued']} queued (cap {s['cap']}); "
         f"{s['stored']} stored" + (f": {counts}" if counts else "")
     )
+    from aiwgd.cli import tasklist  # agent costs per agent and per day
+
+    human = "\n".join(filter(None, [human, tasklist.costs_text(s)]))
     emit(s, want_json(json_out), human)
 
 
