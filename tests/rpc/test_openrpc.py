@@ -20,6 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from aiwgd.client import Client, RpcError
+from tests.agents.wthelp import make_repo
 from tests.utils import DaemonProc, wait_for
 
 DATA = Path(__file__).parent / "data"
@@ -178,6 +179,15 @@ def test_every_result_matches_its_declared_schema(checker: Checker) -> None:
     c.call("task.cancel", id=slow["id"])
     chat = c.call("chat.send", message="hello")
     c.call("task.wait", id=chat["id"], timeout_s=20)
+    # an isolated task: its worktree's status, diff, merge and discard
+    make_repo(d.root, {".gitignore": ".aiwg/\naiwgd.stderr\n", "a.txt": "one\n"})
+    edit = ["sh", "-c", "echo two >> a.txt && git commit -qam two"]
+    iso = c.call("task.submit", command=edit, isolate="worktree")
+    assert c.call("task.wait", id=iso["id"], timeout_s=20)["state"] == "completed"
+    assert c.call("task.get", id=iso["id"])["worktree"]["commits"] == 1
+    c.call("task.diff", id=iso["id"])
+    c.call("task.merge", id=iso["id"])
+    c.call("task.discard", id=iso["id"])
 
     # events and dead letters
     c.call("events.emit", type="ci.gated", data={"n": 1, "nested": {"list": [1, "a"]}})
