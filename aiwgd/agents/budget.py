@@ -152,6 +152,8 @@ class AgentBudget:
             self._set(live.task_id, session_id=run.session_id)
         if live.stopped or self._live.get(live.task_id) is not live:
             return
+        if run.is_error is not None or run.subtype is not None:
+            return  # its result came: the work is done and paid for, stopping saves nothing
         b = self.cfg.budget
         if b.per_task_usd is not None and live.cost > b.per_task_usd:
             error = TASK_ERROR.format(spent=live.cost, budget=b.per_task_usd)

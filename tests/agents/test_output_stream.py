@@ -68,9 +68,7 @@ def test_text_output_records_nothing_of_the_agent(start_daemon: Any) -> None:
     d = start_daemon(config={"agent": {"command": AGENT}})  # output: text (the default)
     task = run_prompt(d, "normal")
     assert task["state"] == "completed"
-    assert [task[k] for k in ("session_id", "result", "tokens", "cost_usd", "turns")] == [
-        None
-    ] * 5
+    assert [task[k] for k in ("session_id", "result", "tokens", "cost_usd", "turns")] == [None] * 5
     assert log_bytes(d, task) == b"".join(fa.stream("normal"))
 
 
