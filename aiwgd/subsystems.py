@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiwgd.actions.runner import ActionRunner
+from aiwgd.agents.budget import AgentBudget
 from aiwgd.automation import methods as automation_methods
 from aiwgd.automation.engine import Automation
 from aiwgd.config import Config, Paths
@@ -84,9 +85,10 @@ def build(
 
     store = TaskStore(paths, config.tasks, router)
     children = ChildRegistry()
-    executor = LocalExecutor(config, paths.root, lifecycle, children)
+    agents = AgentBudget(config, store, router.publish)  # stream-json runs, budgets
+    executor = LocalExecutor(config, paths.root, lifecycle, children, agents)
     supervisor = Supervisor(
-        config, paths.root, store, lifecycle, executor, usage_of=children.usage_of
+        config, paths.root, store, lifecycle, executor, usage_of=children.usage_of, agents=agents
     )
     tasks_methods.register(api, supervisor)
 
