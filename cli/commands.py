@@ -16,6 +16,7 @@ SCHEDULE, AUTOMATION = "aiwgd.cli.schedule", "aiwgd.cli.automation"
 WATCHDOG = "aiwgd.cli.watchdog"
 MONITOR = "aiwgd.cli.monitor"
 SERVICES = "aiwgd.cli.services"
+CHAT, ATTACH = "aiwgd.cli.chat", "aiwgd.cli.attach"
 
 WHERE: dict[str, str] = {
     "start": DAEMON,
@@ -25,7 +26,8 @@ WHERE: dict[str, str] = {
     "ping": DAEMON,
     "logs": DAEMON,
     "rpc": DAEMON,
-    "chat": TASKS,  # -- tasks (issue 3)
+    "chat": CHAT,  # -- tasks (issue 3); interactive chat and attach (issue 11)
+    "attach": ATTACH,
     "events": EVENTS,  # -- events / dlq (issue 4)
     "emit": EVENTS,
     "config": CONFIG,

@@ -1,4 +1,4 @@
-"""`aiwg task ...` and `aiwg chat`: submit, run, list, inspect, cancel and follow tasks.
+"""`aiwg task ...`: submit, run, list, inspect, cancel and follow tasks (`aiwg chat`: chat.py).
 
 With --wait or --follow the exit code tells how the task ended: 0 completed, 1 any
 other end (the reason on stderr), so `aiwg task run --wait -- make test` works in
@@ -425,19 +425,5 @@ def stats(root: Root = None, json_out: Json = False) -> None:
     emit(s, want_json(json_out), human)
 
 
-def chat(
-    message: Annotated[str, typer.Argument(help="what to ask the agent")],
-    agent: Agent = None,
-    root: Root = None,
-    json_out: Json = False,
-) -> None:
-    """Send a message to the agent and print its answer as it arrives."""
-    spec: dict[str, Any] = {"message": message}
-    if agent:
-        spec["agent"] = agent
-    _submit_and_report(root, spec, False, True, want_json(json_out), method="chat.send")
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(task_app, name="task")
-    app.command("chat")(chat)
