@@ -107,35 +107,42 @@ class Isolation:
     # ---- submit ------------------------------------------------------------------------
     async def admit(self, p: SubmitParams, task: Task) -> Task:
         """The prepared task with its isolation and session fields, or InvalidParams."""
-        fields: dict[str, Any] = {}
-        earlier = self._resumable(p.resume, task) if p.resume is not None else None
-        if earlier is not None:
-            fields["resume"] = earlier.id
-            fields["resume_session"] = getattr(earlier, "session_id", None)
+        if p.resume is not None:
+            return self._resume(p, task)
         isolate = p.isolate or (self._config_of().agent.isolate if task.prompt else None)
-        if earlier is not None and earlier.worktree is not None:
+        if isolate != WORKTREE:
             if p.base is not None:
-                raise invalid([f"base: task {earlier.id}'s worktree is resumed, not a new one"])
-            fields["isolate"] = WORKTREE
-            fields["worktree"] = dict(earlier.worktree)
-        elif isolate == WORKTREE:
-            rel = os.path.relpath(task.cwd or self.root, self.root)
-            if rel == ".." or rel.startswith("../"):
+                raise invalid(['base: only an isolated task (isolate "worktree") has a base'])
+            return task
+        rel = os.path.relpath(task.cwd or self.root, self.root)
+        if rel == ".." or rel.startswith("../"):
+            raise invalid(
+                [f"cwd: {task.cwd} is outside the project; an isolated task runs in a worktree"]
+            )
+        try:
+            await self._git.run(self.worktrees().validate(p.base))
+        except WorktreeError as exc:
+            raise invalid([f"{'base' if p.base else 'isolate'}: {exc}"]) from None
+        return replace(task, isolate=WORKTREE, base=p.base)
+
+    def _resume(self, p: SubmitParams, task: Task) -> Task:
+        """A follow-up runs where the session it resumes ran: the same worktree (none is
+        made for it) or the project, and by default the same cwd."""
+        earlier = self._resumable(str(p.resume), task)
+        fields: dict[str, Any] = {"resume": earlier.id, "resume_session": earlier.session_id}
+        if p.cwd is None:
+            fields["cwd"] = earlier.cwd
+        if earlier.worktree is None:
+            if p.isolate == WORKTREE or p.base is not None:
                 raise invalid(
-                    [
-                        f"cwd: {task.cwd} is outside the project: an isolated task "
-                        "runs in the project's worktree"
-                    ]
+                    [f"isolate: task {earlier.id} ran in the project, where its session resumes"]
                 )
-            try:
-                await self._git.run(self.worktrees().validate(p.base))
-            except WorktreeError as exc:
-                raise invalid([f"{'base' if p.base else 'isolate'}: {exc}"]) from None
-            fields["isolate"] = WORKTREE
-            fields["base"] = p.base
-        elif p.base is not None:
-            raise invalid(['base: only an isolated task (isolate "worktree") has a base'])
-        return replace(task, **fields) if fields else task
+        elif p.base is not None or p.isolate == "none":
+            key = "base" if p.base else "isolate"
+            raise invalid([f"{key}: task {earlier.id}'s session resumes in its worktree"])
+        else:
+            fields.update(isolate=WORKTREE, worktree=dict(earlier.worktree))
+        return replace(task, **fields)
 
     def _resumable(self, task_id: str, task: Task) -> Task:
         if task.prompt is None:
@@ -145,12 +152,14 @@ class Isolation:
             raise invalid([f"resume: no task with id {task_id!r}"])
         if earlier.prompt is None:
             raise invalid([f"resume: task {task_id} is a command, not an agent prompt"])
-        if not getattr(earlier, "session_id", None):
+        if not earlier.session_id:
             raise invalid(
-                [
-                    f"resume: task {task_id} has no agent session id (yet): its agent has not "
-                    "reported one"
-                ]
+                [f"resume: task {task_id} has no agent session id (its agent reported none)"]
+            )
+        if not earlier.terminal:
+            # Two agents in one session (and one worktree) at once would trample each other.
+            raise invalid(
+                [f"resume: task {task_id} is still {earlier.state}; resume it once it ends"]
             )
         return earlier
 

@@ -62,6 +62,8 @@ elif words[0] == "session":  # session ID: Claude Code's stream-json with that s
          "usage": {"input_tokens": 1, "output_tokens": 1}},
     ):
         print(json.dumps(line), flush=True)
+    if words[2:] == ["then-sleep"]:
+        time.sleep(120)
 """
 
 
@@ -285,3 +287,17 @@ def test_review_methods_on_a_task_without_a_worktree(repo_daemon: DaemonProc) ->
         assert err.code == NOT_FOUND
         assert err.message == f"task {task['id']} has no worktree: it is not isolated"
     assert rpc_error(d, "task.diff", id="nosuchtask").code == NOT_FOUND
+
+
+def test_merge_and_discard_wait_for_the_task_to_end(project: Path, repo_daemon: DaemonProc) -> None:
+    d = repo_daemon
+    task = d.call("task.submit", prompt="sleep", isolate="worktree")
+    wait_for(lambda: runs(project), 10, "the agent to start")
+    for method in ("task.merge", "task.discard"):
+        err = rpc_error(d, method, id=task["id"])
+        assert err.code == CONFLICT
+        assert err.message == f"task {task['id']} is running in this worktree; wait for it to end"
+    assert (project / ".aiwg" / "worktrees" / task["id"]).is_dir()
+    d.call("task.cancel", id=task["id"])
+    d.call("task.discard", id=task["id"])  # ended, nothing committed: no force needed
+    assert not (project / ".aiwg" / "worktrees" / task["id"]).exists()

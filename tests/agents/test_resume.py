@@ -23,7 +23,7 @@ from tests.agents.test_isolate_flow import (
 from tests.agents.wthelp import sh_git
 from tests.conftest import DaemonFactory
 from tests.taskhelp import wait_terminal
-from tests.utils import DaemonProc, run_cli
+from tests.utils import DaemonProc, run_cli, wait_for
 
 SID = "5e1d0c3a-2b4f-4a6e-9c8d-7f6e5d4c3b2a"
 
@@ -81,3 +81,33 @@ def test_resume_refuses_what_has_no_session(project: Path, d: DaemonProc) -> Non
     assert res.returncode != 0
     assert res.stderr.strip().count("\n") == 0 and "no task with id 'nosuchtask'" in res.stderr
     assert len(runs(project)) == 1  # only the silent task ever ran the agent
+
+
+def test_a_session_that_ran_in_the_project_resumes_there(project: Path, d: DaemonProc) -> None:
+    sub = project / "sub"
+    sub.mkdir()
+    first = d.call("task.submit", prompt=f"session {SID}", cwd=str(sub))
+    assert wait_terminal(d, first["id"])["session_id"] == SID
+    err = rpc_error(d, "task.submit", prompt="more", resume=first["id"], isolate="worktree")
+    assert err.code == INVALID
+    assert f"isolate: task {first['id']} ran in the project, where its session" in err.message
+    follow = d.call("task.submit", prompt="scribble t.txt x", resume=first["id"])
+    assert follow["cwd"] == str(sub) and follow["worktree"] is None  # where the session ran
+    assert wait_terminal(d, follow["id"])["state"] == "completed"
+    assert (sub / "t.txt").exists()
+    assert runs(project)[-1]["argv"][-2:] == ["--resume", SID]
+
+
+def test_resume_refused_while_the_session_runs_or_with_a_new_base(
+    project: Path, d: DaemonProc
+) -> None:
+    live = d.call("task.submit", prompt=f"session {SID} then-sleep", isolate="worktree")
+    wait_for(lambda: d.call("task.get", id=live["id"])["session_id"] == SID, 10, "the session")
+    err = rpc_error(d, "task.submit", prompt="more", resume=live["id"])
+    assert err.code == INVALID
+    assert f"resume: task {live['id']} is still running; resume it once it ends" in err.message
+    d.call("task.cancel", id=live["id"])
+    err = rpc_error(d, "task.submit", prompt="more", resume=live["id"], base="main")
+    assert err.code == INVALID
+    assert f"base: task {live['id']}'s session resumes in its worktree" in err.message
+    assert d.call("task.list")["total"] == 1
