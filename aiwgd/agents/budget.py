@@ -46,6 +46,9 @@ WAIT_REASON = (
     "daily agent budget of ${budget:.2f} spent; waits until tomorrow (UTC) or a raised budget"
 )
 MAX_ERROR_CHARS = 500  # an agent's error answer, shortened for the task's error
+# A running agent's cost and tokens go on its task at most this often (task.get shows
+# them, and a daemon killed mid-run still finds most of the day's spend in the store).
+RECORD_EVERY_S = 5.0
 
 
 class BudgetStoppable(Protocol):
@@ -64,6 +67,7 @@ class _Live:
     cost: float = 0.0
     session: str | None = None
     stopped: bool = False
+    recorded_at: float = -RECORD_EVERY_S  # monotonic
 
 
 def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -147,9 +151,15 @@ class AgentBudget:
 
     def _changed(self, live: _Live, run: AgentRun) -> None:
         live.cost = run.cost_usd or 0.0
+        fields: dict[str, Any] = {}
         if run.session_id and run.session_id != live.session:
-            live.session = run.session_id
-            self._set(live.task_id, session_id=run.session_id)
+            live.session = fields["session_id"] = run.session_id
+        now = time.monotonic()
+        if run.cost_usd is not None and now - live.recorded_at >= RECORD_EVERY_S:
+            live.recorded_at = now
+            fields.update(cost_usd=run.cost_usd, tokens=dict(run.usage))
+        if fields and self._live.get(live.task_id) is live:
+            self._set(live.task_id, **fields)
         if live.stopped or self._live.get(live.task_id) is not live:
             return
         if run.is_error is not None or run.subtype is not None:
@@ -177,6 +187,12 @@ class AgentBudget:
             "budget": budget,
         }
         self._publish(EVENT, data, "tasks")
+
+    def forget(self, attempt: BudgetStoppable) -> None:
+        """An attempt aborted after an internal error: no finish() will come for it."""
+        for task_id, live in list(self._live.items()):
+            if live.attempt is attempt:
+                del self._live[task_id]
 
     def finish(
         self, task_id: str, state: TaskState, error: str | None

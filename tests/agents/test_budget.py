@@ -160,3 +160,23 @@ def test_a_bad_output_is_refused_with_its_key_path() -> None:
     with pytest.raises(ValidationError) as exc:
         parse_config({"agent": {"output": "json"}})
     assert "agent.output" in str(exc.value) and "stream-json" in str(exc.value)
+
+
+def test_a_running_agent_shows_its_cost_so_far_and_a_cancel_keeps_it(
+    start_daemon: Any, project: Path
+) -> None:
+    command, pidfile = runaway(project)
+    d = start_daemon(config={"agent": {"command": command, "output": "stream-json"}})
+    task = d.call("task.submit", prompt="go on", timeout_s=60)
+    running = wait_for(
+        lambda: (t := d.call("task.get", id=task["id"]))["cost_usd"] and t,
+        10,
+        "the running estimate on task.get",
+    )
+    assert running["state"] == "running" and running["cost_usd"] >= 0.015
+    assert running["tokens"]["output_tokens"] >= 1000
+    done = d.call("task.cancel", id=task["id"])
+    assert done["state"] == "cancelled" and done["cost_usd"] >= running["cost_usd"]
+    assert not alive(int(pidfile.read_text()))
+    today = d.call("task.stats")["costs"]["today"]
+    assert today["spent_usd"] == pytest.approx(done["cost_usd"])

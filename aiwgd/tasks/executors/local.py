@@ -216,6 +216,8 @@ class LocalAttempt:
         return Ending(result, self.reason, self.detail)
 
     async def abort(self) -> None:
+        if self._executor.agents is not None:
+            self._executor.agents.forget(self)
         try:
             await self.child.kill()
             await self.child.finish(0)
