@@ -309,6 +309,15 @@ def list_(
         typer.echo(f"({offset + 1}-{shown} of {result['total']})")
 
 
+def _worktree_state(wt: dict[str, Any]) -> str:
+    if wt.get("error"):
+        return f"{wt['branch']}: {wt['error']}"
+    if not wt.get("exists") and wt.get("head") is None:
+        return f"{wt['branch']}, removed"
+    work = "merged" if wt.get("merged") else f"{wt.get('commits', 0)} commit(s) not merged"
+    return f"{wt['branch']}, {work}" + (", uncommitted changes" if wt.get("dirty") else "")
+
+
 def _human_task(t: dict[str, Any]) -> str:
     from aiwgd.cli import render, tasklist
 
@@ -327,9 +336,13 @@ def _human_task(t: dict[str, Any]) -> str:
         "signal",
         "error",
         "log_path",
+        "resume",
     )
     t = {**t, "pid": (t.get("runner") or {}).get("pid")}  # where a local attempt ran
     lines = [f"{k + ':':<12} {t[k]}" for k in keys if t.get(k) is not None]
+    wt = t.get("worktree")
+    if wt:
+        lines.append(f"{'worktree:':<12} {wt['path']} ({_worktree_state(wt)})")
     lines.insert(2, f"{'what:':<12} {_what(t)}")
     now = time.time()
     lines.append(f"{'created:':<12} {render.duration(now - t['created_at'])} ago")

@@ -24,6 +24,10 @@ def test_review_an_isolated_task_from_the_cli(project: Path, start_daemon: Daemo
     task = json.loads(out)
     assert task["state"] == "completed" and task["isolate"] == "worktree"
     assert "+cli" in aiwg("task", "diff", task["id"])
+    shown = aiwg("task", "get", task["id"])
+    path, branch = project / ".aiwg" / "worktrees" / task["id"], f"aiwg/{task['id']}"
+    wt_line = f"worktree:    {path} ({branch}, 1 commit(s) not merged)"
+    assert wt_line in shown.splitlines(), shown
 
     (project / "a.txt").write_text("dirty\n")
     res = run_cli(project, "task", "merge", task["id"])
