@@ -92,6 +92,9 @@ def table(tasks: list[dict[str, Any]], columns: int | None) -> str:
     for r in rows:
         fixed = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
         lines.append(render.fit(f"{fixed}  {r[-1]}".rstrip(), columns))
+    held = [t for t in tasks if t.get("queued_reason")]
+    if held:  # why queued tasks do not start although slots may be free
+        lines.append(render.fit(f"{len(held)} queued: {held[0]['queued_reason']}", columns))
     return "\n".join(lines)
 
 

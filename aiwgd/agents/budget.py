@@ -215,7 +215,7 @@ class AgentBudget:
             self._finished += run.cost_usd
         if state == TaskState.COMPLETED and run.is_error:
             state = TaskState.FAILED
-            error = "agent error: " + shorten(run.result or run.subtype or "no answer")
+            error = shorten(run.result or f"the agent reported an error ({run.subtype})")
         budget = self.cfg.budget.per_day_usd
         if budget is not None and self.spent_today() >= budget:
             self._day_reached(task_id, live.agent, round(self.spent_today(), 6))

@@ -129,6 +129,8 @@ def test_a_spent_day_holds_new_prompt_tasks_until_a_reload_raises_the_budget(
     assert finished(d, cmd["id"])["state"] == "completed"
     shown = run_cli(project, "task", "get", held["id"])
     assert shown.returncode == 0 and shown.stdout.splitlines()[0].endswith(WAIT_REASON)
+    table = run_cli(project, "task", "list")
+    assert table.returncode == 0 and f"1 queued: {WAIT_REASON}" in table.stdout.splitlines()
 
     # The day's spend is derived from the stored tasks: a restart keeps it held.
     d.stop()
@@ -180,3 +182,11 @@ def test_a_running_agent_shows_its_cost_so_far_and_a_cancel_keeps_it(
     assert not alive(int(pidfile.read_text()))
     today = d.call("task.stats")["costs"]["today"]
     assert today["spent_usd"] == pytest.approx(done["cost_usd"])
+
+
+def test_a_budget_without_stream_json_is_refused() -> None:
+    """It could never act: the cost is read from the agent's stream-json."""
+    with pytest.raises(ValidationError) as exc:
+        parse_config({"agent": {"budget": {"per_day_usd": 5}}})
+    assert 'agent.budget: needs agent.output "stream-json"' in str(exc.value)
+    parse_config({"agent": {"budget": {"per_day_usd": 5}, "output": "stream-json"}})

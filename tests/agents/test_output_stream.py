@@ -76,7 +76,7 @@ def test_an_error_result_fails_the_task_even_on_exit_0(start_daemon: Any) -> Non
     d = start_daemon(config=STREAM_JSON)
     task = run_prompt(d, "error")
     assert task["state"] == "failed" and task["exit_code"] == 0
-    assert task["error"] == "agent error: API Error: 529 overloaded"
+    assert task["error"] == "API Error: 529 overloaded"
     assert task["result"] == "API Error: 529 overloaded" and task["session_id"] == fa.SESSION
     assert task["cost_usd"] == fa.TOTAL_COST
 

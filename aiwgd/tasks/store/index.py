@@ -39,6 +39,7 @@ def footprint(task: Task) -> int:
     mostly text (prompt, output tail, metadata, env).
     """
     n = TASK_OVERHEAD + len(task.output_tail) + len(task.prompt or "") + len(task.error or "")
+    n += len(task.result or "")  # a stream-json agent's answer
     if task.command:
         n += sum(len(arg) for arg in task.command)
     if task.env:
