@@ -142,6 +142,8 @@ def costs_text(stats: dict[str, Any]) -> str:
         return ""
     today = costs.get("today") or {}
     budget = today.get("per_day_usd")
+    if budget is None and not costs.get("agents") and not today.get("spent_usd"):
+        return ""  # no stream-json agent has run: nothing to say
     line = f"agent spend today: {usd(today.get('spent_usd', 0.0))}"
     if budget is not None:
         line += f" of {usd(budget)} a day"

@@ -181,9 +181,11 @@ def test_the_cli_shows_the_answer_first_a_cost_column_and_cost_sums(
     assert "$0.0421" in stats.stdout and "default" in stats.stdout
 
 
-def test_the_cli_table_has_no_cost_column_without_costs(start_daemon: Any, project: Path) -> None:
+def test_the_cli_shows_no_costs_without_agent_costs(start_daemon: Any, project: Path) -> None:
     d = start_daemon()
     d.call("task.submit", command=[sys.executable, "-c", "pass"])
     listed = run_cli(project, "task", "list")
     assert listed.returncode == 0, listed.stderr
     assert "COST" not in listed.stdout.splitlines()[0].split()
+    stats = run_cli(project, "task", "stats")
+    assert stats.returncode == 0 and "agent spend" not in stats.stdout
