@@ -26,6 +26,15 @@ class OnInterrupt:
 
 
 @dataclass
+class TaskGroup:
+    """A named group of tasks (task.submit `group`) with its own cap."""
+
+    max_parallel: int = spec(
+        1, ge=1, le=10_000, doc="tasks of the group running at once (within the global cap)"
+    )
+
+
+@dataclass
 class TasksSection:
     on_interrupt: OnInterrupt = spec(
         factory=OnInterrupt,
@@ -63,6 +72,11 @@ class TasksSection:
         10_000, ge=10, le=10_000_000, doc="journal entries before tasks.json is rewritten"
     )
     prune_interval_minutes: float = spec(60, gt=0, le=10_080, doc="how often to prune")
+    groups: dict[str, TaskGroup] = spec(
+        factory=dict,
+        doc="named groups a task may join (task.submit group); each with its own "
+        "max_parallel inside daemon.max_parallel_actions",
+    )
 
     def interrupt_policy(self, prompt: bool) -> str:
         """The `on_interrupt` a task of this kind gets when it does not say."""

@@ -18,7 +18,7 @@ from aiwgd import errors
 from aiwgd.config.schema import spec
 from aiwgd.rpc.registry import Api, NoParams
 from aiwgd.tasks.model import SOURCES, Task, TaskState
-from aiwgd.tasks.results import TaskList, TaskLogsResult, TaskStats, TaskView
+from aiwgd.tasks.results import PauseResult, TaskList, TaskLogsResult, TaskStats, TaskView
 from aiwgd.tasks.spec import ChatParams, SubmitParams
 from aiwgd.tasks.supervisor import Supervisor
 
@@ -52,6 +52,20 @@ class CancelParams:
 class WaitParams:
     id: str = spec(min_len=1, max_len=64)
     timeout_s: float = spec(60, ge=0, le=86_400)
+
+
+@dataclass
+class PauseParams:
+    id: str | None = spec(None, min_len=1, max_len=64, doc="a running task")
+    group: str | None = spec(None, min_len=1, max_len=200, doc="a group of tasks.groups")
+
+
+def _one_of(p: PauseParams) -> None:
+    if (p.id is None) == (p.group is None):
+        raise errors.InvalidParams(
+            'Invalid params: id, group: give exactly one of "id" (a task) or "group"',
+            {"errors": ["id, group: give exactly one"]},
+        )
 
 
 @dataclass
@@ -177,7 +191,7 @@ def register(api: Api, sup: Supervisor) -> None:
         raises=(errors.NotFound,),
     )
     async def get(ctx: Any, p: IdParams) -> dict[str, Any]:
-        return await sup.isolation.view(sup.get(p.id))
+        return {**await sup.isolation.view(sup.get(p.id)), "paused": sup.pauses.paused(p.id)}
 
     found = (errors.NotFound, errors.Conflict)
 
@@ -223,7 +237,7 @@ def register(api: Api, sup: Supervisor) -> None:
             state=p.state, agent=p.agent, source=p.source, limit=p.limit, offset=p.offset
         )
         return {
-            "tasks": [t.summary() for t in page],
+            "tasks": [{**t.summary(), "paused": sup.pauses.paused(t.id)} for t in page],
             "total": total,
             "limit": p.limit,
             "offset": p.offset,
@@ -238,6 +252,39 @@ def register(api: Api, sup: Supervisor) -> None:
     )
     async def cancel(ctx: Any, p: CancelParams) -> dict[str, Any]:
         return await sup.cancel(p.id, wait=p.wait)
+
+    @api.method(
+        "task.pause",
+        "Pause a running task (SIGSTOP to its process group; its timeout clock stops "
+        "too), or a group: it starts nothing new and its running tasks are paused.",
+        PauseParams,
+        result=PauseResult,
+        raises=(errors.NotFound, errors.Conflict),
+    )
+    async def pause(ctx: Any, p: PauseParams) -> dict[str, Any]:
+        _one_of(p)
+        return sup.pausing.pause(p.id, p.group)
+
+    @api.method(
+        "task.resume",
+        "Continue a paused task (SIGCONT), or a paused group and its tasks.",
+        PauseParams,
+        result=PauseResult,
+        raises=(errors.NotFound, errors.Conflict),
+    )
+    async def resume(ctx: Any, p: PauseParams) -> dict[str, Any]:
+        _one_of(p)
+        return sup.pausing.resume(p.id, p.group)
+
+    @api.method(
+        "task.rerun",
+        "A new task with the same spec as this one (rerun_of links it); returns it.",
+        IdParams,
+        result=Task,
+        raises=(*app_errors, errors.Conflict),
+    )
+    async def rerun(ctx: Any, p: IdParams) -> dict[str, Any]:
+        return (await sup.rerun(p.id)).to_dict()
 
     @api.method(
         "task.stats",

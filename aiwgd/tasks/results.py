@@ -25,10 +25,14 @@ class LiveUsage(TypedDict):
     usage: NotRequired[Annotated[TaskUsage, "while it runs: the monitor's latest sample"]]
 
 
+class Paused(TypedDict):
+    paused: Annotated[bool, "stopped by task.pause (its state stays running)"]
+
+
 # task.get: the record, and while it runs the resource use of its process tree.
-TaskView = Annotated[Task, With(LiveUsage)]
+TaskView = Annotated[Task, With(LiveUsage), With(Paused)]
 # task.list's summaries: the record without its output (Task.summary()).
-TaskSummary = Annotated[Task, Without("output_tail")]
+TaskSummary = Annotated[Task, Without("output_tail"), With(Paused)]
 StateCounts = Annotated[dict[str, int], "tasks per state, every state (zeros included)"]
 
 
@@ -61,6 +65,21 @@ class Costs(TypedDict):
     today: CostsToday
 
 
+class GroupStats(TypedDict):
+    running: int
+    queued: int
+    max_parallel: Annotated[int | None, "tasks.groups.<name>.max_parallel"]
+    paused: Annotated[bool, "task.pause {group}: it starts nothing new"]
+    max_active: Annotated[int, "the most of its tasks running at once since start"]
+
+
+class PauseResult(TypedDict):
+    id: NotRequired[str]
+    group: NotRequired[str]
+    paused: Annotated[bool, "what it is now"]
+    tasks: Annotated[list[str], "the running tasks stopped / continued"]
+
+
 class TaskStats(TypedDict):
     counts: StateCounts
     running: int
@@ -72,6 +91,7 @@ class TaskStats(TypedDict):
     totals: Annotated[dict[str, int], "counts since the daemon started"]
     accepting: bool
     costs: Annotated[Costs, "agent tokens and cost of the stored tasks"]
+    groups: Annotated[dict[str, GroupStats], "per group of tasks.groups"]
 
 
 class TaskLogs(TypedDict):

@@ -103,6 +103,12 @@ def _prompt(value: str) -> str | None:
     return None
 
 
+def _name(value: str) -> str | None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains a control character (names are one line of text)"
+    return _surrogate(value)
+
+
 @dataclass
 class SubmitParams:
     prompt: str | None = spec(None, min_len=1, check=_prompt, doc="an agent prompt")
@@ -150,6 +156,16 @@ class SubmitParams:
         doc="id of an earlier prompt task: continue its agent session (agent.resume_args), "
         "in its worktree if it had one",
     )
+    # Queue control, checked further by aiwgd.tasks.gates.Gates.admit.
+    name: str | None = spec(None, min_len=1, max_len=200, check=_name, doc="a name for people")
+    after: list[str] | None = spec(
+        None, doc="ids of tasks that must complete first (else: dependency_failed)"
+    )
+    run_at: str | None = spec(
+        None, min_len=1, max_len=64, doc="ISO 8601 time to start at (no zone: local time)"
+    )
+    delay_s: float | None = spec(None, ge=0, le=MAX_TIMEOUT_S * 52, doc="start after this long")
+    group: str | None = spec(None, min_len=1, max_len=200, doc="a group of tasks.groups")
 
 
 @dataclass

@@ -51,7 +51,10 @@ from aiwgd.procs.child import Exit
 from aiwgd.tasks.crash_recovery import recover
 from aiwgd.tasks.executors.base import Ending, EndReason, Executor, SpawnError, outcome
 from aiwgd.tasks.failsafe import FailSafe
+from aiwgd.tasks.gates import Gates, rerun_params
+from aiwgd.tasks.groups import Groups
 from aiwgd.tasks.model import Task, TaskState
+from aiwgd.tasks.pause import PauseControl, Pauses
 from aiwgd.tasks.queue import TaskQueue
 from aiwgd.tasks.retries import retry_delay
 from aiwgd.tasks.slot import Slot, Slots
@@ -64,6 +67,7 @@ log = logging.getLogger("aiwgd.supervisor")
 S = TaskState
 NO_EXIT = Exit(None, None)  # an attempt that ended before its program started
 NOT_RUN = "cancelled before it ran"
+UNTIMED = 10 * 365 * 86_400.0  # the executor's own timer; the pausable clock decides
 # Counters since start, shown by task.stats and daemon.status.
 TOTALS = "submitted started completed failed timed_out cancelled retried interrupted recovered"
 
@@ -99,13 +103,21 @@ class Supervisor(Subsystem):
         self.agents = agents or AgentBudget(config, store, lambda *_: None)
         self.agents.bind(self._queue.push, self._pump)
         self.isolation = Isolation(lambda: self.config, root, store)  # worktrees, sessions
+        # Queue control: dependencies, groups, pause/resume (aiwgd.tasks.gates, .pause).
+        self.groups = Groups(lambda: self.config)
+        self._gates = Gates(store, self.groups, lambda: self._slots.held)
+        self.pauses = Pauses()
+        self.pausing = PauseControl(
+            self.pauses, self.groups, store, lambda: self._slots.held, self._pump
+        )
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.totals["recovered"] += await recover(self.store, self.executor)
         self.agents.load()  # the day's agent spend so far, from the stored tasks
         for task in self.store.queued():  # creation order: FIFO within a priority
-            self._queue.push(task.id, task.priority, task.retry_at)
+            self._queue.push(task.id, task.priority, task.retry_at, task.start_at)
         self._accepting = True
         self._pump()
         self.isolation.start()
@@ -118,6 +130,7 @@ class Supervisor(Subsystem):
             grace = self.config.daemon.stop_grace_seconds
             log.info("waiting for running tasks", extra={"running": len(jobs), "grace_s": grace})
             await self.lifecycle.drain(jobs, grace)
+        self.pauses.proceed_all()  # a stopped process would not see the ladder's SIGTERM
         for slot in list(self._slots.held.values()):
             slot.stop(EndReason.SHUTDOWN)
         remaining = self._slots.jobs(closing=True)
@@ -157,12 +170,16 @@ class Supervisor(Subsystem):
         """Validate and queue a task; returns it as a dict. Raises RpcError subclasses."""
         return (await self.submit_params(parse_spec(spec), source)).to_dict()
 
-    async def submit_params(self, p: SubmitParams, source: str) -> Task:
+    async def submit_params(
+        self, p: SubmitParams, source: str, rerun_of: str | None = None
+    ) -> Task:
         if not self._accepting or self.lifecycle.stopping.is_set():
             raise errors.ShuttingDown("the daemon is shutting down; no new tasks are taken")
         task = prepare(p, source, self.config, self.root, self.store.new_id())
+        task = self._gates.admit(p, task, rerun_of)  # after, run_at / delay_s, group, name
         task = await self.isolation.admit(p, task)
         at_once = not self._submitting and not self.agents.must_wait(task.prompt is not None)
+        at_once = at_once and self._gates.at_once(task)
         if at_once and len(self._slots) < self.config.daemon.max_parallel_actions:
             # A slot is free and no earlier submission is still on its way to the queue
             # (a free slot means nothing queued is ready): what _pump would start next.
@@ -173,9 +190,20 @@ class Supervisor(Subsystem):
         finally:
             self._submitting -= 1
         self.totals["submitted"] += 1
-        self._queue.push(task.id, task.priority)
+        self._queue.push(task.id, task.priority, task.start_at)
         self._pump()
         return task
+
+    async def rerun(self, task_id: str) -> Task:
+        """A new task with `task_id`'s spec, linked to it by `rerun_of`."""
+        old = self._get(task_id)
+        if old.lost_env():
+            raise errors.Conflict(
+                f"task {task_id}'s env values ({', '.join(old.lost_env())}) were not kept "
+                "across a daemon restart; submit it again with them",
+                {"id": task_id},
+            )
+        return await self.submit_params(rerun_params(old), old.source, rerun_of=task_id)
 
     async def _start_at_once(self, task: Task) -> Task:
         """Take a slot and record the task queued and running in one journal line: one
@@ -191,9 +219,14 @@ class Supervisor(Subsystem):
         """Start queued tasks while slots are free (called on every change)."""
         if not self._accepting:
             return
+        for failed_id, why in self._gates.failed(self._queue.ready()):
+            self._queue.discard(failed_id)
+            job = asyncio.create_task(self._dependency_failed(failed_id, why))
+            self._background.add(job)
+            job.add_done_callback(self._background.discard)
         cap = self.config.daemon.max_parallel_actions
         while len(self._slots) < cap:
-            task_id = self._queue.pop()
+            task_id = self._queue.pop(self._gates.may_start)
             if task_id is None:
                 return
             task = self.store.get(task_id)
@@ -201,6 +234,15 @@ class Supervisor(Subsystem):
                 continue
             slot = self._slots.take(task_id)
             slot.job = asyncio.create_task(self._run(slot, task), name=f"task-{task_id}")
+
+    async def _dependency_failed(self, task_id: str, why: str) -> None:
+        try:
+            await self.store.update(task_id, state=S.DEPENDENCY_FAILED, error=why)
+        except Exception:
+            log.exception("could not record a failed dependency", extra={"task": task_id})
+            return
+        self._waiters.notify(task_id)
+        self._pump()  # its own dependents fail in turn
 
     # ---- running one task ------------------------------------------------------------
     async def _run(self, slot: Slot, task: Task, added: asyncio.Future[Task] | None = None) -> None:
@@ -253,7 +295,13 @@ class Supervisor(Subsystem):
         # Where it runs is shown at once and recorded while the attempt already works, so
         # that fsync overlaps it; it is awaited before the final state.
         recorded = self.store.set_now(task.id, runner=attempt.placement())
-        ending: Ending = await attempt.wait(timeout)
+        # The timeout runs on a clock that task.pause stops (aiwgd.tasks.pause).
+        self.pauses.clock(task.id, timeout, lambda: slot.stop(EndReason.TIMEOUT))
+        self.pausing.started(task)
+        try:
+            ending: Ending = await attempt.wait(UNTIMED)
+        finally:
+            self.pauses.ended(task.id)
         self._slots.free(task.id)  # really gone: the next task need not wait for the disk
         self._pump()
         await recorded
@@ -371,6 +419,7 @@ class Supervisor(Subsystem):
             return await self.cancel(task_id, wait)
         slot = self._slots.held.get(task_id)
         if slot is not None:
+            self.pauses.proceed(task_id)  # a stopped process would not see the SIGTERM
             slot.stop(EndReason.CANCELLED)
             if wait and slot.job is not None:
                 await asyncio.wait({slot.job})
@@ -379,6 +428,7 @@ class Supervisor(Subsystem):
         await self.store.update(task_id, state=S.CANCELLED, error=NOT_RUN)
         self.totals["cancelled"] += 1
         self._waiters.notify(task_id)
+        self._pump()  # tasks waiting `after` it now fail
         return self.get(task_id)
 
     async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
@@ -408,4 +458,5 @@ class Supervisor(Subsystem):
             "totals": dict(self.totals),
             "accepting": self._accepting,
             "costs": self.agents.stats(),
+            "groups": self._gates.stats(),
         }
