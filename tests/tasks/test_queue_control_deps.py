@@ -118,9 +118,7 @@ def test_delay_s_waits_and_shows_its_start_time(start_daemon: DaemonFactory) -> 
     assert done["started_at"] >= shown["start_at"]
 
 
-def test_run_at_local_time_survives_a_restart(
-    start_daemon: DaemonFactory, project: Path
-) -> None:
+def test_run_at_local_time_survives_a_restart(start_daemon: DaemonFactory, project: Path) -> None:
     cfg = task_config()
     d = start_daemon(config=cfg)
     # Two seconds ahead, as a person writes it: local time, no zone.
