@@ -243,7 +243,11 @@ class AgentBudget:
         return True
 
     def waiting(self) -> int:
-        return len(self._parked)
+        """Held prompt tasks still queued (one cancelled meanwhile is not waiting)."""
+        queued = TaskState.QUEUED
+        return sum(
+            1 for i in self._parked if (t := self._store.get(i)) is not None and t.state == queued
+        )
 
     def _new_day(self) -> None:
         self._timer = None
@@ -288,7 +292,7 @@ class AgentBudget:
             "day": utc_day(time.time()),
             "spent_usd": round(self.spent_today(), 6),
             "per_day_usd": self.cfg.budget.per_day_usd,
-            "waiting": len(self._parked),
+            "waiting": self.waiting(),
         }
         return out
 

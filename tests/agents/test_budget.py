@@ -131,6 +131,12 @@ def test_a_spent_day_holds_new_prompt_tasks_until_a_reload_raises_the_budget(
     assert shown.returncode == 0 and shown.stdout.splitlines()[0].endswith(WAIT_REASON)
     table = run_cli(project, "task", "list")
     assert table.returncode == 0 and f"1 queued: {WAIT_REASON}" in table.stdout.splitlines()
+    # A held task can be cancelled like any queued one; it no longer counts as waiting.
+    other = d.call("task.submit", prompt="normal")
+    wait_for(lambda: d.call("task.get", id=other["id"])["queued_reason"], 10, "held too")
+    assert d.call("task.stats")["costs"]["today"]["waiting"] == 2
+    assert d.call("task.cancel", id=other["id"])["state"] == "cancelled"
+    assert d.call("task.stats")["costs"]["today"]["waiting"] == 1
 
     # The day's spend is derived from the stored tasks: a restart keeps it held.
     d.stop()
