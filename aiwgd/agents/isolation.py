@@ -1,11 +1,11 @@
 """Tasks in git worktrees, and tasks that resume an earlier task's agent session.
 
 The glue between the supervisor and aiwgd.agents.worktree, so the supervisor only
-calls three hooks:
+calls these hooks (and the task RPC methods view, diff, merge and discard):
 
     task = await isolation.admit(params, task)   # at submit: checks, fills the fields
     run = await isolation.enter(task)            # at attempt start: the Task to spawn
-    await isolation.start() / stop()             # the retention sweep (below)
+    isolation.start() / await isolation.stop()   # the retention sweep (below)
 
 `admit` decides `isolate` (the submission's, else agent.isolate for prompts), checks
 the project is a repository and the base a commit (Worktrees.validate: nothing is
