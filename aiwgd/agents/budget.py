@@ -49,6 +49,10 @@ MAX_ERROR_CHARS = 500  # an agent's error answer, shortened for the task's error
 # A running agent's cost and tokens go on its task at most this often (task.get shows
 # them, and a daemon killed mid-run still finds most of the day's spend in the store).
 RECORD_EVERY_S = 5.0
+# The answer kept on the task (every journal line and task.get carry it); a longer one
+# is cut, its whole text stays in the task log.
+MAX_RESULT_CHARS = 64 * 1024
+CUT_NOTE = "\n… (cut: the whole answer is in the task log)"
 
 
 class BudgetStoppable(Protocol):
@@ -205,7 +209,7 @@ class AgentBudget:
             return state, error, {}
         fields: dict[str, Any] = {
             "session_id": run.session_id,
-            "result": run.result,
+            "result": _kept(run.result),
             "tokens": dict(run.usage),
             "cost_usd": run.cost_usd,
             "turns": run.turns,
@@ -295,6 +299,12 @@ class AgentBudget:
             "waiting": self.waiting(),
         }
         return out
+
+
+def _kept(result: str | None) -> str | None:
+    if result is None or len(result) <= MAX_RESULT_CHARS:
+        return result
+    return result[: MAX_RESULT_CHARS - len(CUT_NOTE)] + CUT_NOTE
 
 
 def _quiet(fut: asyncio.Future[None]) -> None:

@@ -189,3 +189,26 @@ def test_the_cli_shows_no_costs_without_agent_costs(start_daemon: Any, project: 
     assert "COST" not in listed.stdout.splitlines()[0].split()
     stats = run_cli(project, "task", "stats")
     assert stats.returncode == 0 and "agent spend" not in stats.stdout
+
+
+LONG_ANSWER = """\
+import os, sys
+sys.path.insert(0, {tests!r})
+import fake_agent as fa
+os.write(1, fa.line(fa.init()))
+os.write(1, fa.line(fa.result(result="y" * 200_000)))
+"""
+
+
+def test_a_long_answer_is_cut_on_the_task_and_whole_in_the_log(
+    start_daemon: Any, project: Path
+) -> None:
+    script = project / "long_answer.py"
+    script.write_text(LONG_ANSWER.format(tests=str(Path(FAKE).parent)))
+    agent = {"command": [sys.executable, str(script), "{prompt}"], "output": "stream-json"}
+    d = start_daemon(config={"agent": agent})
+    task = run_prompt(d, "answer at length")
+    assert task["state"] == "completed"
+    assert len(task["result"]) == 64 * 1024 and task["result"].startswith("y" * 60_000)
+    assert task["result"].endswith("(cut: the whole answer is in the task log)")
+    assert b"y" * 200_000 in log_bytes(d, task)
