@@ -268,9 +268,11 @@ def test_kill9_while_the_agent_runs_keeps_the_worktree(
 
 def test_agent_isolate_default_for_prompts_only(project: Path, start_daemon: DaemonFactory) -> None:
     setup_project(project)
-    d = start_daemon(agent_config(project, isolate="worktree"))
+    d = start_daemon(agent_config(project, isolate="worktree", worktree_prefix="agents/"))
     prompt = wait_terminal(d, d.call("task.submit", prompt="edit d.txt x")["id"])
     assert prompt["isolate"] == "worktree" and prompt["worktree"]["task_id"] == prompt["id"]
+    assert prompt["worktree"]["branch"] == f"agents/{prompt['id']}"
+    assert f"agents/{prompt['id']}" in branches(project)
     plain = wait_terminal(d, d.call("task.submit", prompt="edit e.txt x", isolate="none")["id"])
     assert plain["worktree"] is None and (project / "e.txt").exists()
     cmd = [sys.executable, str(project / "agent.py"), str(project / "agent.jsonl"), "edit f.txt"]
@@ -301,3 +303,20 @@ def test_merge_and_discard_wait_for_the_task_to_end(project: Path, repo_daemon: 
     d.call("task.cancel", id=task["id"])
     d.call("task.discard", id=task["id"])  # ended, nothing committed: no force needed
     assert not (project / ".aiwg" / "worktrees" / task["id"]).exists()
+
+
+def test_a_conflicting_merge_is_refused_and_leaves_the_main_tree_as_it_was(
+    project: Path, repo_daemon: DaemonProc
+) -> None:
+    d = repo_daemon
+    task = isolated(d, "edit a.txt theirs")
+    (project / "a.txt").write_text("ours\n")
+    sh_git(project, "commit", "-qam", "ours")
+    head = sh_git(project, "rev-parse", "HEAD")
+    err = rpc_error(d, "task.merge", id=task["id"])
+    assert err.code == CONFLICT
+    assert "CONFLICT (content): Merge conflict in a.txt" in err.message, err.message
+    assert "merge aborted, main tree unchanged" in err.message
+    assert sh_git(project, "rev-parse", "HEAD") == head
+    assert (project / "a.txt").read_text() == "ours\n"
+    assert sh_git(project, "status", "--porcelain", "--untracked-files=no") == ""
