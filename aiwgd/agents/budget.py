@@ -93,6 +93,7 @@ class AgentBudget:
         self._requeue: Callable[[str, int], None] | None = None
         self._pump: Callable[[], None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
+        self._stopped: set[str] = set()  # tasks whose last attempt a budget stopped
 
     # ---- wiring ----------------------------------------------------------------------
     def bind(self, requeue: Callable[[str, int], None], pump: Callable[[], None]) -> None:
@@ -207,6 +208,8 @@ class AgentBudget:
         run = live.attempt.agent_run() if live is not None else None
         if live is None or run is None:
             return state, error, {}
+        if live.stopped:
+            self._stopped.add(task_id)
         fields: dict[str, Any] = {
             "session_id": run.session_id,
             "result": _kept(run.result),
@@ -224,6 +227,14 @@ class AgentBudget:
         if budget is not None and self.spent_today() >= budget:
             self._day_reached(task_id, live.agent, round(self.spent_today(), 6))
         return state, error, fields
+
+    def no_retry(self, task_id: str) -> bool:
+        """Whether the attempt that just ended was stopped by a budget: a retry would
+        spend the same again (per task) or only wait (per day), so the task fails."""
+        if task_id in self._stopped:
+            self._stopped.discard(task_id)
+            return True
+        return False
 
     # ---- holding new prompt tasks ----------------------------------------------------
     def must_wait(self, prompt: bool) -> bool:
