@@ -344,7 +344,8 @@ class Supervisor(Subsystem):
             "output_tail": tail,
             **(said or {}),
         }
-        if state in (S.FAILED, S.TIMED_OUT) and task.retries_left > 0:
+        retry = task.retries_left > 0 and not self.agents.no_retry(task.id)  # budget: final
+        if state in (S.FAILED, S.TIMED_OUT) and retry:
             delay = retry_delay(task, self.config.agent)
             new = await self.store.update(
                 task.id,
