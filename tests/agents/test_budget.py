@@ -93,10 +93,11 @@ def test_a_runaway_agent_is_stopped_at_its_budget(
         "scope": scope,
         "task": task["id"],
         "agent": "default",
-        "spent": pytest.approx(done["cost_usd"]) if scope == "task" else event["data"]["spent"],
+        "spent": event["data"]["spent"],
         "budget": 0.02,
     }
-    assert event["data"]["spent"] > 0.02
+    # Output already in the pipe when it was stopped is still read (and counted).
+    assert 0.02 < event["data"]["spent"] <= done["cost_usd"] + 1e-9
     # The stop ladder took the agent down: nothing of it is left.
     assert not alive(int(pidfile.read_text()))
     events.close()
