@@ -34,7 +34,10 @@ def short_command(argv: list[str]) -> list[str]:
 
 
 def name(task: dict[str, Any]) -> str:
-    """A short name: metadata's name, rule or job; else the program; else the agent."""
+    """A short name: the task's own name (task.submit `name`), else metadata's name,
+    rule or job; else the program; else the agent."""
+    if isinstance(task.get("name"), str) and task["name"]:
+        return str(task["name"])
     meta = task.get("metadata") or {}
     for key in NAME_KEYS:
         if isinstance(meta.get(key), str) and meta[key]:

@@ -28,6 +28,17 @@ from aiwgd.cli.options import (
     quick_timeout,
     want_json,
 )
+from aiwgd.cli.taskqueue import (
+    ENDS,
+    After,
+    Delay,
+    Group,
+    Name,
+    RunAt,
+    add_queue_commands,
+    groups_text,
+    queue_spec,
+)
 from aiwgd.cli.taskreview import add_review_commands
 
 task_app = typer.Typer(no_args_is_help=True, help="Submit, list, inspect and cancel tasks.")
@@ -195,7 +206,7 @@ def _wait(root: str | None, task_id: str) -> dict[str, Any]:
     with client(root, timeout=None) as c:
         while True:
             task: dict[str, Any] = c.call("task.wait", id=task_id, timeout_s=3600)
-            if task["state"] in ("completed", "failed", "timed_out", "cancelled"):
+            if task["state"] in ENDS:
                 return task
 
 
@@ -238,6 +249,11 @@ def submit(
     limit: Limit = None,
     isolate: IsolateOpt = None,
     base: Base = None,
+    name: Name = None,
+    after: After = None,
+    run_at: RunAt = None,
+    delay: Delay = None,
+    group: Group = None,
     resume: Annotated[
         str | None,
         typer.Option("--resume", metavar="ID", help="continue task ID's agent session"),
@@ -250,6 +266,7 @@ def submit(
     """Queue an agent prompt."""
     spec = _spec(agent, priority, timeout, cwd, env, retries, on_interrupt, limit, isolate, base)
     spec["prompt"] = prompt
+    spec.update(queue_spec(name, after, run_at, delay, group))
     if resume is not None:
         spec["resume"] = resume
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
@@ -267,6 +284,11 @@ def run(
     limit: Limit = None,
     isolate: IsolateOpt = None,
     base: Base = None,
+    name: Name = None,
+    after: After = None,
+    run_at: RunAt = None,
+    delay: Delay = None,
+    group: Group = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
@@ -275,6 +297,7 @@ def run(
     """Queue a command (an argv list, never run through a shell): aiwg task run -- make test"""
     spec = _spec(None, priority, timeout, cwd, env, retries, on_interrupt, limit, isolate, base)
     spec["command"] = command
+    spec.update(queue_spec(name, after, run_at, delay, group))
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
 
@@ -420,6 +443,7 @@ def logs(
 
 
 add_review_commands(task_app)  # task diff | merge | discard, for isolated tasks
+add_queue_commands(task_app)  # task pause | resume | rerun
 
 
 @task_app.command("stats")
@@ -434,7 +458,7 @@ def stats(root: Root = None, json_out: Json = False) -> None:
     )
     from aiwgd.cli import tasklist  # agent costs per agent and per day
 
-    human = "\n".join(filter(None, [human, tasklist.costs_text(s)]))
+    human = "\n".join(filter(None, [human, groups_text(s), tasklist.costs_text(s)]))
     emit(s, want_json(json_out), human)
 
 

@@ -176,7 +176,11 @@ def test_every_result_matches_its_declared_schema(checker: Checker) -> None:
     wait_for(lambda: d.call("task.get", id=slow["id"])["state"] == "running", 10, "a start")
     c.call("task.get", id=slow["id"])  # running: a runner and a live output tail
     c.call("task.wait", id=slow["id"], timeout_s=0)  # answered at the timeout
+    c.call("task.pause", id=slow["id"])
+    c.call("task.get", id=slow["id"])  # paused
+    c.call("task.resume", id=slow["id"])
     c.call("task.cancel", id=slow["id"])
+    c.call("task.rerun", id=done["id"])
     chat = c.call("chat.send", message="hello")
     c.call("task.wait", id=chat["id"], timeout_s=20)
     # an isolated task: its worktree's status, diff, merge and discard
