@@ -4,7 +4,7 @@
 the exit code says how the task ended (0 completed, 1 otherwise).
 
 `aiwg chat` alone reads lines at a prompt. Each line becomes a prompt task (source
-"chat") that resumes the agent session of the one before (`task.submit` with
+"chat") that resumes the agent session of the one before (`chat.send` with
 `resume`), so a conversation is a chain of tasks, each task's `resume` naming the
 previous one: `aiwg task list --source chat` lists them later, and `--continue` picks
 up the newest. Arrow keys recall earlier lines (readline; kept in .aiwg/chat_history,
@@ -171,6 +171,16 @@ def _ended(task: dict[str, Any]) -> str:
     return f"{line}: {task['error']}" if task.get("error") else line
 
 
+def _send(message: str, agent: str | None, previous: str | None) -> dict[str, Any]:
+    """chat.send's params: `resume` continues the previous task's agent session."""
+    params: dict[str, Any] = {"message": message}
+    if agent:
+        params["agent"] = agent
+    if previous:
+        params["resume"] = previous
+    return params
+
+
 class Conversation:
     """A chain of chat tasks, each resuming the agent session of the one before."""
 
@@ -182,16 +192,13 @@ class Conversation:
 
     def send(self, message: str, out: TextIO) -> dict[str, Any] | None:
         """One message and its answer; None if Ctrl-C cut it short (the task cancelled)."""
-        params: dict[str, Any] = {"prompt": message, "source": "chat", "priority": "normal"}
-        if self.agent:
-            params["agent"] = self.agent
-        if self.previous:
-            params["resume"] = self.previous
         task_id: str | None = None
         reply = Reply(out)
         try:
             with client(self.root, timeout=None) as c:
-                task_id = str(c.call("task.submit", **params)["id"])
+                task_id = str(
+                    c.call("chat.send", **_send(message, self.agent, self.previous))["id"]
+                )
                 task = follow(c, task_id, reply)
         except KeyboardInterrupt:
             reply.end_line()
@@ -311,17 +318,8 @@ def one_message(
     root: str | None, message: str, agent: str | None, previous: str | None, as_json: bool
 ) -> None:
     """Send one message, print the answer; exit 1 unless its task completed."""
-    params: dict[str, Any] = {"message": message}
-    method = "chat.send"
-    if agent:
-        params["agent"] = agent
-    if previous:  # chat.send has no `resume`: the same task through task.submit
-        method = "task.submit"
-        params = {"prompt": message, "source": "chat", "priority": "normal", "resume": previous}
-        if agent:
-            params["agent"] = agent
     with client(root, timeout=None) as c:
-        task = c.call(method, **params)
+        task = c.call("chat.send", **_send(message, agent, previous))
         if not as_json:
             typer.echo(f"task {task['id']} {task['state']}", err=True)
             reply = Reply(sys.stdout)

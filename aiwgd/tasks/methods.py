@@ -98,6 +98,16 @@ class TaskDiscard(TypedDict):
 
 
 @dataclass
+class ChatSendParams(ChatParams):
+    resume: str | None = spec(
+        None,
+        min_len=1,
+        max_len=64,
+        doc="id of the previous chat task: continue its agent session (aiwg chat's chain)",
+    )
+
+
+@dataclass
 class LogsParams:
     id: str = spec(min_len=1, max_len=64)
     offset: int = spec(0, ge=0, doc="byte offset into the task's log file")
@@ -175,12 +185,12 @@ def register(api: Api, sup: Supervisor) -> None:
     @api.method(
         "chat.send",
         "Send a message to the agent (a chat task, priority normal).",
-        ChatParams,
+        ChatSendParams,
         result=Task,
         raises=app_errors,
     )
-    async def chat(ctx: Any, p: ChatParams) -> dict[str, Any]:
-        params = SubmitParams(prompt=p.message, agent=p.agent, priority="normal")
+    async def chat(ctx: Any, p: ChatSendParams) -> dict[str, Any]:
+        params = SubmitParams(prompt=p.message, agent=p.agent, priority="normal", resume=p.resume)
         return (await sup.submit_params(params, "chat")).to_dict()
 
     @api.method(

@@ -304,3 +304,10 @@ def test_json_without_a_message_is_a_usage_error(d: DaemonProc) -> None:
     out = run_cli(d.root, "chat", "--json")
     assert out.returncode == 2
     assert out.stderr == "aiwg: --json needs a MESSAGE (the interactive chat is for a person)\n"
+
+
+def test_chat_send_refuses_a_resume_of_no_task(d: DaemonProc) -> None:
+    out = run_cli(d.root, "rpc", "chat.send", '{"message": "hi", "resume": "nope"}')
+    assert out.returncode == 2
+    assert "resume: no task with id 'nope'" in out.stderr
+    assert out.stderr.endswith("\n") and out.stderr.count("\n") == 1  # one line
