@@ -64,6 +64,10 @@ class Gates:
         self.groups = groups
         self._running = running  # ids of the tasks holding a slot
         self.peak: dict[str, int] = {}  # most tasks of each group running at once
+        # Queued tasks with `after`, so a pump looks at them only, not the whole queue;
+        # the stored ones are added at the first look (after a restart too).
+        self._dependents: set[str] = set()
+        self._loaded = False
 
     # ---- at submit ---------------------------------------------------------------------
     def admit(self, p: SubmitParams, task: Task, rerun_of: str | None = None) -> Task:
@@ -90,6 +94,8 @@ class Gates:
         task.start_at = start_at
         task.group = p.group
         task.rerun_of = rerun_of
+        if after:
+            self._dependents.add(task.id)
         return task
 
     def _cycle(self, new_id: str, after: list[str]) -> list[str]:
@@ -153,15 +159,22 @@ class Gates:
             return False
         return self.verdict(task) == Verdict.START
 
-    def failed(self, ready: Iterable[str]) -> list[tuple[str, str]]:
-        """(id, why) for each of these queued tasks whose dependency cannot complete."""
+    def failed(self) -> list[tuple[str, str]]:
+        """(id, why) for each queued task whose dependency cannot complete now."""
+        if not self._loaded:
+            self._dependents.update(t.id for t in self.store.queued() if t.after)
+            self._loaded = True
         out = []
-        for task_id in ready:
+        for task_id in list(self._dependents):
             task = self.store.get(task_id)
-            if task is None or not task.after or task.state != S.QUEUED:
+            if task is None:
+                continue  # admitted, its record still on its way to disk
+            if task.state != S.QUEUED:
+                self._dependents.discard(task_id)
                 continue
             found, why = self.dependency(task)
             if found == Verdict.FAILED:
+                self._dependents.discard(task_id)
                 out.append((task_id, why))
         return out
 

@@ -69,10 +69,6 @@ class TaskQueue:
             for entry in held:  # same (priority, order) key: it keeps its place
                 heapq.heappush(self._heap, entry)
 
-    def ready(self) -> frozenset[str]:
-        """The ids ready to start (not waiting on a timer)."""
-        return frozenset(self._ready)
-
     def discard(self, task_id: str) -> None:
         self._ready.discard(task_id)
         entry = self._delayed.pop(task_id, None)

@@ -219,7 +219,7 @@ class Supervisor(Subsystem):
         """Start queued tasks while slots are free (called on every change)."""
         if not self._accepting:
             return
-        for failed_id, why in self._gates.failed(self._queue.ready()):
+        for failed_id, why in self._gates.failed():
             self._queue.discard(failed_id)
             job = asyncio.create_task(self._dependency_failed(failed_id, why))
             self._background.add(job)
