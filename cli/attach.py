@@ -76,8 +76,10 @@ class Tmux:
         self.run("select-pane", "-t", f"{target}.0")  # typing goes to the chat
 
     def attach_argv(self, name: str) -> list[str]:
-        # Inside tmux already, attaching would nest a client: switch this one instead.
-        verb = "switch-client" if os.environ.get("TMUX") else "attach-session"
+        # Inside tmux already, attaching would nest a client: switch this one instead
+        # (only on the same server: a client cannot switch to another server's session).
+        same_server = len(self.base) == 1
+        verb = "switch-client" if os.environ.get("TMUX") and same_server else "attach-session"
         return [*self.base, verb, "-t", f"={name}"]
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -171,6 +173,16 @@ def _ended(task: dict[str, Any]) -> str:
     return f"{line}: {task['error']}" if task.get("error") else line
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked inside: one that comes meanwhile is raised on leaving."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _send(message: str, agent: str | None, previous: str | None) -> dict[str, Any]:
     """chat.send's params: `resume` continues the previous task's agent session."""
     params: dict[str, Any] = {"message": message}
@@ -195,10 +207,14 @@ class Conversation:
         task_id: str | None = None
         reply = Reply(out)
         try:
-            with client(self.root, timeout=None) as c:
+            # Ctrl-C waits until the daemon has answered: a task it took is then known
+            # and cancelled, never left running unseen. A quick call: a stuck daemon
+            # ends it with the timeout instead.
+            with _sigint_held(), client(self.root) as c:
                 task_id = str(
                     c.call("chat.send", **_send(message, self.agent, self.previous))["id"]
                 )
+            with client(self.root, timeout=None) as c:
                 task = follow(c, task_id, reply)
         except KeyboardInterrupt:
             reply.end_line()
@@ -303,8 +319,12 @@ def interactive(root: str | None, agent: str | None, previous: str | None) -> No
                 talk.send(line, sys.stdout)
             except DaemonNotRunning:
                 raise
-            except RpcError as exc:  # refused (e.g. the earlier task was pruned): say so
+            except RpcError as exc:  # refused: say so, and go on
                 typer.echo(f"aiwg: error {exc.code}: {exc.describe()}", err=True)
+                if talk.previous and "resume" in exc.message:
+                    # e.g. the earlier task was pruned: keeping it would refuse every line
+                    talk.previous = None
+                    typer.echo("aiwg: the next message starts a new session", err=True)
     finally:
         if history is not None:
             history.close()
