@@ -4,11 +4,13 @@ not come waits on the queue's wall-clock timer, like a retry's backoff.)
 
 At submit, `admit()` checks what the schema cannot (the `after` ids exist and make no
 cycle, the time parses, the group is configured) and fills the Task's queue fields;
-nothing is stored on refusal. While a task waits, `verdict()` answers START, WAIT, or
-FAILED: one of its `after` tasks ended without completing (failed, timed out,
-cancelled, its own dependency failed, or it was pruned), so it can never start and
-becomes dependency_failed. Verdicts are computed from the store each time, so a
-restart re-evaluates every waiting task with nothing else to recover.
+nothing is stored on refusal. While a task waits, `blocker()` says what holds it back:
+("after", id) or ("group", name). The queue parks it under that key and asks
+`blocked(key)` at each pump, so a thousand tasks waiting on one task cost one check,
+not a thousand. `dependency()` answers FAILED when one of its `after` tasks ended
+without completing (failed, timed out, cancelled, its own dependency failed, or it was
+pruned): it can never start and becomes dependency_failed. All of it is computed from
+the store, so a restart re-evaluates every waiting task with nothing else to recover.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ __all__ = ["Gates", "Verdict", "rerun_params", "start_time"]
 
 S = TaskState
 MAX_AFTER = 1_000
+
+
+# What holds a queued task back: ("after", a task id) or ("group", a group name).
+Blocker = tuple[str, str]
 
 
 class Verdict(Enum):
@@ -129,35 +135,59 @@ class Gates:
             waiting = True
         return (Verdict.WAIT if waiting else Verdict.START), ""
 
-    def verdict(self, task: Task) -> Verdict:
-        found, _ = self.dependency(task)
-        if found != Verdict.START:
-            return found
+    def blocker(self, task: Task) -> Blocker | None:
+        """What holds `task` back now, or None: it may start. A FAILED dependency is a
+        blocker too (until the pump records it dependency_failed)."""
+        for dep_id in task.after or ():
+            dep = self.store.get(dep_id)
+            if dep is None or dep.state != S.COMPLETED:
+                return ("after", dep_id)
         group = task.group
         if group is None:
-            return Verdict.START
+            return None
+        if self._group_full(group):
+            return ("group", group)
+        return None
+
+    def _group_full(self, group: str) -> bool:
         if self.groups.paused(group):
-            return Verdict.WAIT
+            return True
         cap = self.groups.cap(group)
         busy = sum(1 for g in self.running_groups() if g == group)
-        if cap is not None and busy >= cap:
-            return Verdict.WAIT
-        self.peak[group] = max(self.peak.get(group, 0), busy + 1)  # it starts now
-        return Verdict.START
+        return cap is not None and busy >= cap
 
-    def may_start(self, task_id: str) -> bool:
-        """For TaskQueue.pop: let it through unless it must wait (a task no longer
-        queued is let through too: the caller skips it)."""
+    def blocked(self, key: Blocker) -> bool:
+        """Whether what `blocker()` said still holds (TaskQueue.unpark asks)."""
+        kind, name = key
+        if kind == "after":
+            dep = self.store.get(name)
+            return dep is not None and not dep.terminal
+        return self._group_full(name)
+
+    def hold(self, task_id: str) -> Blocker | None:
+        """For TaskQueue.pop: what holds the task back, or None to let it through (a
+        task no longer queued is let through too: the caller skips it)."""
         task = self.store.get(task_id)
         if task is None or task.state != S.QUEUED:
-            return True
-        return self.verdict(task) == Verdict.START
+            return None
+        key = self.blocker(task)
+        if key is None:
+            self._starting(task)
+        return key
+
+    def _starting(self, task: Task) -> None:
+        if task.group is not None:
+            busy = sum(1 for g in self.running_groups() if g == task.group)
+            self.peak[task.group] = max(self.peak.get(task.group, 0), busy + 1)
 
     def at_once(self, task: Task) -> bool:
         """Whether a new submission may skip the queue (nothing holds it back)."""
         if task.start_at is not None and task.start_at > time.time():
             return False
-        return self.verdict(task) == Verdict.START
+        if self.blocker(task) is not None:
+            return False
+        self._starting(task)
+        return True
 
     def failed(self) -> list[tuple[str, str]]:
         """(id, why) for each queued task whose dependency cannot complete now."""

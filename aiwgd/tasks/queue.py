@@ -4,8 +4,9 @@ A task whose retry is still backing off, or with a `start_at` (run_at / delay_s)
 ahead, waits on a timer (wall-clock, so a restart honours it) and joins the heap when it
 fires. Removal is lazy: a cancelled id is dropped from the ready set and skipped when it
 reaches the top of the heap. A ready task may still be held back (its dependencies, its
-group's cap, a paused group: aiwgd.tasks.gates): `pop(may_start)` passes over it and
-leaves it where it was, so it keeps its place in line.
+group's cap, a paused group: aiwgd.tasks.gates): `pop(hold)` parks it under what holds
+it and `unpark()` puts it back with its old (priority, arrival) key, so it keeps its
+place in line and a pump does not look again at every held task.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import itertools
 import time
 from collections.abc import Callable
 
+# Why a ready task is held back, e.g. ("after", a task id) or ("group", a name).
+Key = tuple[str, str]
+
 
 class TaskQueue:
     def __init__(self, on_ready: Callable[[], None]) -> None:
@@ -24,6 +28,7 @@ class TaskQueue:
         self._order = itertools.count()
         self._ready: set[str] = set()
         self._delayed: dict[str, tuple[asyncio.TimerHandle, int]] = {}
+        self._parked: dict[Key, list[tuple[int, int, str]]] = {}  # see pop()
 
     def __len__(self) -> int:
         return len(self._ready) + len(self._delayed)
@@ -51,23 +56,30 @@ class TaskQueue:
             self.push(task_id, entry[1])
             self._on_ready()
 
-    def pop(self, may_start: Callable[[str], bool] | None = None) -> str | None:
-        """The next ready id that `may_start` lets through, or None."""
-        held: list[tuple[int, int, str]] = []
-        try:
-            while self._heap:
-                entry = heapq.heappop(self._heap)
-                task_id = entry[2]
-                if task_id not in self._ready:
-                    continue
-                if may_start is None or may_start(task_id):
-                    self._ready.discard(task_id)
-                    return task_id
-                held.append(entry)
-            return None
-        finally:
-            for entry in held:  # same (priority, order) key: it keeps its place
-                heapq.heappush(self._heap, entry)
+    def pop(self, hold: Callable[[str], Key | None] | None = None) -> str | None:
+        """The next ready id that `hold` lets through (None from it), or None.
+
+        An id `hold` keeps (it returns why: a key) is parked under that key, out of the
+        heap, until `unpark` finds the key no longer holds."""
+        while self._heap:
+            entry = heapq.heappop(self._heap)
+            task_id = entry[2]
+            if task_id not in self._ready:
+                continue
+            key = hold(task_id) if hold is not None else None
+            if key is None:
+                self._ready.discard(task_id)
+                return task_id
+            self._parked.setdefault(key, []).append(entry)
+        return None
+
+    def unpark(self, blocked: Callable[[Key], bool]) -> None:
+        """Back into the heap, in their places, the ids parked under keys that no longer
+        hold (`blocked(key)` false)."""
+        for key in list(self._parked):
+            if not blocked(key):
+                for entry in self._parked.pop(key):  # same (priority, order) key
+                    heapq.heappush(self._heap, entry)
 
     def discard(self, task_id: str) -> None:
         self._ready.discard(task_id)

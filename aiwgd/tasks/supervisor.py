@@ -219,6 +219,7 @@ class Supervisor(Subsystem):
         """Start queued tasks while slots are free (called on every change)."""
         if not self._accepting:
             return
+        self._queue.unpark(self._gates.blocked)  # e.g. a dependency or a group slot freed
         for failed_id, why in self._gates.failed():
             self._queue.discard(failed_id)
             job = asyncio.create_task(self._dependency_failed(failed_id, why))
@@ -226,7 +227,7 @@ class Supervisor(Subsystem):
             job.add_done_callback(self._background.discard)
         cap = self.config.daemon.max_parallel_actions
         while len(self._slots) < cap:
-            task_id = self._queue.pop(self._gates.may_start)
+            task_id = self._queue.pop(self._gates.hold)
             if task_id is None:
                 return
             task = self.store.get(task_id)

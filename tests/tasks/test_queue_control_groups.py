@@ -65,3 +65,22 @@ def test_a_reload_raising_a_cap_starts_waiting_tasks_at_once(
     gate.touch()
     for task_id in ids:
         assert wait_terminal(d, task_id)["state"] == "completed"
+
+
+def test_tasks_held_by_their_group_keep_their_place_in_line(
+    start_daemon: DaemonFactory, project: Path
+) -> None:
+    d = start_daemon(config=groups_config(1, 1))
+    gate, rec = project / "gate", project / "order.rec"
+    first = submit(d, prog("--gate", str(gate)), group="one")
+    wait_for(lambda: d.call("task.get", id=first["id"])["state"] == "running", 10, "first runs")
+    names = [("low", "low"), ("normal-1", "normal"), ("high", "high"), ("normal-2", "normal")]
+    ids = [
+        submit(d, prog("--record", str(rec), name), group="one", priority=prio)["id"]
+        for name, prio in names
+    ]
+    gate.touch()
+    for task_id in ids:
+        assert wait_terminal(d, task_id)["state"] == "completed"
+    started = [r[1] for r in sorted(records(rec), key=lambda r: r[2]) if r[0] == "start"]
+    assert started == ["high", "normal-1", "normal-2", "low"]
