@@ -13,6 +13,22 @@ from aiwgd.config.limits import Limits
 from aiwgd.config.schema import spec
 
 ENV_KEY_ERROR = "is not a valid environment variable name (non-empty, no = or NUL)"
+OUTPUTS = ("text", "stream-json")
+
+
+@dataclass
+class BudgetSection:
+    """What agents may spend (stream-json output only: the cost comes from it)."""
+
+    per_task_usd: float | None = spec(
+        None, gt=0, le=1_000_000, doc="a prompt task whose cost passes this is stopped"
+    )
+    per_day_usd: float | None = spec(
+        None,
+        gt=0,
+        le=1_000_000,
+        doc="once a UTC day's agent spend reaches this, new prompt tasks wait queued",
+    )
 
 
 @dataclass
@@ -44,6 +60,26 @@ class AgentSection:
     limits: Limits | None = spec(
         None, doc="resource limits of every prompt task without its own (not commands)"
     )
+    output: str = spec(
+        "text",
+        choices=OUTPUTS,
+        doc="what the agent prints: text, or stream-json (Claude Code's --output-format "
+        "stream-json: session id, answer, tokens and cost are read from it)",
+    )
+    budget: BudgetSection = spec(factory=BudgetSection, doc="spending limits (stream-json)")
+    isolate: str | None = spec(
+        None,
+        choices=("worktree", "none"),
+        doc='default isolation of prompt tasks: "worktree" runs each in its own git '
+        "worktree of the project (.aiwg/worktrees/<task-id>)",
+    )
+    worktree_prefix: str = spec(
+        "aiwg/", min_len=1, max_len=100, doc="branch of an isolated task: <prefix><task-id>"
+    )
+    resume_args: list[str] = spec(
+        factory=lambda: ["--resume", "{session}"],
+        doc="appended to the agent argv of a task resuming another's session ({session})",
+    )
 
     def validate(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -62,4 +98,8 @@ class AgentSection:
         for i, root in enumerate(self.allowed_roots):
             if not root.startswith(("/", "~")):
                 out.append((f"allowed_roots[{i}]", f'"{root}" is not an absolute path'))
+        budget = self.budget.per_task_usd is not None or self.budget.per_day_usd is not None
+        if budget and self.output != "stream-json":
+            # A budget that could never act would only look like a limit.
+            out.append(("budget", 'needs agent.output "stream-json": the cost is read from it'))
         return out

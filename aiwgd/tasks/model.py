@@ -6,7 +6,7 @@ shell). Its life is a small state machine; every change of state goes through
 
 States and the transition table (ARCHITECTURE.md, "Task states")::
 
-    queued      -> running | cancelled
+    queued      -> running | cancelled | dependency_failed (an `after` task did not complete)
     running     -> completed | failed | timed_out | cancelled | interrupted
                    | queued        (a retry only: `attempt` must grow by one)
     interrupted -> queued | failed (per the task's `on_interrupt`, see TaskStore.recover)
@@ -68,11 +68,12 @@ class TaskState(StrEnum):
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    DEPENDENCY_FAILED = "dependency_failed"  # an `after` task did not complete; never ran
 
 
 S = TaskState
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
-    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.DEPENDENCY_FAILED}),
     S.RUNNING: frozenset(
         {S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.INTERRUPTED, S.QUEUED}
     ),
@@ -81,8 +82,11 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     S.FAILED: frozenset(),
     S.TIMED_OUT: frozenset(),
     S.CANCELLED: frozenset(),
+    S.DEPENDENCY_FAILED: frozenset(),
 }
-TERMINAL: frozenset[TaskState] = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
+TERMINAL: frozenset[TaskState] = frozenset(
+    {S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.DEPENDENCY_FAILED}
+)
 
 # The event published when a task enters a state (ARCHITECTURE.md, "Events").
 EVENT_FOR_STATE: dict[TaskState, str] = {
@@ -93,6 +97,7 @@ EVENT_FOR_STATE: dict[TaskState, str] = {
     S.TIMED_OUT: "task.timed_out",
     S.CANCELLED: "task.cancelled",
     S.INTERRUPTED: "task.interrupted",
+    S.DEPENDENCY_FAILED: "task.dependency_failed",
 }
 # The events that end a task for good: what anyone following a started task waits for.
 TERMINAL_EVENTS: tuple[str, ...] = tuple(e for s, e in EVENT_FOR_STATE.items() if s in TERMINAL)
@@ -179,11 +184,38 @@ class Task:
     retry_at: float | None = None  # wall time before which a retry must not start
     output_tail: str = ""
     log_path: str | None = None
+    # What an agent with agent.output "stream-json" said (aiwgd.agents.streamjson):
+    # its session (recorded as soon as it is seen), answer, token counts (`tokens`:
+    # not `usage`, which task.get uses for a running task's resource use), cost in
+    # USD (the result's total, else the running estimate) and turns.
+    session_id: str | None = None
+    result: str | None = None
+    tokens: dict[str, int] | None = None
+    cost_usd: float | None = None
+    turns: int | None = None
+    # Why a queued task does not start although a slot is free (the daily agent budget).
+    queued_reason: str | None = None
+    # isolate: "worktree" runs it in a git worktree made from `base` (None: HEAD) at its
+    # first attempt; `worktree` is that worktree (Worktree.to_dict), or the resumed
+    # task's. `resume`: the task whose agent session (`resume_session`) it continues.
+    isolate: str | None = None
+    base: str | None = None
+    worktree: dict[str, Any] | None = None
+    resume: str | None = None
+    resume_session: str | None = None
+    # Queue control (aiwgd.tasks.gates): a name for people, the tasks that must complete
+    # first, the wall time before which it must not start, its group, and the task it
+    # re-runs (task.rerun).
+    name: str | None = None
+    after: list[str] | None = None
+    start_at: float | None = None
+    group: str | None = None
+    rerun_of: str | None = None
 
     def previous_attempt_fields(self) -> dict[str, Any]:
         """What a new attempt's running record clears: only what an earlier attempt left
         (a retry; otherwise nothing, for smaller journal lines)."""
-        names = ("exit_code", "signal", "error", "retry_at", "finished_at")
+        names = ("exit_code", "signal", "error", "retry_at", "finished_at", "queued_reason")
         return {name: None for name in names if getattr(self, name) is not None}
 
     @property
