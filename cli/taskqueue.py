@@ -7,6 +7,7 @@ value and refuses with one line naming the key (after[0], run_at, group).
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
@@ -103,3 +104,22 @@ def groups_text(stats: dict[str, Any]) -> str:
             f"(max_parallel {g['max_parallel']}){paused}"
         )
     return "\n".join(lines)
+
+
+def queue_lines(t: dict[str, Any]) -> list[str]:
+    """`aiwg task get`'s lines for the queue fields a task has."""
+    lines = []
+    if t.get("name"):
+        lines.append(f"{'name:':<12} {t['name']}")
+    if t.get("after"):
+        lines.append(f"{'after:':<12} {', '.join(t['after'])}")
+    if t.get("group"):
+        lines.append(f"{'group:':<12} {t['group']}")
+    if t.get("start_at") and t.get("state") == "queued":
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["start_at"]))
+        lines.append(f"{'starts at:':<12} {when}")
+    if t.get("paused"):
+        lines.append(f"{'paused:':<12} yes (aiwg task resume {t['id']})")
+    if t.get("rerun_of"):
+        lines.append(f"{'rerun of:':<12} {t['rerun_of']}")
+    return lines

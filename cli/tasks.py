@@ -37,6 +37,7 @@ from aiwgd.cli.taskqueue import (
     RunAt,
     add_queue_commands,
     groups_text,
+    queue_lines,
     queue_spec,
 )
 from aiwgd.cli.taskreview import add_review_commands
@@ -374,6 +375,7 @@ def _human_task(t: dict[str, Any]) -> str:
         lines.append(f"{'duration:':<12} {render.duration(dur)}")
     lines[:0] = tasklist.agent_head(t)  # an agent's answer first
     lines += tasklist.agent_lines(t)
+    lines += queue_lines(t)  # name, after, group, start time, paused, rerun_of
     tail = t.get("output_tail") or ""
     if tail:
         lines += ["output (tail):", tail.rstrip("\n")]

@@ -69,6 +69,11 @@ def test_names_and_queue_options_from_the_cli(start_daemon: DaemonFactory, proje
     assert "build-docs" in listed.stdout and "publish-docs" in listed.stdout
     rerun = run_cli(project, "task", "rerun", first_id)
     assert rerun.returncode == 0 and f"(rerun of {first_id})" in rerun.stdout
+    new_id = rerun.stdout.split()[1]
+    got = run_cli(project, "task", "get", new_id)
+    assert got.returncode == 0, got.stderr
+    assert "name:        build-docs" in got.stdout
+    assert f"rerun of:    {first_id}" in got.stdout
     stats = run_cli(project, "task", "stats")
     assert "group g: 0 running" in stats.stdout, stats.stdout
 
