@@ -9,7 +9,7 @@ from typing import Any
 from tests.utils import SCRIPTS, DaemonProc, alive, wait_for
 
 PROG = str(SCRIPTS / "taskprog.py")
-TERMINAL = ("completed", "failed", "timed_out", "cancelled")
+TERMINAL = ("completed", "failed", "timed_out", "cancelled", "dependency_failed")
 
 
 def prog(*args: str) -> list[str]:
