@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -269,25 +269,27 @@ class History:
 
         self.readline = readline
         self.path = path
-        readline.set_history_length(HISTORY_LINES)
         readline.set_auto_history(False)  # blank lines are not kept
         with contextlib.suppress(OSError):  # none yet, or unreadable: start without
             readline.read_history_file(path)
+        readline.set_history_length(HISTORY_LINES)
+        if readline.get_current_history_length() >= HISTORY_LINES:
+            # Trimmed here, not on leaving: another chat may be appending to it then.
+            self._save(lambda: readline.write_history_file(path))
 
     def add(self, line: str) -> None:
         self.readline.add_history(line)
+        self._save(lambda: self.readline.append_history_file(1, self.path))
+
+    def _save(self, write: Callable[[], None]) -> None:
         try:
-            # created 0600 before readline opens it, so it is never readable by others
+            # made 0600 before readline opens it, so it is never readable by others
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.fchmod(fd, 0o600)
             os.close(fd)
-            self.readline.append_history_file(1, self.path)
+            write()
         except OSError as exc:  # a full disk must not end the conversation
             typer.echo(f"aiwg: history not saved: {exc}", err=True)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.readline.write_history_file(self.path)  # trimmed to HISTORY_LINES
 
 
 def interactive(root: str | None, agent: str | None, previous: str | None) -> None:
@@ -298,36 +300,30 @@ def interactive(root: str | None, agent: str | None, previous: str | None) -> No
     if tty:
         typer.echo("chat with the agent: Ctrl-C stops a reply, Ctrl-D leaves", err=True)
     talk = Conversation(root, agent, previous)
-    from aiwgd.client import DaemonNotRunning, RpcError
+    from aiwgd.client import RpcError  # a daemon gone (not running) ends the chat
 
-    try:
-        while True:
-            try:
-                line = input(PROMPT if tty else "")
-            except KeyboardInterrupt:  # at the prompt: a fresh line, as in a shell
+    while True:
+        try:
+            line = input(PROMPT if tty else "")
+        except KeyboardInterrupt:  # at the prompt: a fresh line, as in a shell
+            sys.stdout.write("\n")
+            continue
+        except EOFError:
+            if tty:
                 sys.stdout.write("\n")
-                continue
-            except EOFError:
-                if tty:
-                    sys.stdout.write("\n")
-                return
-            if not line.strip():
-                continue
-            if history is not None:
-                history.add(line)
-            try:
-                talk.send(line, sys.stdout)
-            except DaemonNotRunning:
-                raise
-            except RpcError as exc:  # refused: say so, and go on
-                typer.echo(f"aiwg: error {exc.code}: {exc.describe()}", err=True)
-                if talk.previous and "resume" in exc.message:
-                    # e.g. the earlier task was pruned: keeping it would refuse every line
-                    talk.previous = None
-                    typer.echo("aiwg: the next message starts a new session", err=True)
-    finally:
+            return
+        if not line.strip():
+            continue
         if history is not None:
-            history.close()
+            history.add(line)
+        try:
+            talk.send(line, sys.stdout)
+        except RpcError as exc:  # refused: say so, and go on
+            typer.echo(f"aiwg: error {exc.code}: {exc.describe()}", err=True)
+            if talk.previous and "resume" in exc.message:
+                # e.g. the earlier task was pruned: keeping it would refuse every line
+                talk.previous = None
+                typer.echo("aiwg: the next message starts a new session", err=True)
 
 
 def _print_note(note: dict[str, Any]) -> None:

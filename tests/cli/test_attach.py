@@ -7,15 +7,18 @@ so is the daemon `aiwg attach` started.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aiwgd.cli.attach import session_name
-from tests.utils import BASE_CONFIG, env_for_tests, run_cli, wait_for, write_config
+from tests.taskhelp import task_config
+from tests.utils import BASE_CONFIG, deep_merge, env_for_tests, run_cli, wait_for, write_config
 
 TMUX = shutil.which("tmux")
 SOCKET = "aiwg-test"
@@ -42,7 +45,8 @@ def tmux_env(project: Path) -> Iterator[dict[str, str]]:
         pytest.skip("tmux is not installed (CI installs it)")
     env = {**env_for_tests(), "TMUX_TMPDIR": str(project)}
     env.pop("TMUX", None)  # not inside the user's tmux: attach, never switch-client
-    write_config(project, BASE_CONFIG)  # quiet: no watcher, no cron jobs
+    # quiet (no watcher, no cron jobs); the agent prints its prompt
+    write_config(project, deep_merge(BASE_CONFIG, task_config()))
     yield env
     subprocess.run([TMUX, "-L", SOCKET, "kill-server"], env=env, capture_output=True)
     run_cli(project, "stop", env=env)
@@ -55,6 +59,13 @@ def tmux(env: dict[str, str], *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def run_cli_json(project: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = run_cli(project, "--json", *args, env=env)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
 
 
 def test_makes_a_session_with_the_chat_and_the_task_list(
@@ -75,10 +86,15 @@ def test_makes_a_session_with_the_chat_and_the_task_list(
 
     wait_for(lambda: shows("0", "chat with the agent"), 15, "the chat in the left pane")
     wait_for(lambda: shows("1", "no tasks"), 15, "the task list in the right pane")
-    task = run_cli(project, "task", "run", "--", "true", env=tmux_env)
-    assert task.returncode == 0, task.stderr
-    task_id = task.stdout.split()[1]
-    wait_for(lambda: shows("1", task_id), 15, "the new task in the refreshed list")
+    # The left pane is a live chat: a typed line becomes a chat task (its agent
+    # prints the prompt back), and the right pane's list shows it at its next redraw.
+    wait_for(lambda: shows("0", "\n>"), 15, "the chat's prompt")  # trailing space cut
+    tmux(tmux_env, "send-keys", "-t", f"={name}:.0", "-l", "hello from tmux")
+    tmux(tmux_env, "send-keys", "-t", f"={name}:.0", "Enter")
+    wait_for(lambda: shows("0", "no session id"), 15, "the chat's answer")
+    [task] = run_cli_json(project, tmux_env, "task", "list", "--source", "chat")["tasks"]
+    assert task["prompt"] == "hello from tmux" and task["state"] == "completed"
+    wait_for(lambda: shows("1", task["id"]), 15, "the chat task in the refreshed list")
 
     again = run_cli(project, "attach", "--detach", "-L", SOCKET, env=tmux_env)
     assert again.returncode == 0 and f"tmux session {name} exists" in again.stderr

@@ -61,7 +61,7 @@ out({"type": "result", "subtype": "success", "is_error": False, "result": answer
 CTTY = "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); " + (
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
-CTRL_C, CTRL_D, UP = "\x03", "\x04", "\x1b[A"
+CTRL_C, CTRL_D, UP, KILL_LINE = "\x03", "\x04", "\x1b[A", "\x15"
 
 
 class Terminal:
@@ -261,6 +261,21 @@ def test_continue_with_the_up_arrow_resends_the_last_line_in_the_same_session(
     first, second = chats(d)
     assert first["prompt"] == second["prompt"] == "remember me"
     assert second["resume"] == first["id"]
+
+
+def test_history_is_kept_owner_only_and_trimmed(d: DaemonProc, term: list[Terminal]) -> None:
+    history = d.root / ".aiwg" / "chat_history"
+    history.write_text("".join(f"old {i}\n" for i in range(1500)))
+    history.chmod(0o644)
+    t = chat_term(term, d)
+    t.expect("> ")
+    t.type(UP)
+    t.expect("old 1499")
+    t.type(KILL_LINE + CTRL_D)  # on a line with text, Ctrl-D deletes a character
+    assert t.wait_exit() == 0
+    lines = history.read_text().splitlines()
+    assert len(lines) == 1000 and lines[-1] == "old 1499"
+    assert history.stat().st_mode & 0o777 == 0o600
 
 
 def test_one_message_shows_the_answer_and_continue_resumes(d: DaemonProc) -> None:
