@@ -139,8 +139,10 @@ class Reply:
     def _line(self, line: str) -> None:
         event = _stream_event(line)
         if event is None:
-            if line.strip():
-                self._write(line + "\n")  # stray prints of the agent are shown
+            # Stray prints of the agent are shown; an object line is its protocol (one
+            # cut short by a crash, or of a kind not known here), never shown raw.
+            if line.strip() and not line.lstrip().startswith("{"):
+                self._write(line + "\n")
             return
         for text in _texts(event):
             self._show(text)
