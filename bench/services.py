@@ -18,9 +18,9 @@ first use, and one that will not install or start is skipped with a line saying 
    `pm2.list` from a connected node driver; circus `status` over its endpoint on
    127.0.0.1). Target for aiwgd: under 10 ms at the largest N.
 4. Stop-all: from the request (`service.stop all`, `stopAllProcesses`, `pm2.stop all`,
-   circus `stop`) until every sleep's PID is gone (psutil). Sleep exits on SIGTERM at
-   once, so aiwgd's must be one short stop ladder, not N of them: target under 1 s
-   (one grace period is 10 s).
+   circus `stop`) until every sleep's PID is gone (psutil). Target (issue 10): bounded
+   by one grace period (the default stop_grace_s, 10 s), not N of them: aiwgd stops
+   independent services together.
 5. aiwgd only, restart after SIGKILL: kill one service's sleep, time until `service.get`
    shows a new PID running, minus the configured backoff (`initial_s` 0.05, no jitter);
    median of 10 kills, each of a different service (each its first restart). Target:
@@ -75,7 +75,7 @@ BACKOFF_S = 0.05
 CPU_TARGET_PCT = 2.0
 RSS_TARGET_MIB = 60.0
 LIST_TARGET_MS = 10.0
-STOP_TARGET_S = 1.0
+STOP_TARGET_S = 10.0  # one grace period: the default stop_grace_s
 RESTART_TARGET_MS = 50.0
 UP = ("running", "ready")
 
@@ -312,7 +312,8 @@ def report(n: int, results: dict[str, dict[str, Any]], largest: bool) -> None:
     checks = [
         (f"restart < backoff + {RESTART_TARGET_MS:g} ms", base["restart_ms"] < RESTART_TARGET_MS),
         (
-            f"stop-all < {STOP_TARGET_S:g} s ({base['stop_s'] / n * 1000:.1f} ms a service)",
+            f"stop-all < one grace period, {STOP_TARGET_S:g} s "
+            f"({base['stop_s'] / n * 1000:.1f} ms a service)",
             base["stop_s"] < STOP_TARGET_S,
         ),
     ]
