@@ -55,6 +55,7 @@ from aiwgd.tasks.gates import Gates, rerun_params
 from aiwgd.tasks.groups import Groups
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.pause import PauseControl, Pauses
+from aiwgd.tasks.queries import TaskQueries
 from aiwgd.tasks.queue import TaskQueue
 from aiwgd.tasks.retries import retry_delay
 from aiwgd.tasks.slot import Slot, Slots
@@ -72,7 +73,7 @@ UNTIMED = 10 * 365 * 86_400.0  # the executor's own timer; the pausable clock de
 TOTALS = "submitted started completed failed timed_out cancelled retried interrupted recovered"
 
 
-class Supervisor(Subsystem):
+class Supervisor(TaskQueries, Subsystem):
     name = "supervisor"
 
     def __init__(
@@ -367,45 +368,7 @@ class Supervisor(Subsystem):
         if state == S.INTERRUPTED:
             await self.store.recover(task.id)
 
-    # ---- control and queries -----------------------------------------------------------
-    def _get(self, task_id: str) -> Task:
-        task = self.store.get(task_id)
-        if task is None:
-            raise errors.NotFound(f"no task with id {task_id!r}", {"id": task_id})
-        return task
-
-    def find(self, task_id: str) -> Task | None:
-        """The stored task, or None (e.g. pruned while a follower reads its log)."""
-        return self.store.get(task_id)
-
-    def list(
-        self,
-        state: str | None = None,
-        agent: str | None = None,
-        source: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[Task], int]:
-        """A page of tasks, newest first, and how many match in all."""
-        return self.store.list(state=state, agent=agent, source=source, limit=limit, offset=offset)
-
-    def log_file(self, task_id: str) -> tuple[Task, str]:
-        """The task and the file that holds its whole output."""
-        task = self._get(task_id)
-        return task, self.store.log_file(task)
-
-    def get(self, task_id: str) -> dict[str, Any]:
-        """The task as a dict; a running task shows its live output tail."""
-        task = self._get(task_id)
-        out = task.to_dict()
-        slot = self._slots.held.get(task_id)
-        if slot is not None and slot.attempt is not None:
-            out["output_tail"] = slot.attempt.output_tail()
-            usage = self._usage_of(f"task:{task_id}") if self._usage_of else None
-            if usage is not None:
-                out["usage"] = usage
-        return out
-
+    # ---- control ----------------------------------------------------------------------
     async def cancel(self, task_id: str, wait: bool = True) -> dict[str, Any]:
         task = self._get(task_id)
         if task.terminal:
@@ -432,33 +395,3 @@ class Supervisor(Subsystem):
         self._waiters.notify(task_id)
         self._pump()  # tasks waiting `after` it now fail
         return self.get(task_id)
-
-    async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
-        """Return the task once terminal, or as it is when `timeout_s` runs out."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            task = self._get(task_id)
-            left = deadline - time.monotonic()
-            if task.terminal or left <= 0 or not self._accepting:
-                return self.get(task_id)
-            await self.changed(task_id, left)
-
-    async def changed(self, task_id: str, timeout: float) -> None:
-        """Sleep until the task changes state or writes output (or `timeout`)."""
-        await self._waiters.changed(task_id, timeout)
-
-    def stats(self) -> dict[str, Any]:
-        counts = self.store.counts()
-        return {
-            "counts": counts,
-            "running": len(self._slots),
-            "queued": counts.get("queued", 0),
-            "waiting_retry": self._queue.waiting_retry,
-            "cap": self.config.daemon.max_parallel_actions,
-            "max_active": self._slots.max_active,
-            "stored": sum(counts.values()),
-            "totals": dict(self.totals),
-            "accepting": self._accepting,
-            "costs": self.agents.stats(),
-            "groups": self._gates.stats(),
-        }

@@ -62,6 +62,7 @@ def test_transition_table_is_the_only_rule() -> None:
     allowed = {
         ("queued", "running"),
         ("queued", "cancelled"),
+        ("queued", "dependency_failed"),
         ("running", "completed"),
         ("running", "failed"),
         ("running", "timed_out"),
