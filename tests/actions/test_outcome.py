@@ -30,7 +30,13 @@ async def _submit(spec: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def test_terminal_events_are_the_terminal_task_states() -> None:
-    assert TERMINAL_EVENTS == ("task.completed", "task.failed", "task.timed_out", "task.cancelled")
+    assert TERMINAL_EVENTS == (
+        "task.completed",
+        "task.failed",
+        "task.timed_out",
+        "task.cancelled",
+        "task.dependency_failed",
+    )
 
 
 @pytest.mark.parametrize(
