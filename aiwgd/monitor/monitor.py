@@ -139,6 +139,8 @@ class Monitor(Subsystem):
                 continue
             if entry.child.returncode is not None:
                 continue  # its leader already ended: its owner is finishing it
+            if track.paused:
+                continue  # stopped (task.pause): it can do nothing until continued
             verdict = judge(entry.limits, usage, track.facts(now))
             if verdict is not None:
                 track.told = True

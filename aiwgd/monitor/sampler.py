@@ -37,6 +37,7 @@ class Usage:
     rss_bytes: int
     fds: int = 0
     threads: int = 0
+    stopped: bool = False  # the leader is stopped (SIGSTOP: a paused task)
 
 
 def targets(entries: Iterable[LiveChild]) -> list[Target]:
@@ -81,15 +82,18 @@ class Sampler:
                 if kid not in pids:
                     pids.add(kid)
                     todo.append(kid)
-        count, cpu, rss, fds, threads = 0, 0.0, 0, 0, 0
+        count, cpu, rss, fds, threads, stopped = 0, 0.0, 0, 0, 0, False
         for pid in pids:
             proc = self._process(pid)
             if proc is None:
                 continue
             try:
                 with proc.oneshot():
-                    if proc.status() == psutil.STATUS_ZOMBIE:
+                    status = proc.status()
+                    if status == psutil.STATUS_ZOMBIE:
                         continue  # exited, not yet reaped: it uses nothing
+                    if pid == target.pid:
+                        stopped = status == psutil.STATUS_STOPPED
                     cpu += proc.cpu_percent(None)
                     rss += proc.memory_info().rss
                     threads += proc.num_threads()
@@ -99,4 +103,4 @@ class Sampler:
                 count += 1
             except psutil.Error:
                 continue
-        return Usage(target.owner, target.pid, count, round(cpu, 1), rss, fds, threads)
+        return Usage(target.owner, target.pid, count, round(cpu, 1), rss, fds, threads, stopped)

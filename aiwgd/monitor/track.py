@@ -22,8 +22,23 @@ class Track:
         self.last_mono: float | None = None
         self.cpu_over_since: float | None = None
         self.told = False  # on_over was called: once per child, the owner stops it
+        # Paused (SIGSTOP, task.pause) time is neither runtime nor silence: a stopped
+        # tree can do nothing, so its limits wait, and silence counts from the resume.
+        self.paused_s = 0.0
+        self.paused_since: float | None = None
+        self.resumed_mono: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_since is not None
 
     def add(self, usage: Usage, now: float) -> None:
+        if usage.stopped and self.paused_since is None:
+            self.paused_since = now
+        elif not usage.stopped and self.paused_since is not None:
+            self.paused_s += now - self.paused_since
+            self.paused_since, self.resumed_mono = None, now
+            self.cpu_over_since = None
         self.last, self.last_mono = usage, now
         self.samples.append((usage.cpu_percent, usage.rss_bytes))
         limits = self.entry.limits
@@ -38,10 +53,14 @@ class Track:
         return Facts(self.runtime(now), self.silent(now), over)
 
     def runtime(self, now: float) -> float:
-        return now - self.entry.registered_mono
+        paused = self.paused_s + (0.0 if self.paused_since is None else now - self.paused_since)
+        return now - self.entry.registered_mono - paused
 
     def silent(self, now: float) -> float:
-        return now - self.entry.child.sink.last_output_mono
+        since = self.entry.child.sink.last_output_mono
+        if self.resumed_mono is not None:
+            since = max(since, self.resumed_mono)
+        return 0.0 if self.paused_since is not None else now - since
 
     def history(self) -> dict[str, Any]:
         """A summary of the kept samples (the samples themselves are not sent)."""
@@ -84,5 +103,5 @@ class Track:
         if self.last is None:
             return None
         out = asdict(self.last)
-        del out["owner"]
+        del out["owner"], out["stopped"]  # stopped: task.get says `paused` itself
         return out
