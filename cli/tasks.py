@@ -217,10 +217,9 @@ def _submit_and_report(
     wait: bool,
     follow: bool,
     as_json: bool,
-    method: str = "task.submit",
 ) -> None:
     with client(root) as c:
-        task = c.call(method, **spec)
+        task = c.call("task.submit", **spec)
     if not (wait or follow):
         emit(task, as_json, f"task {task['id']} {task['state']}")
         return
