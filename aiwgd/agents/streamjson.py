@@ -24,6 +24,17 @@ Cost: the result line's `total_cost_usd` when it came; before that (and when it 
 comes: the agent was killed) the running estimate from the assistant messages' usage,
 priced by aiwgd.agents.usage, so a budget can stop a runaway agent. Repeated lines of
 one message (one per content block, the same usage each) are counted once, by id.
+
+Cheap mode (`estimate=False`, the executor's choice when no budget needs the running
+estimate): per-line work in Python is what costs, so once the session id is known it
+no longer walks the lines. Per chunk it finds the last line end (a memrchr), looks at
+the last complete line only, and drops or keeps the partial line after it as above.
+Claude Code's result line is its last, so it is found; a result with other lines after
+it in the same chunk is not (nor assistant usage, ever): `settled` then stays False and
+the caller reads the figures from the task log (aiwgd.agents.logcost). Until the session
+id is known the lines are walked as in the full mode, assistant lines skipped. In this
+mode `lines`, `non_json_lines`, `huge_lines` and `problems` count only the lines looked
+at, and `model` is the init line's.
 """
 
 from __future__ import annotations
@@ -68,6 +79,9 @@ _CLAUDE_USAGE = re.compile(
     rb'"output_tokens":(\d{1,15})[,}]'
 )
 _WHITESPACE = b" \t\r"
+# What a line of another key order must hold to be parsed in the cheap mode (a type the
+# cheap mode takes; inside a JSON string the quotes would be escaped).
+_MARKED = re.compile(rb'"type"\s*:\s*"(?:result|system)"')
 _DECODER = json.JSONDecoder()
 
 # What a line's first bytes say it is.
@@ -158,8 +172,14 @@ class StreamJsonParser:
     logged, never let into the output path.
     """
 
-    def __init__(self, on_change: Callable[[AgentRun], None] | None = None) -> None:
+    def __init__(
+        self, on_change: Callable[[AgentRun], None] | None = None, estimate: bool = True
+    ) -> None:
         self.on_change = on_change
+        self.estimate = estimate  # False: the cheap mode (module docstring)
+        # A result line gave the totals (its cost and usage) and nothing was missed
+        # since: the run needs nothing from the log (read only in the cheap mode).
+        self.settled = False
         self._run = AgentRun()
         self._ledger = Ledger()
         self._buf = bytearray()  # the current line's start, never over MAX_LINE
@@ -178,6 +198,9 @@ class StreamJsonParser:
     def feed(self, data: bytes) -> None:
         """Observe the next bytes of output (after close(): ignored)."""
         if self._closed or not data:
+            return
+        if not self.estimate and self._run.session_id is not None:
+            self._feed_last(data)
             return
         start = lines = 0
         find = data.find
@@ -213,6 +236,42 @@ class StreamJsonParser:
         if self._dirty:
             self._update()
 
+    def _feed_last(self, data: bytes) -> None:
+        """The cheap mode: only the last complete line of the chunk is looked at."""
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._hold(data, 0)
+            return
+        prev = data.rfind(b"\n", 0, last)
+        if prev < 0 and (self._dropping or self._buf):
+            # The one line ending here began in an earlier chunk.
+            if self._dropping:
+                self._dropping = False
+                self._drop(last)
+            elif len(self._buf) + last > MAX_LINE:
+                self._buf.clear()
+                self._run.huge_lines += 1
+            else:
+                self._buf += memoryview(data)[:last]
+                line = bytes(self._buf)
+                self._buf.clear()
+                self._line(line, 0, len(line))
+        else:
+            if prev >= 0:
+                # Lines passed over unseen: one of them may have been a result.
+                self._buf.clear()
+                self._dropping = False
+                self.settled = False
+            s = prev + 1
+            if last - s > MAX_LINE:
+                self._run.huge_lines += 1
+            elif last > s:
+                self._line(data, s, last)
+        if last + 1 < len(data):
+            self._hold(data, last + 1)
+        if self._dirty:
+            self._update()
+
     def close(self) -> AgentRun:
         """End of stream: the last line, if cut off without a newline, counts only if it
         is complete JSON (an agent killed mid-write leaves half a line)."""
@@ -245,7 +304,8 @@ class StreamJsonParser:
         """Keep a line's start for the next chunk, unless it is too long or of no use."""
         if self._dropping:
             self._drop(len(data))
-        elif not self._buf and len(data) - start >= 32 and _kind(data, start) == _SKIP:
+        elif not self._buf and len(data) - start >= 32 and self._unused(_kind(data, start)):
+            self.settled = False
             self._dropping, self._drop_len = True, 0
             self._drop(len(data) - start)
         elif len(self._buf) + len(data) - start > MAX_LINE:
@@ -254,6 +314,9 @@ class StreamJsonParser:
             self._run.huge_lines += 1
         else:
             self._buf += memoryview(data)[start:]
+
+    def _unused(self, kind: int) -> bool:
+        return kind == _SKIP or (kind == _ASSISTANT and not self.estimate)
 
     def _drop(self, n: int) -> None:
         """`n` more bytes of the line being dropped; -1: it was counted as huge."""
@@ -265,11 +328,13 @@ class StreamJsonParser:
 
     def _line(self, data: bytes, s: int, e: int) -> None:
         """One complete, non-empty line: data[s:e]."""
+        self.settled = False  # a result line sets it again; any other line came after one
         if data.startswith(_ASSISTANT_HEAD, s):
-            self._assistant(data, s, e)
+            if self.estimate:
+                self._assistant(data, s, e)
             return
         kind = _kind(data, s)
-        if kind == _SKIP:
+        if self._unused(kind):
             return
         if kind == _ASSISTANT:
             self._assistant(data, s, e)
@@ -283,7 +348,8 @@ class StreamJsonParser:
                     return
                 first = line[0]
             if first == 0x7B:  # "{": another key order, or spaces: parse it whole
-                self._parse(data[s:e])
+                if self.estimate or _MARKED.search(data, s, e) is not None:
+                    self._parse(data[s:e])
             else:
                 self._run.non_json_lines += 1
 
@@ -305,7 +371,8 @@ class StreamJsonParser:
         elif kind == "result":
             self._result(obj)
         elif kind == "assistant":
-            self._assistant_obj(obj)
+            if self.estimate:
+                self._assistant_obj(obj)
         elif not isinstance(kind, str):
             self._run.problems += 1
 
@@ -404,6 +471,7 @@ class StreamJsonParser:
         run.duration_ms = got.get("duration_ms", run.duration_ms)
         run.session_id = run.session_id or got.get("session_id")
         cost = got.get("total_cost_usd")
+        self.settled = cost is not None and tokens is not None
         self._ledger.result(
             None if cost is None else float(cost), None if tokens is None else tokens[0]
         )

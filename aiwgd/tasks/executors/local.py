@@ -15,6 +15,12 @@ it is read, to a StreamJsonParser (aiwgd.agents.streamjson): the log still gets 
 byte unchanged, the parser only observes. Its changes (session id, running cost) go
 to the AgentBudget, which may stop the attempt (`stop_for_budget`); the run itself is
 `agent_run()` once the attempt ended.
+
+The parser's full mode (the running estimate from every assistant message's usage) is
+used only when a budget needs it on the output path. Otherwise it runs in its cheap
+mode, and the running cost is read back from the task log in a thread (a LogRun), soon
+after the start and then every RECORD_EVERY_S; when the attempt ends without a result
+line that gave the totals (a killed agent), the log gives its figures too.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiwgd.agents.budget import AgentBudget
+from aiwgd.agents.budget import RECORD_EVERY_S, AgentBudget
+from aiwgd.agents.logcost import LogRun, log_size
 from aiwgd.agents.streamjson import AgentRun, StreamJsonParser
 from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle
@@ -40,6 +47,8 @@ from aiwgd.tasks.model import Task
 from aiwgd.tasks.spec import child_env, spawn_plan, task_argv, task_limits
 
 log = logging.getLogger("aiwgd.supervisor")
+
+FIRST_READ_S = 1.0  # the first running cost from the log: soon, but not per chunk
 
 TASK_MARK = "AIWG_TASK_ID"
 ROOT_MARK = "AIWG_ROOT"
@@ -72,8 +81,13 @@ class LocalExecutor:
         header = f"[aiwgd] attempt {task.attempt} of task {task.id}\n" if task.attempt > 1 else None
         parser: StreamJsonParser | None = None
         sink: OutputSink | None = None
+        reader: LogRun | None = None
         if cfg.agent.output == "stream-json" and task.prompt is not None:
-            parser = StreamJsonParser()
+            budget = cfg.agent.budget
+            estimate = budget.per_task_usd is not None or budget.per_day_usd is not None
+            parser = StreamJsonParser(estimate=estimate)
+            if not estimate:
+                reader = LogRun(log_path, log_size(log_path))
             sink = AgentSink(
                 log_path, cfg.tasks.log_max_bytes, cfg.tasks.output_tail_bytes, on_output, parser
             )
@@ -97,11 +111,11 @@ class LocalExecutor:
             if sink is not None:
                 sink.close()  # idempotent; a refusal by spawn_plan never reached spawn
             raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
-        attempt = LocalAttempt(child, self, parser)
+        attempt = LocalAttempt(child, self, parser, reader)
         if parser is not None and self.agents is not None:
             # Before any await: the child's output is read on this loop, so no chunk
             # reaches the parser before its watcher is in place.
-            parser.on_change = self.agents.watch(task, attempt)
+            attempt.watch(self.agents.watch(task, attempt))
         # Over a limit (the monitor), the attempt ends like a stop: the task fails.
         limits = task_limits(cfg, task)
         on_over = attempt.over_limit if limits is not None else None
@@ -154,11 +168,19 @@ class LocalAttempt:
     """A child process from spawn until it and everything it started are gone."""
 
     def __init__(
-        self, child: Child, executor: LocalExecutor, parser: StreamJsonParser | None = None
+        self,
+        child: Child,
+        executor: LocalExecutor,
+        parser: StreamJsonParser | None = None,
+        reader: LogRun | None = None,
     ) -> None:
         self.child = child
         self._executor = executor
         self._parser = parser
+        self._reader = reader  # the parser is in its cheap mode: figures from the log
+        self._log_run: AgentRun | None = None  # the latest read of the log
+        self._tell: Callable[[AgentRun], None] | None = None
+        self._reads: asyncio.Task[None] | None = None
         self.reason: EndReason | None = None
         self.detail: str | None = None  # which limit, when the reason is LIMIT
         self._wake: asyncio.Future[None] | None = None
@@ -190,7 +212,55 @@ class LocalAttempt:
 
     def agent_run(self) -> AgentRun | None:
         """What a stream-json agent said (complete once the attempt ended), or None."""
-        return None if self._parser is None else self._parser.run
+        parser = self._parser
+        if parser is None:
+            return None
+        if parser.settled or self._log_run is None:
+            return parser.run
+        return self._log_run
+
+    def watch(self, tell: Callable[[AgentRun], None]) -> None:
+        """Tell `tell` the run as it changes: from the parser, and from the log."""
+        assert self._parser is not None
+        self._tell = tell
+        self._parser.on_change = lambda _run: self._changed()
+        if self._reader is not None:
+            self._reads = asyncio.get_running_loop().create_task(self._read_log(self._reader))
+
+    def _changed(self) -> None:
+        run = self.agent_run()
+        if self._tell is not None and run is not None:
+            self._tell(run)
+
+    async def _read_log(self, reader: LogRun) -> None:
+        """The running cost from the log, while the agent has not said its total."""
+        delay = FIRST_READ_S
+        while True:
+            await asyncio.sleep(delay)
+            delay = RECORD_EVERY_S
+            if self._parser is not None and self._parser.settled:
+                continue
+            try:
+                self._log_run = await asyncio.to_thread(reader.read)
+            except OSError as exc:
+                log.warning("agent log not read", extra={"path": reader.path, "error": str(exc)})
+                continue
+            self._changed()
+
+    async def _last_read(self) -> None:
+        """The attempt ended: what the log says, unless a result line gave the totals."""
+        if self._reads is not None:
+            self._reads.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reads
+            self._reads = None
+        reader, parser = self._reader, self._parser
+        if reader is None or parser is None or parser.settled:
+            return
+        try:
+            self._log_run = await asyncio.to_thread(reader.close)
+        except OSError as exc:
+            log.warning("agent log not read", extra={"path": reader.path, "error": str(exc)})
 
     async def wait(self, timeout: float) -> Ending:
         child, ex = self.child, self._executor
@@ -213,9 +283,12 @@ class LocalAttempt:
             result = await child.finish(ex.grace(), fast)
         finally:
             ex.children.discard(child)
+        await self._last_read()
         return Ending(result, self.reason, self.detail)
 
     async def abort(self) -> None:
+        if self._reads is not None:
+            self._reads.cancel()
         if self._executor.agents is not None:
             self._executor.agents.forget(self)
         try:
