@@ -27,14 +27,15 @@ one message (one per content block, the same usage each) are counted once, by id
 
 Cheap mode (`estimate=False`, the executor's choice when no budget needs the running
 estimate): per-line work in Python is what costs, so once the session id is known it
-no longer walks the lines. Per chunk it finds the last line end (a memrchr), looks at
-the last complete line only, and drops or keeps the partial line after it as above.
-Claude Code's result line is its last, so it is found; a result with other lines after
-it in the same chunk is not (nor assistant usage, ever): `settled` then stays False and
-the caller reads the figures from the task log (aiwgd.agents.logcost). Until the session
-id is known the lines are walked as in the full mode, assistant lines skipped. In this
-mode `lines`, `non_json_lines`, `huge_lines` and `problems` count only the lines looked
-at, and `model` is the init line's.
+no longer walks the lines. Per chunk it finds the last line end (a memrchr) and looks
+only at a line whose head (seen when it began, at the end of a chunk) is a result's or
+a system line's, and at the line that ends the chunk. Claude Code's result line is its
+last, so it is found; a result followed by other lines in the same chunk is not (nor
+any assistant usage): `settled` then stays False and the caller reads the figures from
+the task log (aiwgd.agents.logcost). Until the session id is known the lines are walked
+as in the full mode, assistant lines skipped. In this mode `lines`, `non_json_lines`,
+`huge_lines` and `problems` count only the lines looked at, and `model` is the init
+line's.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ TAIL_WINDOW = 4096
 _TYPED = b'{"type":"'
 _TYPED_SPACED = b'{"type": "'  # Python's json.dumps default separators
 _USER = b'{"type":"user"'
+_TYPED_ANY = (_TYPED, _TYPED_SPACED)
+# The heads of the lines the cheap mode takes (the module docstring).
+_WANTED = tuple(t + k for t in _TYPED_ANY for k in (b'result"', b'system"'))
 _ASSISTANT_HEAD = b'{"type":"assistant"'
 _ID_RE = re.compile(rb'"id": ?"([^"\\]{1,256})"')
 _MODEL_RE = re.compile(rb'"model": ?"([^"\\]{1,256})"')
@@ -237,38 +241,43 @@ class StreamJsonParser:
             self._update()
 
     def _feed_last(self, data: bytes) -> None:
-        """The cheap mode: only the last complete line of the chunk is looked at."""
+        """The cheap mode: a line is looked at only if its head is a result's or a
+        system line's and it ends in a later chunk, or it ends the chunk; every other
+        line ending here is passed over unseen (`settled` says whether one was)."""
+        n = len(data)
         last = data.rfind(b"\n")
         if last < 0:
-            self._hold(data, 0)
+            if not self._dropping:
+                self._hold(data, 0)
             return
-        prev = data.rfind(b"\n", 0, last)
-        if prev < 0 and (self._dropping or self._buf):
-            # The one line ending here began in an earlier chunk.
-            if self._dropping:
-                self._dropping = False
-                self._drop(last)
-            elif len(self._buf) + last > MAX_LINE:
-                self._buf.clear()
+        self.settled = False  # set again if the chunk's last line is a result
+        carried = self._dropping or bool(self._buf)  # a line began in an earlier chunk
+        done = -1  # the end of the line carried in, if it was looked at
+        if self._buf:
+            done = data.find(b"\n")
+            if len(self._buf) + done > MAX_LINE:
                 self._run.huge_lines += 1
+                self._buf.clear()
             else:
-                self._buf += memoryview(data)[:last]
+                self._buf += memoryview(data)[:done]
                 line = bytes(self._buf)
                 self._buf.clear()
                 self._line(line, 0, len(line))
-        else:
-            if prev >= 0:
-                # Lines passed over unseen: one of them may have been a result.
-                self._buf.clear()
-                self._dropping = False
-                self.settled = False
-            s = prev + 1
+                if done != last:
+                    self.settled = False
+        self._dropping = False
+        s = data.rfind(b"\n", 0, last) + 1 if last == n - 1 and done != last else -1
+        if s > 0 or (s == 0 and not carried):
             if last - s > MAX_LINE:
                 self._run.huge_lines += 1
-            elif last > s:
+            elif data.startswith(_WANTED, s) or (last > s and not data.startswith(_TYPED_ANY, s)):
                 self._line(data, s, last)
-        if last + 1 < len(data):
-            self._hold(data, last + 1)
+        elif last + 1 < n:
+            s = last + 1
+            if n - s >= 32 and data.startswith(_TYPED_ANY, s) and not data.startswith(_WANTED, s):
+                self._dropping = True  # of no use to this mode: not kept
+            else:
+                self._hold(data, s)
         if self._dirty:
             self._update()
 

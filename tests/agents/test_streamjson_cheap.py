@@ -64,6 +64,10 @@ def test_the_fields_are_the_full_modes_whatever_the_chunks(
     want = {k: v for k, v in expected(mode).items() if k in USED}
     p = cheap(pieces)
     assert p.settled == (mode in SETTLED)
+    # Only lines it looked at are counted, never a piece of one as a line of its own.
+    full = expected(mode)
+    for count in ("problems", "non_json_lines", "huge_lines"):
+        assert getattr(p.run, count) <= full[count]
     assert p.run.session_id == fa.SESSION
     if p.settled:
         assert used(p.run) == want
@@ -72,11 +76,21 @@ def test_the_fields_are_the_full_modes_whatever_the_chunks(
     assert used(as_executor(pieces, log)) == want
 
 
+def halves(lines: list[bytes]) -> list[bytes]:
+    """Each line in two reads: every other read ends a line begun in the one before."""
+    return [half for ln in lines for half in (ln[: len(ln) // 2], ln[len(ln) // 2 :]) if half]
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_one_byte_at_a_time_and_line_by_line(tmp_path: Path, mode: str) -> None:
+def test_one_byte_at_a_time_line_by_line_and_by_halves(tmp_path: Path, mode: str) -> None:
     data = b"".join(fa.stream(mode))
     want = {k: v for k, v in expected(mode).items() if k in USED}
-    for i, pieces in enumerate([[data[i : i + 1] for i in range(len(data))], fa.stream(mode)]):
+    full = expected(mode)
+    ways = [[data[i : i + 1] for i in range(len(data))], fa.stream(mode), halves(fa.stream(mode))]
+    for i, pieces in enumerate(ways):
+        p = cheap(pieces)
+        for count in ("problems", "non_json_lines", "huge_lines"):
+            assert getattr(p.run, count) <= full[count], (i, count)
         assert used(as_executor(pieces, tmp_path / f"{i}.log")) == want
 
 
