@@ -212,6 +212,10 @@ class FileWatcher(Subsystem):
                 old_watches, self._watches = self._watches, []
                 await self._start_watches()  # returns once their inotify watches exist
                 self._stop_watches(old_watches)
+                if any(os.path.lexists(p) for p in plan.missing):
+                    # It appeared while the watch on its parent was starting, too early
+                    # for that watch to see: plan again (it is watched, its files new).
+                    self._replan_wanted.set()
             await self._take_in(old, plan, index)
             await self._recover_lost()
             # A watch that failed in its first step has set self.error already.
