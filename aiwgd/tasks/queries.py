@@ -66,6 +66,7 @@ class TaskQueries:
         out = task.to_dict()
         slot = self._slots.held.get(task_id)
         if slot is not None and slot.attempt is not None:
+            slot.attempt.ask_fresh()
             out["output_tail"] = slot.attempt.output_tail()
             usage = self._usage_of(f"task:{task_id}") if self._usage_of else None
             if usage is not None:

@@ -72,6 +72,10 @@ class Attempt(Protocol):
         """The last part of its output, safely decoded."""
         ...
 
+    def ask_fresh(self) -> None:
+        """Someone shows this running attempt: figures worth a look may be refreshed."""
+        ...
+
 
 class Executor(Protocol):
     name: str

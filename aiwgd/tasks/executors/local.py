@@ -18,9 +18,11 @@ to the AgentBudget, which may stop the attempt (`stop_for_budget`); the run itse
 
 The parser's full mode (the running estimate from every assistant message's usage) is
 used only when a budget needs it on the output path. Otherwise it runs in its cheap
-mode, and the running cost is read back from the task log in a thread (a LogRun), soon
-after the start and then every RECORD_EVERY_S; when the attempt ends without a result
-line that gave the totals (a killed agent), the log gives its figures too.
+mode, and the running cost is read back from the task log in a thread (a LogRun) only
+when something needs it: a budget (one added by a reload: soon after the start, then
+every RECORD_EVERY_S), someone looking at the running task (task.get asks, at most
+every RECORD_EVERY_S), and the end of an attempt without a result line that gave the
+totals (a killed agent). With no budget and nobody looking, no byte is parsed twice.
 """
 
 from __future__ import annotations
@@ -181,6 +183,7 @@ class LocalAttempt:
         self._log_run: AgentRun | None = None  # the latest read of the log
         self._tell: Callable[[AgentRun], None] | None = None
         self._reads: asyncio.Task[None] | None = None
+        self._asked = asyncio.Event()  # someone looks at the running cost (task.get)
         self.reason: EndReason | None = None
         self.detail: str | None = None  # which limit, when the reason is LIMIT
         self._wake: asyncio.Future[None] | None = None
@@ -232,12 +235,27 @@ class LocalAttempt:
         if self._tell is not None and run is not None:
             self._tell(run)
 
+    def ask_fresh(self) -> None:
+        """Someone shows the running task: bring its cost up to date (soon, throttled)."""
+        self._asked.set()
+
+    def _budgeted(self) -> bool:
+        budget = self._executor.config.agent.budget
+        return budget.per_task_usd is not None or budget.per_day_usd is not None
+
     async def _read_log(self, reader: LogRun) -> None:
-        """The running cost from the log, while the agent has not said its total."""
+        """The running cost from the log, while the agent has not said its total: every
+        RECORD_EVERY_S under a budget; else only when asked, at most that often."""
         delay = FIRST_READ_S
         while True:
             await asyncio.sleep(delay)
             delay = RECORD_EVERY_S
+            if not self._budgeted():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._asked.wait(), RECORD_EVERY_S)
+                if not self._asked.is_set():
+                    continue  # nobody asked, and no budget (a reload may add one)
+            self._asked.clear()
             if self._parser is not None and self._parser.settled:
                 continue
             try:
