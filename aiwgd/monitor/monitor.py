@@ -59,6 +59,7 @@ class Monitor(Subsystem):
         self._per_core: list[float] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # a reload with a new interval takes effect now
+        registry.when_busy(self._wake.set)
         self.samples = 0
         self.kills = 0
         self.errors = 0
@@ -106,6 +107,11 @@ class Monitor(Subsystem):
                 log.exception("monitor sample failed")
             left = self.config.interval_s - (time.monotonic() - started)
             self._wake.clear()
+            if not self.registry and not self._tracks:
+                # Nothing to sample: sleep until a child registers (or a reload), not
+                # a wakeup every interval of an idle daemon's day.
+                await self._wake.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, left))
 

@@ -50,6 +50,12 @@ class ChildRegistry:
 
     def __init__(self) -> None:
         self._live: dict[int, LiveChild] = {}
+        self._when_busy: list[Callable[[], None]] = []
+
+    def when_busy(self, fn: Callable[[], None]) -> None:
+        """Call `fn` each time a child registers into an empty registry (the monitor
+        sleeps while there is nothing to sample)."""
+        self._when_busy.append(fn)
 
     def add(
         self,
@@ -61,7 +67,11 @@ class ChildRegistry:
         """Register `child` right after its spawn; its kernel-enforceable limits are
         set now (see `enforce_in_kernel`), the rest are the monitor's to watch."""
         entry = LiveChild(owner, child, limits, on_over)
+        was_empty = not self._live
         self._live[child.pid] = entry
+        if was_empty:
+            for fn in self._when_busy:
+                fn()
         if limits is not None:
             enforce_in_kernel(child.pid, limits)
         return entry
