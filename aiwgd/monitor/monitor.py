@@ -59,7 +59,10 @@ class Monitor(Subsystem):
         self._per_core: list[float] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # a reload with a new interval takes effect now
-        registry.when_busy(self._wake.set)
+        # Set when a child registers into an empty registry: only the idle wait below
+        # listens (a reload's _wake would make every such change a sample).
+        self._busy = asyncio.Event()
+        registry.when_busy(self._busy.set)
         self.samples = 0
         self.kills = 0
         self.errors = 0
@@ -110,7 +113,9 @@ class Monitor(Subsystem):
             if not self.registry and not self._tracks:
                 # Nothing to sample: sleep until a child registers (or a reload), not
                 # a wakeup every interval of an idle daemon's day.
-                await self._wake.wait()
+                self._busy.clear()
+                if not self.registry:
+                    await _first(self._busy, self._wake)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, left))
@@ -197,3 +202,13 @@ class Monitor(Subsystem):
 
     async def system(self) -> dict[str, Any]:
         return await asyncio.to_thread(system_snapshot, self.root, self._per_core)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return once any of `events` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
