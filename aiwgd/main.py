@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     import aiwgd
     from aiwgd.config import Paths, resolve_root
     from aiwgd.daemon import Daemon, StartupError
+    from aiwgd.infra.exitcodes import EXIT_REFUSED
     from aiwgd.infra.pidlock import AlreadyRunning
 
     parser = argparse.ArgumentParser(prog="aiwgd", description="aiwg daemon (foreground)")
@@ -38,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return Daemon(paths, log_to_stderr=not args.no_stderr_log, pending=pending).run()
     except AlreadyRunning as exc:
         print(f"aiwgd: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     except StartupError as exc:
         print(f"aiwgd: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
 

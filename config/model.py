@@ -26,6 +26,7 @@ from aiwgd.config.watchdog import WatchdogSection
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 FILE_EVENTS = ("create", "modify", "delete")
 
 
@@ -68,6 +69,9 @@ class LogSection:
     max_size_mb: float = spec(50, gt=0, le=10_000, doc="rotate daemon.log at this size")
     max_files: int = spec(5, ge=1, le=100, doc="rotated files kept (daemon.log.1 .. .N)")
     level: str = spec("info", choices=LOG_LEVELS)
+    format: str = spec(
+        "text", choices=LOG_FORMATS, doc="stderr lines: text (readable) or json; the file is JSON"
+    )
 
 
 @dataclass

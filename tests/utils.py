@@ -90,10 +90,14 @@ class DaemonProc:
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def argv(self) -> list[str]:
+        """The command start() runs (a subclass may wrap it, e.g. in `unshare`)."""
+        return [sys.executable, "-m", "aiwgd", "--root", str(self.root), *self.extra_args]
+
     def start(self, wait: bool = True, timeout: float = 15.0) -> DaemonProc:
         self.stderr_file = self.stderr_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aiwgd", "--root", str(self.root), *self.extra_args],
+            self.argv(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self.stderr_file,

@@ -1,7 +1,12 @@
-"""Structured logging: JSON lines to a size-rotated file, a readable form to stderr.
+"""Structured logging: JSON lines to a size-rotated file, and to stderr either the
+readable form or the same JSON lines (`daemon.log.format`).
 
 Callers attach fields with `extra={...}`; every non-standard record attribute becomes a
 key in the JSON object, so `log.info("task started", extra={"task_id": t})` is enough.
+
+stderr is text by default: that is what a terminal and `docker logs` show a person,
+and the file always has the JSON. `"format": "json"` is for a log collector reading a
+container's or a unit's stderr. A reload switches the format at once.
 """
 
 from __future__ import annotations
@@ -53,7 +58,21 @@ class HumanFormatter(logging.Formatter):
         return line
 
 
-def setup(log_file: Path, level: str, max_bytes: int, backups: int, stderr: bool) -> None:
+FORMATTERS: dict[str, type[logging.Formatter]] = {"text": HumanFormatter, "json": JsonFormatter}
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stderr handler, told apart from other stream handlers on a reload."""
+
+
+def setup(
+    log_file: Path,
+    level: str,
+    max_bytes: int,
+    backups: int,
+    stderr: bool,
+    stderr_format: str = "text",
+) -> None:
     """Install the daemon's handlers on the root logger (idempotent)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -65,13 +84,13 @@ def setup(log_file: Path, level: str, max_bytes: int, backups: int, stderr: bool
     fh.setFormatter(JsonFormatter())
     root.addHandler(fh)
     if stderr:
-        sh = logging.StreamHandler(sys.stderr)
-        sh.setFormatter(HumanFormatter())
+        sh = _Stderr(sys.stderr)
+        sh.setFormatter(FORMATTERS[stderr_format]())
         root.addHandler(sh)
     root.setLevel(LEVELS[level])
 
 
-def reconfigure(level: str, max_bytes: int, backups: int) -> None:
+def reconfigure(level: str, max_bytes: int, backups: int, stderr_format: str = "text") -> None:
     """Apply a reloaded log section without reopening anything."""
     root = logging.getLogger()
     root.setLevel(LEVELS[level])
@@ -79,3 +98,46 @@ def reconfigure(level: str, max_bytes: int, backups: int) -> None:
         if isinstance(handler, logging.handlers.RotatingFileHandler):
             handler.maxBytes = max_bytes
             handler.backupCount = backups
+        elif isinstance(handler, _Stderr) and not isinstance(
+            handler.formatter, FORMATTERS[stderr_format]
+        ):
+            handler.setFormatter(FORMATTERS[stderr_format]())
+
+
+class Problems(logging.Handler):
+    """Notes what is logged at WARNING or above while it is attached (the shutdown).
+
+    The stop ladder logs "killing child" (a warning) whenever SIGKILL had to end
+    something, a subsystem that fails to stop logs an error, and so does a write
+    that fails: so "nothing logged at warning or above" is what a clean stop means.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self._levels: dict[logging.Handler, int] = {}
+        self._root_level = logging.NOTSET
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> Problems:
+        root = logging.getLogger()
+        self._root_level = root.level
+        if root.level > logging.WARNING:
+            # `level: error` must not hide a SIGKILL from us: warnings reach this
+            # handler, the others keep dropping them.
+            for handler in root.handlers:
+                self._levels[handler] = handler.level
+                handler.setLevel(max(handler.level, root.level))
+            root.setLevel(logging.WARNING)
+        root.addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self)
+        root.setLevel(self._root_level)
+        for handler, level in self._levels.items():
+            handler.setLevel(level)
+        self._levels.clear()

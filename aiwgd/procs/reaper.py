@@ -13,6 +13,11 @@ objects whose exit status `aiwgd.procs.child` reads through a pidfd and `poll()`
 a `waitpid(-1)` here would steal it (Popen would then report exit code 0). So the
 zombies are listed from /proc and only PIDs that no live Popen owns are waited for.
 Anything in the daemon that starts a process must do so through aiwgd.procs.child.
+
+As a PID namespace's init (a container's main process, no tini) every orphan in the
+namespace comes to us whatever the subreaper flag says, those of `docker exec`
+sessions included: the daemon reaps them all the same way. The prctl is still made
+(it is harmless there), but a refusal of it is no reason to stop reaping.
 """
 
 from __future__ import annotations
@@ -27,7 +32,16 @@ from typing import Any
 
 from aiwgd.procs import marks
 
-__all__ = ["active", "become_subreaper", "disown", "is_subreaper", "own", "reap", "spawned_pids"]
+__all__ = [
+    "active",
+    "become_subreaper",
+    "disown",
+    "is_init",
+    "is_subreaper",
+    "own",
+    "reap",
+    "spawned_pids",
+]
 
 log = logging.getLogger("aiwgd.procs")
 
@@ -65,8 +79,14 @@ def _prctl(option: int, arg: Any) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def is_init() -> bool:
+    """Are we the init of our PID namespace (PID 1, e.g. a container's main process)?"""
+    return os.getpid() == 1
+
+
 def become_subreaper() -> bool:
-    """Make this process a child subreaper; False (logged once) where it cannot be."""
+    """Make this process a child subreaper (or find it is init, which is one by nature);
+    False (logged once) where it cannot be."""
     global _active, _warned
     if sys.platform.startswith("linux"):
         try:
@@ -74,6 +94,9 @@ def become_subreaper() -> bool:
             _active = True
             return True
         except (OSError, AttributeError) as exc:
+            if is_init():
+                _active = True
+                return True
             why = str(exc)
     else:
         why = f"not available on {sys.platform}"
