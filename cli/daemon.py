@@ -20,6 +20,7 @@ from aiwgd.cli.options import (
     quick_timeout,
     want_json,
 )
+from aiwgd.config.paths import Paths
 
 
 def start(
@@ -33,7 +34,7 @@ def start(
         from aiwgd.main import main as daemon_main  # only this path loads the daemon
 
         raise typer.Exit(daemon_main(["--root", str(paths.root)]))
-    pid = daemonctl.start_detached(paths)
+    pid = _start_showing(paths, want_json(json_out))
     emit({"started": True, "pid": pid}, want_json(json_out), f"aiwgd started (PID {pid})")
 
 
@@ -43,7 +44,7 @@ def stop(
     json_out: Json = False,
 ) -> None:
     """Stop the daemon and wait until it is gone."""
-    done = daemonctl.stop(paths_for(root), fast=fast, answer_s=quick_timeout())
+    done = _stop_showing(paths_for(root), fast, want_json(json_out))
     if done.pid is not None:
         emit(
             {"stopped": True, "pid": done.pid},
@@ -69,9 +70,33 @@ def stop(
 def restart(root: Root = None, json_out: Json = False) -> None:
     """Stop (if running), then start detached."""
     paths = paths_for(root)
-    daemonctl.stop(paths)
-    pid = daemonctl.start_detached(paths)
+    _stop_showing(paths, False, want_json(json_out), answer_s=5.0)
+    pid = _start_showing(paths, want_json(json_out))
     emit({"started": True, "pid": pid}, want_json(json_out), f"aiwgd restarted (PID {pid})")
+
+
+def _start_showing(paths: Paths, as_json: bool) -> int:
+    """start_detached with its steps on stderr (cli/progress.py)."""
+    from aiwgd.cli.ctlsteps import PLAIN_AFTER_S, StartSteps
+    from aiwgd.cli.progress import Progress
+
+    with Progress.unless(as_json, PLAIN_AFTER_S) as shown:
+        shown.step(StartSteps(paths))
+        return daemonctl.start_detached(paths)
+
+
+def _stop_showing(
+    paths: Paths, fast: bool, as_json: bool, answer_s: float | None = None
+) -> daemonctl.Stopped:
+    """daemonctl.stop with its steps on stderr (cli/progress.py)."""
+    from aiwgd.cli.ctlsteps import PLAIN_AFTER_S, stop_steps
+    from aiwgd.cli.progress import Progress
+
+    answer = quick_timeout() if answer_s is None else answer_s
+    with Progress.unless(as_json, PLAIN_AFTER_S) as shown:
+        if shown.mode != "off":  # the status call it makes is for the steps only
+            shown.step(stop_steps(paths, fast, answer))
+        return daemonctl.stop(paths, fast=fast, answer_s=answer)
 
 
 def status(root: Root = None, json_out: Json = False) -> None:
