@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aiwgd.config.paths import Paths
-from tests.doctor.helpers import doctor, fix_of, line_of, make_private, project_config, verdicts
+from tests.doctor.helpers import doctor, fix_of, line_of, project_config, verdicts
 from tests.tmpfs import tmpfs
 
 
