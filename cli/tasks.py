@@ -25,7 +25,6 @@ from aiwgd.cli.options import (
     want_json,
 )
 from aiwgd.cli.taskqueue import (
-    ENDS,
     After,
     Delay,
     Group,
@@ -82,14 +81,6 @@ def _follow(root: str | None, task_id: str, as_json: bool) -> dict[str, Any]:
     return task
 
 
-def _wait(root: str | None, task_id: str) -> dict[str, Any]:
-    with client(root, timeout=None) as c:
-        while True:
-            task: dict[str, Any] = c.call("task.wait", id=task_id, timeout_s=3600)
-            if task["state"] in ENDS:
-                return task
-
-
 def _submit_and_report(
     root: str | None,
     spec: dict[str, Any],
@@ -104,7 +95,12 @@ def _submit_and_report(
         return
     if not as_json:
         typer.echo(f"task {task['id']} {task['state']}", err=True)
-    final = _follow(root, task["id"], as_json) if follow else _wait(root, task["id"])
+    if follow:
+        final = _follow(root, task["id"], as_json)
+    else:
+        from aiwgd.cli import taskwait  # state, time and place in the queue while it waits
+
+        final = taskwait.wait(root, task, show=not as_json)
     if as_json:
         typer.echo(json.dumps(final, indent=None if follow else 2, default=str))
     if final["state"] != "completed":
