@@ -113,21 +113,26 @@ class TopApp(App[None]):
         self.query_one("#events", Pane).show(event_rows(st))
 
     # -- keys ------------------------------------------------------------------------
-    def _selected(self, pane: str) -> str | None:
-        return self.query_one(f"#{pane}", Pane).selected()
+    def _selected(self, kind: str) -> str | None:
+        """The task or service a key acts on: the one whose log is open, else the
+        selected row of its pane."""
+        screen = self.screen
+        if isinstance(screen, LogScreen):
+            return screen.target if screen.kind == kind else None
+        return self.query_one(f"#{kind}s", Pane).selected()
 
     def action_cancel(self) -> None:
-        task = self._selected("tasks")
+        task = self._selected("task")
         if task is not None:
             self._call(f"cancel {task}", "task.cancel", id=task, wait=False)
 
     def action_restart(self) -> None:
-        name = self._selected("services")
+        name = self._selected("service")
         if name is not None:
             self._call(f"restart {name}", "service.restart", name=name)
 
     def action_pause(self) -> None:
-        task = self._selected("tasks")
+        task = self._selected("task")
         if task is None:
             return
         paused = bool(self.feed.state.tasks.get(task, {}).get("paused"))

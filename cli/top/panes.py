@@ -199,7 +199,9 @@ def summary(st: TopState) -> str:
     running, queued = st.counts()
     cap = st.stats.get("cap", "?")
     d = st.daemon
-    first = f"aiwgd pid {d.get('pid', '?')} up {duration(d.get('uptime_s'))}  "
+    started = d.get("started_at")
+    up = time.time() - started if isinstance(started, int | float) else None
+    first = f"aiwgd pid {d.get('pid', '?')} up {duration(up)}  "
     first += f"tasks {running}/{cap} running, {queued} queued"
     for name, g in sorted((st.stats.get("groups") or {}).items()):
         cap_g = g.get("max_parallel")

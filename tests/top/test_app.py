@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Log
+from textual.widgets import Input, Log
 
 from aiwgd.cli.top import feed
 from aiwgd.cli.top.app import TopApp
@@ -139,6 +139,12 @@ def test_enter_opens_the_task_log_following_and_escape_goes_back(d: DaemonProc) 
         await until(pilot, lambda: "first line of chatty" in log.lines, "the log's first line")
         (d.root / "more").touch()  # printed after the screen opened
         await until(pilot, lambda: "second line of chatty" in log.lines, "a line while following")
+        await pilot.press("c")  # on the log screen: the task whose log it is
+        await until(
+            pilot,
+            lambda: any(ln.startswith("-- task cancelled") for ln in log.lines),
+            "the follow to end with the task",
+        )
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, LogScreen), "back to the panes")
 
@@ -177,6 +183,8 @@ def test_slash_filters_rows_and_escape_clears_it(d: DaemonProc) -> None:
         await until(pilot, lambda: len(rows(app, "tasks")) == 1, "the filter to hide beta")
         assert rows(app, "tasks")[0][0] == "alpha-job"
         assert rows(app, "services") == []  # "alp" matches no service either
+        await pilot.press("q", "backspace")  # typed into the filter: no quitting
+        assert app.is_running and app.query_one("#filter", Input).value == "alp"
         await pilot.press("enter")  # keeps the filter, back to the table
         assert app.focused is app.query_one("#tasks")
         await pilot.press("escape")
