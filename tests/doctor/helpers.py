@@ -25,10 +25,12 @@ def doctor(
     env: dict[str, str] | None = None,
     prefix: Sequence[str] = (),
     preexec_fn: Callable[[], None] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`aiwg --root ROOT doctor ARGS`; `prefix` runs it under a wrapper (unshare ...),
-    `preexec_fn` in the child before it starts (limits)."""
-    if not prefix and preexec_fn is None:
+    `preexec_fn` in the child before it starts (limits), `cwd` elsewhere than here
+    (`python -m` puts the cwd first on the module path)."""
+    if not prefix and preexec_fn is None and cwd is None:
         return run_cli(root, "doctor", *args, env=env)
     return subprocess.run(
         [*prefix, sys.executable, "-m", "aiwgd.cli", "--root", str(root), "doctor", *args],
@@ -38,6 +40,7 @@ def doctor(
         env=env or env_for_tests(),
         stdin=subprocess.DEVNULL,
         preexec_fn=preexec_fn,
+        cwd=cwd,
     )
 
 
