@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import plistlib
+import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -95,3 +97,35 @@ def test_the_plist_passes_plutil_lint(tmp_path: Path) -> None:
     plist.write_text(agent.content)
     out = subprocess.run(["plutil", "-lint", str(plist)], capture_output=True, text=True)
     assert out.returncode == 0, out
+
+
+def test_the_units_command_starts_a_daemon_that_notifies(project: Path, tmp_path: Path) -> None:
+    """What systemd would do with the unit, by hand: run ExecStart= (split as systemd
+    does for plain quoted words) with NOTIFY_SOCKET, reload with SIGHUP, stop with
+    SIGTERM, and read what the daemon tells the manager."""
+    from tests.daemon.test_sdnotify import Manager
+    from tests.utils import BASE_CONFIG, env_for_tests, write_config
+
+    write_config(project, BASE_CONFIG)
+    agent = install.plan(project, "linux", env={}, home=tmp_path / "home")
+    (line,) = [ln for ln in agent.content.splitlines() if ln.startswith("ExecStart=")]
+    argv = shlex.split(line.removeprefix("ExecStart="))
+    assert argv == install.daemon_argv(project)
+    manager = Manager(str(tmp_path / "notify.sock"))
+    env = {**env_for_tests(), "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    proc = subprocess.Popen(
+        argv, env=env, cwd=project, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert manager.next(lambda m: m.startswith("READY=1")) == f"READY=1\nMAINPID={proc.pid}"
+        proc.send_signal(signal.SIGHUP)  # ExecReload=/bin/kill -HUP $MAINPID
+        manager.next(lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="))
+        manager.next(lambda m: m == "READY=1")
+        proc.send_signal(signal.SIGTERM)  # KillMode=mixed: the main process first
+        manager.next(lambda m: m == "STOPPING=1")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        manager.sock.close()
