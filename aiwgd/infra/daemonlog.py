@@ -105,11 +105,13 @@ def reconfigure(level: str, max_bytes: int, backups: int, stderr_format: str = "
 
 
 class Problems(logging.Handler):
-    """Notes what is logged at WARNING or above while it is attached (the shutdown).
+    """Notes, while it is attached (the shutdown), what makes a stop unclean: every
+    error, and every warning of a SIGKILL (its `signal` field).
 
-    The stop ladder logs "killing child" (a warning) whenever SIGKILL had to end
-    something, a subsystem that fails to stop logs an error, and so does a write
-    that fails: so "nothing logged at warning or above" is what a clean stop means.
+    The stop ladder logs "killing child" (signal=SIGKILL) whenever something outlived
+    its grace period or a fast stop skipped it; a subsystem that fails to stop logs an
+    error, and so does a write that fails. Other warnings (an escaped process that
+    SIGTERM stopped in time) do not make a stop unclean.
     """
 
     def __init__(self) -> None:
@@ -119,7 +121,8 @@ class Problems(logging.Handler):
         self._root_level = logging.NOTSET
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        if record.levelno >= logging.ERROR or getattr(record, "signal", None) == "SIGKILL":
+            self.messages.append(record.getMessage())
 
     def __enter__(self) -> Problems:
         root = logging.getLogger()

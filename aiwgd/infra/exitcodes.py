@@ -4,10 +4,10 @@
                    period (SIGTERM sufficed) and the state was written
 1   EXIT_REFUSED   did not start: bad config, another daemon running, a subsystem
                    that could not start (the reason is on stderr, one line)
-2   EXIT_UNCLEAN   stopped, but not cleanly: the stop logged a warning or an error
-                   (something needed SIGKILL because it outlived the grace period or
-                   a second SIGTERM asked for a fast stop, a subsystem failed to stop,
-                   a write failed); the log says which
+2   EXIT_UNCLEAN   stopped, but not cleanly: something needed SIGKILL (it outlived
+                   the grace period, or a second SIGTERM asked for a fast stop), or
+                   the stop logged an error (a subsystem failed to stop, a write
+                   failed); the last log line, "stopped", lists them
 130 (SIGINT before the daemon's own handlers are installed: Python's convention)
 
 A stop by SIGTERM or SIGINT is a requested stop, not a failure: it exits 0 when clean,
