@@ -20,7 +20,7 @@ from typing import Any
 
 from aiwgd.cli.top.rpc import Rpc
 from aiwgd.cli.top.state import TopState
-from aiwgd.client import ClientError
+from aiwgd.client import ClientError, RpcError
 
 EVENT_TYPES = ["task.*", "service.*", "process.*", "daemon.*", "agent.*"]
 REFRESH_S = 5.0
@@ -90,14 +90,15 @@ class Feed:
     async def _refresh(self, rpc: Rpc) -> None:
         """The figures no event carries."""
         stats, system, services, status = await asyncio.gather(
-            rpc.call("task.stats"),
-            rpc.call("monitor.system"),
-            rpc.call("service.list"),
-            rpc.call("daemon.status"),
+            _ask(rpc, "task.stats"),
+            _ask(rpc, "monitor.system"),
+            _ask(rpc, "service.list"),
+            _ask(rpc, "daemon.status"),
         )
         st = self.state
-        st.stats, st.system, st.daemon = stats, system, status
-        st.load_services(services["services"])
+        st.stats, st.system, st.daemon = stats or {}, system or {}, status or {}
+        if services is not None:
+            st.load_services(services.get("services", []))
         self.on_change()
 
     async def _end_session(self) -> None:
@@ -147,3 +148,13 @@ class Feed:
                 del self._follows[task_id]
                 if rpc is not None and not rpc.closed.is_set():
                     self._follow_running()  # a slot for a task not yet followed
+
+
+async def _ask(rpc: Rpc, method: str) -> dict[str, Any] | None:
+    """A figure's call; an error answer (a daemon without the method) leaves it blank
+    rather than end the session: only a lost connection does that."""
+    try:
+        result = await rpc.call(method)
+    except RpcError:
+        return None
+    return result if isinstance(result, dict) else None

@@ -42,14 +42,18 @@ class Output:
         lines = (self.partial + data).split("\n")
         self.partial = lines.pop()[-LINE_CAP:]
         for line in reversed(lines):
-            text = line.rsplit("\r", 1)[-1].strip()
+            text = _visible(line)
             if text:
                 self.last = text[:LINE_CAP]
                 break
 
     def shown(self) -> str:
-        now = self.partial.rsplit("\r", 1)[-1].strip()
-        return now or self.last
+        return _visible(self.partial) or self.last
+
+
+def _visible(line: str) -> str:
+    """What a terminal would show of a line a progress bar rewrote with \r."""
+    return next((p.strip() for p in reversed(line.split("\r")) if p.strip()), "")
 
 
 @dataclass

@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,11 +73,11 @@ class Tmux:
 
 
 @pytest.fixture
-def tmux(project: Path) -> Tmux:
+def tmux(project: Path) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     t = Tmux(f"aiwg-top-{project.name}")
-    yield t  # type: ignore[misc]
+    yield t
     t.kill()
 
 

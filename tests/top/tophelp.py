@@ -71,8 +71,8 @@ def row_of(app: TopApp, pane: str, key: str) -> list[str] | None:
 
 
 async def until(
-    pilot: Pilot[Any], cond: Callable[[], T | None], what: str, timeout: float = 10.0
-) -> T:
+    pilot: Pilot[Any], cond: Callable[[], Any], what: str, timeout: float = 10.0
+) -> Any:
     """Let the app run until `cond()` is truthy; fail saying `what` never happened."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
