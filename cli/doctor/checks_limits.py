@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -21,6 +22,7 @@ FDS_BASE = 64  # the store, journal, logs, the socket, the watcher, Python itsel
 INOTIFY = Path("/proc/sys/fs/inotify")
 WALK_BUDGET_S = 0.4  # a huge tree is counted as far as this goes: "at least N"
 SYSCTL_CONF = "/etc/sysctl.d/90-aiwg-inotify.conf"
+WATCHER_INSTANCES = 2
 
 
 # ---- open files ------------------------------------------------------------------------
@@ -133,6 +135,27 @@ def count_dirs(tops: list[str], deadline: float) -> tuple[int, bool]:
     return count, True
 
 
+def instances_in_use(uid: int, deadline: float) -> int:
+    """inotify instances the processes of `uid` hold (the limit is per user): their
+    descriptors that are inotify instances, as far as the deadline lets us look."""
+    count = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        if time.monotonic() > deadline:
+            break
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                count += os.readlink(f"/proc/{name}/fd/{fd}") == "anon_inode:inotify"
+    return count
+
+
 def check_inotify(ctx: Context) -> Result:
     name = "inotify"
     cfg = ctx.config
@@ -168,10 +191,15 @@ def check_inotify(ctx: Context) -> Result:
             f"fs.inotify.max_user_watches={watches} (editors and other watchers share it)",
             fix,
         )
-    if instances < 2:  # the watcher's recursive watch and its watch of parents
+    # The watcher's recursive watch and its watch of parents; a running daemon has them.
+    needed = 0 if ctx.daemon.pid is not None else WATCHER_INSTANCES
+    used = instances_in_use(ctx.uid, time.monotonic() + WALK_BUDGET_S)
+    if used + needed > instances:
+        want = max(128, 2 * (used + needed))
         return fail(
             name,
-            f"fs.inotify.max_user_instances={instances}: the watcher needs 2",
-            "sudo sysctl fs.inotify.max_user_instances=128",
+            f"your processes hold {used} inotify instances of "
+            f"fs.inotify.max_user_instances={instances}; the watcher needs {needed} more",
+            f"sudo sysctl fs.inotify.max_user_instances={want} (and put it in {SYSCTL_CONF})",
         )
     return ok(name, f"{counted} watched; max_user_watches={watches}")

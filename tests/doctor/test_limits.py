@@ -58,24 +58,27 @@ def test_the_connection_cap_is_the_servers() -> None:
     assert server.connection_cap(0) == checks_limits.MIN_CONNECTIONS
 
 
-def test_a_watched_tree_over_the_inotify_limit_fails(project: Path, tmp_path: Path) -> None:
-    # /proc/sys/fs/inotify cannot be written for one test, so the doctor runs in a mount
-    # namespace of its own where a file holding 5 is bind-mounted over max_user_watches:
-    # it reads the kernel's file as always, and finds a limit of 5.
+def faked(tmp_path: Path, name: str, value: int) -> list[str]:
+    """A wrapper that runs a command in a mount namespace of its own where a file holding
+    `value` is bind-mounted over /proc/sys/fs/inotify/NAME: the doctor reads the
+    kernel's file as always (it cannot be written for one test) and finds `value`."""
     probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
-    project_config(project, {"watch": {"enabled": True, "paths": [{"path": "src"}]}})
-    for i in range(7):
-        (project / "src" / f"d{i}").mkdir(parents=True)
-    fake = tmp_path / "max_user_watches"
-    fake.write_text("5\n")
-    target = checks_limits.INOTIFY / "max_user_watches"
-    wrap = [
+    fake = tmp_path / name
+    fake.write_text(f"{value}\n")
+    target = checks_limits.INOTIFY / name
+    return [
         "unshare", "--mount", "--propagation", "private", "--",
         "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", str(fake), str(target),
     ]  # fmt: skip
-    out = doctor(project, prefix=wrap)
+
+
+def test_a_watched_tree_over_the_inotify_limit_fails(project: Path, tmp_path: Path) -> None:
+    project_config(project, {"watch": {"enabled": True, "paths": [{"path": "src"}]}})
+    for i in range(7):
+        (project / "src" / f"d{i}").mkdir(parents=True)
+    out = doctor(project, prefix=faked(tmp_path, "max_user_watches", 5))
     assert out.returncode == 1, out
     line = line_of(out, "inotify")
     assert line.startswith("[FAIL]")
@@ -83,3 +86,14 @@ def test_a_watched_tree_over_the_inotify_limit_fails(project: Path, tmp_path: Pa
     assert fix_of(out, "inotify").startswith("sudo sysctl fs.inotify.max_user_watches=524288 ")
     # Outside that namespace the real limit applies, and the same tree is fine.
     assert verdicts(doctor(project, "--json"))["inotify"]["status"] == "ok"
+
+
+def test_no_inotify_instance_left_fails(project: Path, tmp_path: Path) -> None:
+    project_config(project, {"watch": {"enabled": True, "paths": [{"path": "src"}]}})
+    (project / "src").mkdir()
+    out = doctor(project, prefix=faked(tmp_path, "max_user_instances", 1))
+    assert out.returncode == 1, out
+    line = line_of(out, "inotify")
+    assert line.startswith("[FAIL]")
+    assert "inotify instances of fs.inotify.max_user_instances=1; the watcher needs 2" in line
+    assert fix_of(out, "inotify").startswith("sudo sysctl fs.inotify.max_user_instances=")
