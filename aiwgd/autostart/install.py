@@ -178,6 +178,18 @@ def _failed(argv: list[str], code: int, output: str) -> str:
     return f"`{shlex.join(argv)}` failed (exit {code}): {last}"
 
 
+def _run_all(
+    commands: list[list[str]], runner: Runner, on_failure: Callable[[], str]
+) -> list[list[str]]:
+    """Run each command in turn; the first that fails ends it with one line, which
+    says what on_failure() did about the file."""
+    for argv in commands:
+        code, output = runner(argv)
+        if code != 0:
+            raise AutostartError(f"{_failed(argv, code, output)}; {on_failure()}")
+    return list(commands)
+
+
 def _loaded(agent: Agent, runner: Runner) -> bool:
     return agent.loaded_probe is not None and runner(agent.loaded_probe)[0] == 0
 
@@ -207,16 +219,11 @@ def enable(agent: Agent, runner: Runner = run) -> Done:
         agent.path.parent.mkdir(parents=True, exist_ok=True)
         Paths(agent.root).daemon_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(agent.path, agent.content)
-    ran: list[list[str]] = []
-    for argv in commands:
-        code, output = runner(argv)
-        if code != 0:
-            raise AutostartError(f"{_failed(argv, code, output)}; {_roll_back(agent, previous)}")
-        ran.append(argv)
+    ran = _run_all(commands, runner, lambda: _roll_back(agent, previous))
     state = "installed" if previous is None else "updated" if changed else "already installed"
     lines = [f"{agent.kind} {agent.name}: {state} ({agent.path})"]
     lines += [f"ran: {shlex.join(c)}" for c in ran]
-    if previous is not None and changed and agent.loaded_probe is None:
+    if previous is not None and changed and agent.platform == "linux":
         lines.append(f"the unit changed: `systemctl --user restart {agent.name}` applies it now")
     if agent.note:
         lines.append(agent.note)
@@ -239,18 +246,9 @@ def disable(agent: Agent, runner: Runner = run) -> Done:
     commands = agent.disable
     if agent.loaded_probe is not None and not _loaded(agent, runner):
         commands = []  # launchctl bootout fails on an agent it does not have
-    ran: list[list[str]] = []
-    for argv in commands:
-        code, output = runner(argv)
-        if code != 0:
-            raise AutostartError(f"{_failed(argv, code, output)}; {agent.path} kept")
-        ran.append(argv)
+    ran = _run_all(commands, runner, lambda: f"{agent.path} kept")
     agent.path.unlink()
-    for argv in agent.after_disable:
-        code, output = runner(argv)
-        if code != 0:
-            raise AutostartError(f"{agent.path} removed, but {_failed(argv, code, output)}")
-        ran.append(argv)
+    ran += _run_all(agent.after_disable, runner, lambda: f"{agent.path} removed already")
     lines = [f"{agent.kind} {agent.name} disabled and removed ({agent.path})"]
     return Done(True, ran, lines + [f"ran: {shlex.join(c)}" for c in ran])
 

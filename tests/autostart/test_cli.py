@@ -218,3 +218,14 @@ def test_an_unknown_platform_is_one_line(box: Box) -> None:
     out = box.aiwg("enable", "--platform", "windows")
     assert out.returncode == 1
     assert out.stderr == "aiwg: unknown platform 'windows' (one of linux, macos)\n"
+
+
+def test_a_failed_disable_keeps_the_unit(box: Box) -> None:
+    assert box.aiwg("enable").returncode == 0
+    out = box.aiwg("disable", FAKE_FAIL="disable", FAKE_FAIL_MSG="Access denied")
+    assert out.returncode == 1
+    assert out.stderr == (
+        f"aiwg: `systemctl --user disable --now {box.unit.name}` failed (exit 1): "
+        f"Access denied; {box.unit} kept\n"
+    )
+    assert box.unit.read_text() == expected_unit(box.root)
