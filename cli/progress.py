@@ -133,6 +133,20 @@ class Progress:
             self._thread = threading.Thread(target=self._tick, name="progress", daemon=True)
             self._thread.start()
 
+    def echo(self, line: str, stream: TextIO | None = None) -> None:
+        """Print a line of the command's own output (stdout unless told) without
+        mixing it into the spinner's line, which is drawn again below it."""
+        with self._lock:
+            self._clear()
+            out = stream or sys.stdout
+            try:
+                out.write(line + "\n")
+                out.flush()
+            except (OSError, ValueError):
+                pass
+            if self.mode == Mode.TTY:
+                self._draw()
+
     def close(self) -> None:
         """Stop the spinner and clear its line (plain lines stay: they are the record)."""
         self._stop.set()
@@ -140,11 +154,14 @@ class Progress:
             self._thread.join()
             self._thread = None
         with self._lock:
-            if self.mode == Mode.TTY and self._width:
-                self._write("\r" + " " * self._width + "\r")
-                self._width = 0
+            self._clear()
 
     # -- drawing -----------------------------------------------------------------------
+    def _clear(self) -> None:
+        if self.mode == Mode.TTY and self._width:
+            self._write("\r" + " " * self._width + "\r")
+            self._width = 0
+
     def _tick(self) -> None:
         while not self._stop.wait(TICK_S):
             with self._lock:

@@ -118,9 +118,24 @@ def _stop(name: Name, root: Root = None, json_out: Json = False) -> None:
 
 
 @service_app.command("restart")
-def _restart(name: Name, root: Root = None, json_out: Json = False) -> None:
-    """Stop and start again at once."""
-    _act("service.restart", "restart requested", name, root, json_out)
+def _restart(
+    name: Name,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="show each move until ready or failed")
+    ] = True,
+    wait_timeout: Annotated[
+        float, typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="then exit 1")
+    ] = 60.0,
+    root: Root = None,
+    json_out: Json = False,
+) -> None:
+    """Stop and start again at once; exit 1 unless each instance ends ready."""
+    if not wait:
+        _act("service.restart", "restart requested", name, root, json_out)
+        return
+    from aiwgd.cli import servicewait
+
+    servicewait.restart(root, name, want_json(json_out), wait_timeout)
 
 
 @service_app.command("signal")

@@ -48,7 +48,7 @@ def _queued(c: Client) -> tuple[list[dict[str, Any]], bool]:
     return listed["tasks"], listed["total"] > len(listed["tasks"])
 
 
-def _next_event(c: Client, timeout: float) -> dict[str, Any] | None:
+def next_event(c: Client, timeout: float) -> dict[str, Any] | None:
     """The next task event; None at the timeout or when the daemon dropped some."""
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +97,7 @@ def wait(root: str | None, task: dict[str, Any], show: bool) -> dict[str, Any]:
             timeout = RESYNC_S
             if queued and stale:
                 timeout = max(PLACE_EVERY_S - since, 0.01)
-            event = _next_event(c, timeout)
+            event = next_event(c, timeout)
             if event is None:  # a quiet while or a dropped event: ask
                 current = c.call("task.get", id=tid)
                 continue
