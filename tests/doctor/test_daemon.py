@@ -8,11 +8,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from aiwgd.config.paths import Paths
 from tests.conftest import DaemonFactory
@@ -27,16 +24,6 @@ from tests.doctor.helpers import (
 )
 from tests.taskhelp import pids_in, prog, task_config
 from tests.utils import alive, wait_for
-
-
-@pytest.fixture
-def pids() -> Iterator[list[int]]:
-    """PIDs a test's tasks started: SIGKILLed at the end if still there."""
-    started: list[int] = []
-    yield started
-    for pid in started:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _git_repo(root: Path) -> None:

@@ -74,16 +74,21 @@ def faked(tmp_path: Path, name: str, value: int) -> list[str]:
     ]  # fmt: skip
 
 
+def inotify_failure(out: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    """The inotify check's line and fix of a run that must fail on it."""
+    assert out.returncode == 1, out
+    line = line_of(out, "inotify")
+    assert line.startswith("[FAIL]"), line
+    return line, fix_of(out, "inotify")
+
+
 def test_a_watched_tree_over_the_inotify_limit_fails(project: Path, tmp_path: Path) -> None:
     project_config(project, {"watch": {"enabled": True, "paths": [{"path": "src"}]}})
     for i in range(7):
         (project / "src" / f"d{i}").mkdir(parents=True)
-    out = doctor(project, prefix=faked(tmp_path, "max_user_watches", 5))
-    assert out.returncode == 1, out
-    line = line_of(out, "inotify")
-    assert line.startswith("[FAIL]")
+    line, fix = inotify_failure(doctor(project, prefix=faked(tmp_path, "max_user_watches", 5)))
     assert "the watched trees hold 8 directories, over fs.inotify.max_user_watches=5" in line
-    assert fix_of(out, "inotify").startswith("sudo sysctl fs.inotify.max_user_watches=524288 ")
+    assert fix.startswith("sudo sysctl fs.inotify.max_user_watches=524288 ")
     # Outside that namespace the real limit applies, and the same tree is fine.
     assert verdicts(doctor(project, "--json"))["inotify"]["status"] == "ok"
 
@@ -91,9 +96,6 @@ def test_a_watched_tree_over_the_inotify_limit_fails(project: Path, tmp_path: Pa
 def test_no_inotify_instance_left_fails(project: Path, tmp_path: Path) -> None:
     project_config(project, {"watch": {"enabled": True, "paths": [{"path": "src"}]}})
     (project / "src").mkdir()
-    out = doctor(project, prefix=faked(tmp_path, "max_user_instances", 1))
-    assert out.returncode == 1, out
-    line = line_of(out, "inotify")
-    assert line.startswith("[FAIL]")
+    line, fix = inotify_failure(doctor(project, prefix=faked(tmp_path, "max_user_instances", 1)))
     assert "inotify instances of fs.inotify.max_user_instances=1; the watcher needs 2" in line
-    assert fix_of(out, "inotify").startswith("sudo sysctl fs.inotify.max_user_instances=")
+    assert fix.startswith("sudo sysctl fs.inotify.max_user_instances=")
