@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.container.conftest import InitDaemon, InitFactory
-from tests.utils import wait_for
+from tests.utils import BASE_CONFIG, wait_for, write_config
 
 # Forks a child that makes its own session and forks the orphan, then exits at once:
 # the orphan (argv marked "orphan-of-task") is re-parented to PID 1. The task itself
@@ -201,3 +201,31 @@ def test_a_bad_config_is_refused_with_exit_1(start_init: InitFactory, project: P
     assert d.wait_exit(20) == 1
     assert 'daemon.log.format: "xml" is not allowed' in d.stderr()
     assert "Traceback" not in d.stderr()
+
+
+def handles(pid: int, sig: int) -> bool:
+    """Has `pid` a handler for `sig` (SigCgt in /proc/PID/status)?"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def test_sigterm_before_the_loop_runs_is_honoured(project: Path, pid_namespaces: None) -> None:
+    # PID 1 has no default signal actions: a SIGTERM with no handler is dropped by the
+    # kernel and the daemon would start and run on. main()'s first line installs one;
+    # the signal is sent the moment it is there, long before the loop.
+    write_config(project, BASE_CONFIG)
+    d = InitDaemon(project)
+    d.start(wait=False)
+    pid = d.init_pid
+    wait_for(lambda: handles(pid, signal.SIGTERM), 10, "main() to handle SIGTERM", 0.001)
+    d.signal(signal.SIGSTOP)  # frozen: what is loaded now is what it has when TERM comes
+    # asyncio not imported yet (its C module is mapped on import), so no loop could
+    # have a handler: only main()'s recorder can take this SIGTERM.
+    assert "_asyncio" not in Path(f"/proc/{pid}/maps").read_text()
+    d.signal(signal.SIGTERM)
+    d.signal(signal.SIGCONT)
+    assert d.wait_exit(20) == 0, d.stderr()
+    assert "ready" not in d.stderr()  # it never got that far
+    assert not d.paths.socket.exists() and not d.paths.pid_file.exists()
