@@ -172,6 +172,13 @@ def check_clock(ctx: Context) -> Result:
     time.sleep(CLOCK_SAMPLE_S)  # runs beside the other checks: costs no wall time
     wall1, mono1 = time.time(), time.monotonic()
     drift = (wall1 - wall0) - (mono1 - mono0)
+    return judge_clock(drift, wall1, _built_at(), _heartbeat(ctx, wall1))
+
+
+def judge_clock(drift: float, wall: float, floor: float, heartbeat: str | None) -> Result:
+    """The verdict on what the clocks said: `drift`, the wall clock's lead over the
+    monotonic one across the sample; `wall`, its reading; `floor`, a time it cannot be
+    before; `heartbeat`, what the daemon's last heartbeat says (None: nothing wrong)."""
     fix = "enable time sync (timedatectl set-ntp true, or chrony/ntpd) and check the date"
     if abs(drift) > CLOCK_SLACK_S:
         return warn(
@@ -180,12 +187,10 @@ def check_clock(ctx: Context) -> Result:
             f"{CLOCK_SAMPLE_S:g}s: it is being stepped",
             fix,
         )
-    floor = _built_at()
-    if wall1 < floor:
-        shown = time.strftime("%Y-%m-%d", time.gmtime(wall1))
+    if wall < floor:
+        shown = time.strftime("%Y-%m-%d", time.gmtime(wall))
         built = time.strftime("%Y-%m-%d", time.gmtime(floor))
         return fail("clock", f"the wall clock says {shown}, before aiwgd was built ({built})", fix)
-    beat = _heartbeat(ctx, wall1)
-    if beat is not None:
-        return warn("clock", beat, fix)
+    if heartbeat is not None:
+        return warn("clock", heartbeat, fix)
     return ok("clock", "wall and monotonic clocks agree")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aiwgd.cli.doctor.checks_env import release, satisfies
+from aiwgd.cli.doctor.checks_env import EPOCH_FLOOR, judge_clock, release, satisfies
 from tests.doctor.helpers import doctor, fix_of, line_of, project_config, verdicts
 from tests.utils import REPO, env_for_tests, run_python
 
@@ -128,3 +128,18 @@ def test_a_terminal_gets_marks(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "✓ python " in shown, shown
     assert "[ok]" not in shown
+
+
+def test_clock_verdicts() -> None:
+    # The wall clock cannot be stepped or set back for one test without disturbing the
+    # machine (no time namespace covers CLOCK_REALTIME): the readings are given here.
+    # A real heartbeat from the future is test_daemon.py's.
+    now = EPOCH_FLOOR + 86_400.0
+    assert judge_clock(0.01, now, EPOCH_FLOOR, None).status == "ok"
+    stepped = judge_clock(3.0, now, EPOCH_FLOOR, None)
+    assert stepped.status == "warn"
+    assert stepped.message.startswith("the wall clock moved +3.00s against the monotonic")
+    early = judge_clock(0.0, 978_307_200.0, EPOCH_FLOOR, None)  # 2001-01-01
+    assert early.status == "fail"
+    assert early.message == "the wall clock says 2001-01-01, before aiwgd was built (2025-01-01)"
+    assert early.fix.startswith("enable time sync")
