@@ -19,6 +19,7 @@ DIST = "aiwgd"
 # A clock before this cannot be right: no aiwgd existed yet. The package's own files'
 # times can only raise it (they were written by a clock, maybe this one).
 EPOCH_FLOOR = 1_735_689_600  # 2025-01-01 UTC
+MTIME_SLACK_S = 86_400
 CLOCK_SAMPLE_S = 0.1  # wall and monotonic time compared over this
 CLOCK_SLACK_S = 0.25  # more disagreement than this over the sample: a step or a slew storm
 HEARTBEAT_SLACK_S = 5.0
@@ -128,14 +129,15 @@ def check_dependencies(ctx: Context) -> Result:
 
 def _built_at() -> float:
     """A time before which this machine's clock cannot be: the floor, or the newest
-    mtime among the package's own files when later."""
+    mtime among the package's own files less a day (a file server's clock may run a
+    little ahead of ours) when later."""
     import aiwgd
 
     here = Path(aiwgd.__file__).parent
     times = [EPOCH_FLOOR]
     for name in ("__init__.py", "daemon.py", "client.py"):
         try:
-            times.append(int((here / name).stat().st_mtime))
+            times.append(int((here / name).stat().st_mtime - MTIME_SLACK_S))
         except OSError:
             continue
     return float(max(times))
