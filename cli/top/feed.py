@@ -38,6 +38,7 @@ class Feed:
         self.state = TopState()
         self.rpc: Rpc | None = None
         self._follows: dict[str, asyncio.Task[None]] = {}
+        self._resyncing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Sessions until cancelled (the app quits); a lost daemon is waited for."""
@@ -63,21 +64,8 @@ class Feed:
         await rpc.open()
         self.rpc = rpc
         await rpc.call("events.subscribe", types=EVENT_TYPES)
-        running, queued, recent, services, recent_events = await asyncio.gather(
-            rpc.call("task.list", state="running", limit=LIST_LIMIT),
-            rpc.call("task.list", state="queued", limit=LIST_LIMIT),
-            rpc.call("task.list", limit=10),
-            rpc.call("service.list"),
-            rpc.call("events.list", type="*.*", limit=20),
-        )
-        st = self.state
-        st.reset()
-        st.load_tasks(recent["tasks"] + queued["tasks"] + running["tasks"])
-        st.load_services(services["services"])
-        for ev in recent_events.get("events", []):
-            if str(ev.get("type", "")).split(".")[0] + ".*" in EVENT_TYPES:
-                st.events.appendleft(ev)
-        st.connected, st.down_reason = True, ""
+        await self._snapshot(rpc, first=True)
+        self.state.connected, self.state.down_reason = True, ""
         await self._refresh(rpc)
         self._follow_running()
         while not rpc.closed.is_set():
@@ -86,6 +74,42 @@ class Feed:
             if not rpc.closed.is_set():
                 await self._refresh(rpc)
         raise ClientError("daemon not running (connection closed)")
+
+    async def _snapshot(self, rpc: Rpc, first: bool) -> None:
+        """Tasks and services as they are now; `first`: recent events too (a resync
+        after dropped events keeps the events pane and the output lines)."""
+        running, queued, recent, services, recent_events = await asyncio.gather(
+            rpc.call("task.list", state="running", limit=LIST_LIMIT),
+            rpc.call("task.list", state="queued", limit=LIST_LIMIT),
+            rpc.call("task.list", limit=10),
+            rpc.call("service.list"),
+            rpc.call("events.list", type="*.*", limit=20 if first else 1),
+        )
+        st = self.state
+        if first:
+            st.reset()
+            for ev in recent_events.get("events", []):
+                if str(ev.get("type", "")).split(".")[0] + ".*" in EVENT_TYPES:
+                    st.events.appendleft(ev)
+        st.tasks.clear()
+        st.load_tasks(recent["tasks"] + queued["tasks"] + running["tasks"])
+        for tid in [t for t in st.output if t not in st.tasks]:
+            del st.output[tid]
+        st.load_services(services["services"])
+
+    def _resync(self) -> None:
+        """Events were dropped (this view read too slowly): what they said is asked for."""
+        rpc = self.rpc
+        if rpc is None or (self._resyncing is not None and not self._resyncing.done()):
+            return
+
+        async def again() -> None:
+            with contextlib.suppress(ClientError, TimeoutError):
+                await self._snapshot(rpc, first=False)
+                self._follow_running()
+                self.on_change()
+
+        self._resyncing = asyncio.create_task(again(), name="top-resync")
 
     async def _refresh(self, rpc: Rpc) -> None:
         """The figures no event carries."""
@@ -102,8 +126,9 @@ class Feed:
         self.on_change()
 
     async def _end_session(self) -> None:
-        for task in self._follows.values():
-            task.cancel()
+        for task in [*self._follows.values(), self._resyncing]:
+            if task is not None:
+                task.cancel()
         self._follows.clear()
         if self.rpc is not None:
             await self.rpc.close()
@@ -118,6 +143,8 @@ class Feed:
                 self._follow_running()
         elif method == "task.output" and isinstance(params.get("id"), str):
             self.state.add_output(params["id"], str(params.get("data", "")))
+        elif method == "events.dropped":
+            self._resync()
         else:
             return
         self.on_change()

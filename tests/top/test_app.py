@@ -238,3 +238,20 @@ def test_a_daemon_going_away_shows_not_running_and_it_reconnects(
         assert app.is_running
 
     run_app(d, body)
+
+
+def test_dropped_events_make_it_ask_again(d: DaemonProc, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(feed, "REFRESH_S", 3600.0)
+    tid = submit(d, "lost")
+
+    async def body(app: TopApp, pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: (r := row_of(app, "tasks", tid)) and r[1] == "running", "run")
+        # What a view that read too slowly has: a task it never heard of, then the
+        # daemon's notice (events.methods sends it on the subscriber's connection).
+        del app.feed.state.tasks[tid]
+        app.redraw()
+        assert row_of(app, "tasks", tid) is None
+        app.feed._notified("events.dropped", {"subscription_id": "sub-1", "dropped": 3})
+        await until(pilot, lambda: row_of(app, "tasks", tid), "the task back from a new snapshot")
+
+    run_app(d, body)
