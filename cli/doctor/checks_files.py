@@ -119,8 +119,10 @@ def check_permissions(ctx: Context) -> Result:
             f"{first} is mode {stat.S_IMODE(modes[first]):04o}{more}: group or others can "
             f"{how} the daemon's files{note}"
         )
-        dirs = [p for p in bad if stat.S_ISDIR(modes[p])]
-        files = [p for p in bad if not stat.S_ISDIR(modes[p])]
+        # The fix covers every open path, the merely readable ones too: one line, done.
+        every = sorted({*writable, *(p for p, _ in readable)})
+        dirs = [p for p in every if stat.S_ISDIR(modes[p])]
+        files = [p for p in every if not stat.S_ISDIR(modes[p])]
         fix = _fix_modes(ctx, dirs, files)
         return fail(name, message, fix) if writable else warn(name, message, fix)
     return ok(name, f"{len(entries)} paths under .aiwg are yours and private{note}")

@@ -135,3 +135,20 @@ def test_a_nearly_full_disk_fails(project: Path) -> None:
         checks = verdicts(doctor(project, "--json"))
         assert checks["disk space"]["status"] == "warn", checks["disk space"]
         assert "the logs may grow to" in checks["disk space"]["message"]
+
+
+def test_one_fix_closes_writable_and_readable_paths_alike(project: Path) -> None:
+    project_config(project)
+    paths = Paths(project)
+    paths.daemon_dir.mkdir(mode=0o700)
+    writable, readable = paths.daemon_dir / "kills.jsonl", paths.daemon_dir / "events.jsonl"
+    for path, mode in ((writable, 0o620), (readable, 0o640)):
+        path.write_text("{}\n")
+        os.chmod(path, mode)
+    out = doctor(project)
+    assert out.returncode == 1, out
+    assert f"{writable} is mode 0620: group or others can write" in line_of(out, "permissions")
+    fix = fix_of(out, "permissions")
+    assert fix == f"chmod go-rwx {readable} {writable}"
+    subprocess.run(fix, shell=True, check=True)
+    assert verdicts(doctor(project, "--json"))["permissions"]["status"] == "ok"
