@@ -63,6 +63,8 @@ def check_agent(ctx: Context) -> Result:
     from aiwgd.tasks.policy import find_program, search_path
 
     program = cfg.agent.command[0]
+    if "{" in program:
+        return skip(name, f'agent.command[0] is "{program}": each task names its own program')
     exe = find_program(program, str(ctx.paths.root), cfg)
     where = f" (agent.env.PATH={search_path(cfg)})" if "PATH" in cfg.agent.env else ""
     if exe is None:

@@ -85,3 +85,10 @@ def test_git_is_not_looked_at_without_worktrees(project: Path) -> None:
     project_config(project)
     check = verdicts(doctor(project, "--json"))["git"]
     assert check["status"] == "skip", check
+
+
+def test_an_agent_program_named_per_task_is_not_looked_up(project: Path) -> None:
+    project_config(project, {"agent": {"command": ["{agent}", "-p", "{prompt}"]}})
+    check = verdicts(doctor(project, "--json"))["agent"]
+    assert check["status"] == "skip", check
+    assert check["message"] == 'agent.command[0] is "{agent}": each task names its own program'
