@@ -255,3 +255,28 @@ def test_dropped_events_make_it_ask_again(d: DaemonProc, monkeypatch: pytest.Mon
         await until(pilot, lambda: row_of(app, "tasks", tid), "the task back from a new snapshot")
 
     run_app(d, body)
+
+
+def test_the_header_shows_cap_group_and_machine_usage(
+    start_daemon: DaemonFactory, project: Path
+) -> None:
+    cfg = config(project, services=False)
+    cfg["tasks"] = {"groups": {"ci": {"max_parallel": 1}}}
+    d = start_daemon(config=cfg)
+    first, second = submit(d, "g1", group="ci"), submit(d, "g2", group="ci")
+
+    async def body(app: TopApp, pilot: Pilot[Any]) -> None:
+        def header() -> str:
+            return str(app.query_one("#summary").render())
+
+        text = await until(
+            pilot,
+            lambda: "tasks 1/3 running, 1 queued  ci 1/1" in (h := header()) and h,
+            "the cap and the group's usage",
+        )
+        assert "load " in text and "mem " in text  # monitor.system
+        assert [r[1] for r in rows(app, "tasks")] == ["running", "queued"]
+        assert app.query_one("#tasks", Pane).selected() == first
+        assert row_of(app, "tasks", second) is not None
+
+    run_app(d, body)
