@@ -47,6 +47,8 @@ class Feed:
                 await self._session()
             except (ClientError, OSError, TimeoutError) as exc:
                 self.state.down_reason = str(exc)
+            except Exception as exc:  # an answer of a shape not expected: retry, say it
+                self.state.down_reason = f"unexpected {type(exc).__name__}: {exc}"
             finally:
                 await self._end_session()
             self.on_change()

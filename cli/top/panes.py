@@ -52,11 +52,12 @@ class Pane(DataTable[str]):
     def on_resize(self) -> None:
         if self.size.width != self._width:
             self._width = self.size.width
+            keep = self.selected() if self.columns else None
             self.clear(columns=True)
             for col, w in zip(self.spec, self.widths(self._width), strict=True):
                 self.add_column(col.label, width=w, key=col.key)
             self._shown = []
-            self._draw()
+            self._draw(keep)
 
     def show(self, rows: Iterable[Row]) -> None:
         self._rows = list(rows)
@@ -73,7 +74,9 @@ class Pane(DataTable[str]):
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         return None if key is None else str(key)
 
-    def _draw(self) -> None:
+    def _draw(self, keep: str | None = None) -> None:
+        """Show the rows that pass the filter; the cursor stays on `keep` (default:
+        the row it is on) when the rows change."""
         if not self.columns:
             return  # not laid out yet: on_resize draws
         widths = [c.width for c in self.columns.values()]
@@ -89,7 +92,7 @@ class Pane(DataTable[str]):
                     if a != b:
                         self.update_cell(new.key, keys[i], b)
         else:
-            keep = self.selected()
+            keep = keep or self.selected()
             self.clear()
             for r in shown:
                 self.add_row(*r.cells, key=r.key)

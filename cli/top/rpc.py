@@ -93,7 +93,8 @@ class Rpc:
             params = item.get("params")
             self.on_notification(item["method"], params if isinstance(params, dict) else {})
             return
-        fut = self._pending.get(item.get("id"))  # type: ignore[arg-type]
+        ident = item.get("id")
+        fut = self._pending.get(ident) if isinstance(ident, int) else None
         if fut is not None and not fut.done():
             fut.set_result(item)
 

@@ -280,3 +280,24 @@ def test_the_header_shows_cap_group_and_machine_usage(
         assert row_of(app, "tasks", second) is not None
 
     run_app(d, body)
+
+
+def test_the_cursor_stays_on_its_task_as_rows_come_and_the_terminal_resizes(
+    d: DaemonProc,
+) -> None:
+    one, two = submit(d, "one"), submit(d, "two")
+
+    async def body(app: TopApp, pilot: Pilot[Any]) -> None:
+        tasks = app.query_one("#tasks", Pane)
+        await until(pilot, lambda: tasks.row_count == 2, "two tasks")
+        await pilot.press("down")
+        assert tasks.selected() == two
+        three = await in_thread(lambda: submit(d, "three"))
+        await until(pilot, lambda: row_of(app, "tasks", three), "the third task's row")
+        assert tasks.selected() == two
+        await pilot.resize_terminal(100, 30)
+        await until(pilot, lambda: tasks.size.width == 100, "the wider pane")
+        assert tasks.selected() == two and tasks.virtual_size.width <= 100
+        assert one in {r.key for r in tasks._shown}
+
+    run_app(d, body)
