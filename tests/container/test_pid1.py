@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.container.conftest import InitDaemon, InitFactory
 from tests.utils import BASE_CONFIG, wait_for, write_config
 
@@ -136,16 +138,18 @@ def test_sigint_is_a_stop_too(start_init: InitFactory) -> None:
     assert "reason=SIGINT" in d.stderr()
 
 
+@pytest.mark.parametrize("level", ["info", "error"])
 def test_a_task_ignoring_sigterm_makes_the_stop_unclean(
-    start_init: InitFactory, project: Path
+    start_init: InitFactory, project: Path, level: str
 ) -> None:
-    d = start_init(quiet(grace=0.3))
+    # `level: error` logs no SIGKILL warning, and the stop is still known to be unclean.
+    d = start_init(quiet(grace=0.3, log={"level": level}))
     ready = project / "ready"
     d.call("task.submit", command=[*script(project, "stubborn.py", STUBBORN), str(ready)])
     wait_for(ready.exists, 10, "the stubborn task running")
     d.signal(signal.SIGTERM)
     assert d.wait_exit(20) == 2, d.stderr()  # aiwgd.infra.exitcodes.EXIT_UNCLEAN
-    assert "killing child" in d.stderr()
+    assert ("killing child" in d.stderr()) == (level == "info")
 
 
 def test_a_second_sigterm_is_a_fast_stop(start_init: InitFactory, project: Path) -> None:
