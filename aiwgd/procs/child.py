@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -172,7 +173,6 @@ class Child:
         self.argv = argv
         self.pid: int = proc.pid
         self.pgid: int = self.pid  # start_new_session: the child leads its own group
-        self.create_time = create_time(self.pid)
         self.known: dict[int, float] = {}  # descendants seen in snapshots
         self.mark = dict(mark or {})
         self.escapes: dict[int, Escapee] = {}  # outside the group when signalled
@@ -233,6 +233,12 @@ class Child:
         # Before any await: the reaper (run from this loop) must never wait for it.
         reaper.own(proc.pid)
         return cls(proc, _Io(proc, read_fd, sink), argv, mark)
+
+    @functools.cached_property
+    def create_time(self) -> float | None:
+        # Read when first asked (a runner record, a service's registry), not at each
+        # spawn: most short tasks never need it (a /proc read each). None once gone.
+        return create_time(self.pid)
 
     # -- watching ----------------------------------------------------------------------
     def _start_watch(self) -> None:

@@ -68,6 +68,8 @@ class TaskQueries:
         if slot is not None and slot.attempt is not None:
             slot.attempt.ask_fresh()
             out["output_tail"] = slot.attempt.output_tail()
+            if out["runner"] is None:  # not journalled yet (aiwgd.tasks.runner_record)
+                out["runner"] = slot.attempt.placement()
             usage = self._usage_of(f"task:{task_id}") if self._usage_of else None
             if usage is not None:
                 out["usage"] = usage

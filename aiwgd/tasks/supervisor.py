@@ -25,9 +25,10 @@ are recorded interrupted, then requeued or failed (aiwgd.tasks.retries: the task
 on_interrupt, its retries); queued tasks stay queued on disk and run after the next start.
 
 Crash safety: an attempt's `running` state is durable *before* its program starts, and
-where it runs (the executor's `runner`) is recorded right after, off the critical
-path. So after a kill -9 at any moment the next start finds every task that may have
-a process running, and stops and counts it (aiwgd.tasks.crash_recovery).
+where it runs (the executor's `runner`) is recorded once it has run a moment, off the
+critical path (aiwgd.tasks.runner_record); its processes carry the task's mark. So
+after a kill -9 at any moment the next start finds every task that may have a process
+running, and stops and counts it (aiwgd.tasks.crash_recovery).
 A task submitted while a slot is free and nothing is queued before it starts at once:
 its queued and running states are one journal line (one fsync before the spawn, not
 two), which recovery reads like any running record.
@@ -58,6 +59,7 @@ from aiwgd.tasks.pause import PauseControl, Pauses
 from aiwgd.tasks.queries import TaskQueries
 from aiwgd.tasks.queue import TaskQueue
 from aiwgd.tasks.retries import retry_delay
+from aiwgd.tasks.runner_record import RunnerRecord
 from aiwgd.tasks.slot import Slot, Slots
 from aiwgd.tasks.spec import SubmitParams, parse_spec, prepare
 from aiwgd.tasks.store.store import TaskStore
@@ -294,9 +296,9 @@ class Supervisor(TaskQueries, Subsystem):
             return
         slot.attach(attempt)
         self.totals["started"] += 1
-        # Where it runs is shown at once and recorded while the attempt already works, so
-        # that fsync overlaps it; it is awaited before the final state.
-        recorded = self.store.set_now(task.id, runner=attempt.placement())
+        # Where it runs: journalled only if it still runs in a moment (see
+        # runner_record), and awaited before the final state.
+        recorded = RunnerRecord(self.store, task.id, attempt)
         # The timeout runs on a clock that task.pause stops (aiwgd.tasks.pause).
         self.pauses.clock(task.id, timeout, lambda: slot.stop(EndReason.TIMEOUT))
         self.pausing.started(task)
@@ -306,7 +308,7 @@ class Supervisor(TaskQueries, Subsystem):
             self.pauses.ended(task.id)
         self._slots.free(task.id)  # really gone: the next task need not wait for the disk
         self._pump()
-        await recorded
+        await recorded.settle()
         state, error = outcome(ending, timeout)
         state, error, said = self.agents.finish(task.id, state, error)  # stream-json
         await self._ended(task, state, error, ending.exit, attempt.output_tail(), said)

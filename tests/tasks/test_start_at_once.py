@@ -18,6 +18,7 @@ from aiwgd.config import Paths
 from aiwgd.config.tasks import TasksSection
 from aiwgd.events.router import EventRouter
 from aiwgd.tasks.model import Task, TaskState
+from aiwgd.tasks.runner_record import RECORD_AFTER_S
 from aiwgd.tasks.store.store import TaskStore
 from tests.conftest import DaemonFactory
 from tests.taskhelp import assert_all_gone, pids_in, prog, submit, task_config, wait_terminal
@@ -76,7 +77,12 @@ def test_only_a_task_that_finds_a_free_slot_starts_at_once(
     assert first["state"] == second["state"] == "queued"  # what the submitter is told
     assert first["started_at"] is None and first["log_path"]
     wait_for(lambda: d.call("task.get", id=first["id"])["runner"], 10, "the first to run")
-    assert states(d.paths, first["id"]) == [("add", "running"), ("set", None)]  # + runner
+    # Its runner is journalled once it has run a moment (aiwgd.tasks.runner_record).
+    wait_for(
+        lambda: states(d.paths, first["id"]) == [("add", "running"), ("set", None)],
+        10,
+        "the first task's runner in the journal",
+    )
     gate.touch()
     assert wait_terminal(d, second["id"])["state"] == "completed"
     # Two lines: it waited for its slot.
@@ -89,6 +95,25 @@ def test_only_a_task_that_finds_a_free_slot_starts_at_once(
         ]
         assert types == ["task.queued", "task.started", "task.completed"]
     assert d.call("task.stats")["totals"]["submitted"] == 2
+
+
+def test_a_short_task_is_two_journal_lines_and_shows_where_it_runs(
+    start_daemon: DaemonFactory, project: Path
+) -> None:
+    """A task that ends within the runner record's delay never journals its runner
+    (one line and fsync fewer a task); while it runs, task.get still shows it."""
+    d = start_daemon(task_config(cap=1))
+    gate = project / "gate"
+    task = submit(d, prog("--gate", str(gate)))
+    shown = wait_for(lambda: d.call("task.get", id=task["id"])["runner"], 10, "its runner")
+    assert shown["pid"] > 0 and shown["pgid"] == shown["pid"]
+    quick = submit(d, ["true"])
+    gate.touch()
+    done = wait_terminal(d, quick["id"])
+    assert done["state"] == "completed" and done["runner"] is None
+    lines = states(d.paths, quick["id"])
+    if done["finished_at"] - done["started_at"] < RECORD_AFTER_S * 0.8:  # not on a stalled box
+        assert lines == [("add", "queued"), ("set", "running"), ("set", "completed")]
 
 
 def test_kill9_right_after_a_submit_that_started_at_once(

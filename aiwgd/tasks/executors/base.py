@@ -4,9 +4,9 @@ means; an executor runs it.
 An `Executor` starts one attempt of a task and returns an `Attempt`, recovers what an
 earlier daemon run left behind (`recover` per task found running, then one `sweep`
 for anything else it started), and takes config changes. An `Attempt` says where it
-runs (`placement()`, journalled as the task's `runner` before the wait), can be asked
-to stop with a reason, waits for its end and makes sure nothing of it is left, and
-shows its output tail. `LocalExecutor` (child processes on this machine) is the
+runs (`placement()`, journalled as the task's `runner` once it has run a moment), can
+be asked to stop with a reason, waits for its end and makes sure nothing of it is
+left, and shows its output tail. `LocalExecutor` (child processes on this machine) is the
 default; a remote one plugs in here without touching the queue, cap or retry logic.
 """
 
