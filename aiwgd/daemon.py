@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
 from typing import Any
 
@@ -26,7 +25,9 @@ from aiwgd import errors
 from aiwgd.config import Config, Paths, ValidationError, load_file, load_or_create
 from aiwgd.infra import daemonlog
 from aiwgd.infra.durable import ensure_private_dir, write_json_atomic
+from aiwgd.infra.exitcodes import EXIT_CLEAN, EXIT_UNCLEAN
 from aiwgd.infra.pidlock import PidLock
+from aiwgd.infra.sdnotify import Notifier, status_line
 from aiwgd.infra.signals import HANDLED, PendingSignals
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs import reaper
@@ -38,17 +39,6 @@ log = logging.getLogger("aiwgd.daemon")
 
 class StartupError(RuntimeError):
     """The daemon refuses to start; the message says why and what to do."""
-
-
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) about our state; a no-op elsewhere."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.sendto(message.encode(), addr)
 
 
 def _log_size(cfg: Config) -> tuple[int, int]:
@@ -67,6 +57,7 @@ class Daemon:
         self._ready = False
         self._reload_asked = False  # a SIGHUP during start-up
         self.pid = os.getpid()
+        self.notifier = Notifier.from_env()  # systemd Type=notify; a no-op elsewhere
         self.config: Config = Config()
         self.lock = PidLock(paths.lock_file, paths.pid_file)
         self.lifecycle = Lifecycle()
@@ -76,6 +67,7 @@ class Daemon:
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self.stop_reason = ""
+        self.stopped_clean = True  # shutdown() needed no SIGKILL and logged no error
         self.reload_state: dict[str, Any] = {"status": "ok", "errors": [], "at": None}
         self.heartbeat_at: float | None = None
         self._heartbeat_changed = asyncio.Event()
@@ -85,7 +77,7 @@ class Daemon:
     def _prepare_dirs(self) -> None:
         os.umask(0o077)  # every file the daemon writes is the owner's only
         try:
-            self.paths.aiwg_dir.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(self.paths.aiwg_dir)  # `aiwg config init` may have made it 0755
             ensure_private_dir(self.paths.daemon_dir)
         except OSError as exc:
             raise StartupError(f"cannot create {self.paths.daemon_dir}: {exc.strerror}") from None
@@ -122,6 +114,7 @@ class Daemon:
         self._prepare_dirs()
         self.lock.acquire()  # raises AlreadyRunning
         self._holding_lock = True
+        self.notifier.start_watchdog()
         self.config = self._load_config()
         max_bytes, backups = _log_size(self.config)
         daemonlog.setup(
@@ -130,6 +123,7 @@ class Daemon:
             max_bytes,
             backups,
             self.log_to_stderr,
+            self.config.daemon.log.format,
         )
         log.info("starting", extra={"pid": self.pid, "root": str(self.paths.root)})
         self._adopt_orphans()
@@ -154,7 +148,9 @@ class Daemon:
         self._spawn(self._heartbeat())
         self._ready = True
         self._publish("daemon.started", {"pid": self.pid})
-        sd_notify(f"READY=1\nMAINPID={self.pid}")
+        self.notifier.ready(self._status_line)
+        if self.parts is not None:
+            self.notifier.watch(self.parts.router)
         log.info("ready", extra={"socket": str(self.paths.socket)})
         if self._reload_asked:
             self._spawn(self._reload_quietly())
@@ -166,6 +162,9 @@ class Daemon:
         here once it exits (aiwgd.procs.reaper)."""
         if reaper.become_subreaper():
             asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, reaper.reap)
+            # As a container's PID 1, orphans of `docker exec` sessions may have ended
+            # before the handler was there: their SIGCHLD is gone, not their zombies.
+            reaper.reap()
 
     def _install_signals(self) -> None:
         """The loop handles stop and reload signals from now on; those that arrived
@@ -220,12 +219,19 @@ class Daemon:
         while True:
             self.heartbeat_at = time.time()
             self.write_state()
+            self.notifier.status_changed()
             # A reload sets the event, so a new interval applies now, not after the old one.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._heartbeat_changed.wait(), self.config.daemon.heartbeat_interval_seconds
                 )
             self._heartbeat_changed.clear()
+
+    def _status_line(self) -> str:
+        """systemd's STATUS= line (aiwgd.infra.sdnotify)."""
+        if self.parts is None:
+            return "starting"
+        return status_line(self.parts.supervisor.status(), self.parts.services.status())
 
     def write_state(self) -> None:
         try:
@@ -259,7 +265,7 @@ class Daemon:
     # ---- reload ----------------------------------------------------------------------
     async def reload(self) -> dict[str, Any]:
         """Validate the config file completely, then apply it section by section."""
-        sd_notify("RELOADING=1")
+        self.notifier.reloading()
         self._publish("daemon.reloading", {})
         try:
             new = load_file(self.paths.config_file)
@@ -271,14 +277,14 @@ class Daemon:
                     "reload rejected; still running on the previous config", extra={"error": issue}
                 )
             self.write_state()
-            sd_notify("READY=1")
+            self.notifier.ready_again()
             raise errors.ConfigInvalid(
                 f"config not reloaded ({len(issues)} error(s)): " + "; ".join(issues),
                 {"errors": issues},
             ) from None
         self.config = new
         max_bytes, backups = _log_size(new)
-        daemonlog.reconfigure(new.daemon.log.level, max_bytes, backups)
+        daemonlog.reconfigure(new.daemon.log.level, max_bytes, backups, new.daemon.log.format)
         for sub in self.subsystems:
             try:
                 await sub.apply_config(new)
@@ -291,7 +297,7 @@ class Daemon:
         self.reload_state = {"status": "ok", "errors": [], "at": time.time()}
         self.write_state()
         self._publish("daemon.reloaded", {})
-        sd_notify("READY=1")
+        self.notifier.ready_again()
         log.info("config reloaded")
         return {"reloaded": True, "config": str(self.paths.config_file)}
 
@@ -302,23 +308,27 @@ class Daemon:
     # ---- shutdown --------------------------------------------------------------------
     async def shutdown(self) -> None:
         """Stop what started (all of it, or what start-up got to), release the files."""
-        sd_notify("STOPPING=1")
+        self.notifier.stopping()
         log.info("stopping", extra={"reason": self.stop_reason})
         if self._ready:
             self._publish("daemon.stopping", {"reason": self.stop_reason})
-        for sub in reversed(self._started):
-            try:
-                await sub.stop(fast=self.lifecycle.fast_stop.is_set())
-            except Exception:
-                log.exception("subsystem failed to stop cleanly", extra={"subsystem": sub.name})
+        with daemonlog.Problems() as problems:
+            for sub in reversed(self._started):
+                try:
+                    await sub.stop(fast=self.lifecycle.fast_stop.is_set())
+                except Exception:
+                    log.exception("subsystem failed to stop cleanly", extra={"subsystem": sub.name})
         self._started.clear()
+        if problems.messages:
+            self.stopped_clean = False
         for task in list(self._background):
             task.cancel()
+        self.notifier.close()
         if self._holding_lock:  # else these files are another daemon's
             self.paths.state_file.unlink(missing_ok=True)
             self.lock.release()
             self._holding_lock = False
-        log.info("stopped")
+        log.info("stopped", extra={"clean": self.stopped_clean, "problems": problems.messages[:5]})
 
     async def serve(self) -> None:
         self._install_signals()  # before anything else: see the module docstring
@@ -344,6 +354,7 @@ class Daemon:
             self._holding_lock = False
 
     def run(self) -> int:
-        """Run until stopped; 0 on a clean stop. Raises StartupError/AlreadyRunning."""
+        """Run until stopped; EXIT_CLEAN, or EXIT_UNCLEAN when the stop needed SIGKILL or
+        logged an error (aiwgd.infra.exitcodes). Raises StartupError/AlreadyRunning."""
         asyncio.run(self.serve())
-        return 0
+        return EXIT_CLEAN if self.stopped_clean else EXIT_UNCLEAN

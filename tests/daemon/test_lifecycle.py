@@ -51,6 +51,7 @@ def rewrite(d: DaemonProc, extra: dict[str, Any]) -> None:
 def test_files_modes_and_state(daemon: DaemonProc) -> None:
     p = daemon.paths
     assert stat.S_IMODE(p.daemon_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(p.aiwg_dir.stat().st_mode) == 0o700  # its config too is the owner's
     assert stat.S_ISSOCK(p.socket.stat().st_mode)
     assert stat.S_IMODE(p.socket.stat().st_mode) == 0o600
     assert p.pid_file.read_text() == f"{daemon.pid}\n"
@@ -363,39 +364,3 @@ def test_discover_lists_every_method_with_its_params(daemon: DaemonProc) -> None
             daemon.call(name, zz_not_a_param=1)
         assert exc.value.code == -32602, (name, exc.value)
         assert "zz_not_a_param" in exc.value.message
-
-
-# ---- init systems -----------------------------------------------------------------------
-
-
-def test_sd_notify_ready_reloading_stopping(project: Path, tmp_path: Path) -> None:
-    import socket
-
-    write_config(project, BASE_CONFIG)
-    addr = str(tmp_path / "notify.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(addr)
-    listener.settimeout(15)
-    env = env_for_tests()
-    env["NOTIFY_SOCKET"] = addr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiwgd", "--root", str(project)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        # READY only once the socket answers: what systemd's Type=notify relies on.
-        assert listener.recv(4096).decode() == f"READY=1\nMAINPID={proc.pid}"
-        assert one(project, req("ping")) == {"jsonrpc": "2.0", "result": "pong", "id": 1}
-        proc.send_signal(signal.SIGHUP)
-        assert listener.recv(4096) == b"RELOADING=1"
-        assert listener.recv(4096) == b"READY=1"
-        proc.send_signal(signal.SIGTERM)
-        assert listener.recv(4096) == b"STOPPING=1"
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        listener.close()
