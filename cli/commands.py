@@ -38,4 +38,7 @@ WHERE: dict[str, str] = {
     "watchdog": WATCHDOG,  # -- hung-process watchdog (issue 10)
     "monitor": MONITOR,  # -- resource monitor and limits (issue 10)
     "service": SERVICES,  # -- long-running services (issue 10)
+    "autostart": "aiwgd.cli.autostart",  # -- systemd user unit / launchd agent (issue 12)
+    "doctor": "aiwgd.cli.doctor",  # -- setup checks, each with its fix (issue 12)
+    "top": "aiwgd.cli.top.command",  # -- the live terminal view (issue 12; loads Textual)
 }
