@@ -9,9 +9,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from aiwgd.infra.durable import write_atomic
+
+PROBE_WAIT_S = 0.5  # longer than any probe holds its shared lock
+PROBE_RETRY_S = 0.005
 
 
 class AlreadyRunning(RuntimeError):
@@ -35,11 +39,19 @@ class PidLock:
 
     def acquire(self) -> None:
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise AlreadyRunning(read_pid(self.pid_file)) from None
+        # A probe (`aiwg status`, `aiwg stop`, doctor: cli/daemonctl.lock_held) holds a
+        # shared lock for a moment; a daemon holds its exclusive one for good. So a
+        # refusal is retried for a short while before it means "already running".
+        deadline = time.monotonic() + PROBE_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise AlreadyRunning(read_pid(self.pid_file)) from None
+                time.sleep(PROBE_RETRY_S)
         fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)  # children must not inherit it
         self._fd = fd
 
