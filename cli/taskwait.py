@@ -3,8 +3,8 @@ waited and, while it is queued, its place in the queue (cli/progress.py draws it
 
 Driven by the daemon's task.* events on the waiting connection (subscribed before the
 first task.get, so no change falls between the two), with a task.get now and then in
-case one was dropped. The place in the queue is worked out here from task.list, in the
-order the daemon's queue takes tasks: higher priority first, then first come.
+case one was dropped. The place in the queue is the daemon's (task.get's
+queue_position), asked for again at most every PLACE_EVERY_S while things move.
 """
 
 from __future__ import annotations
@@ -19,33 +19,21 @@ from aiwgd.client import Client
 
 RESYNC_S = 5.0  # a dropped event delays the news by at most this long
 PLACE_EVERY_S = 0.5  # the queue is listed again at most this often
-QUEUE_LISTED = 1000  # queued tasks looked at for the place (more: "of 1000+")
 
 
-def place_text(task: dict[str, Any], queued: list[dict[str, Any]], more: bool) -> str:
-    """Where a queued task stands, e.g. "2nd of 5 in the queue"."""
+def place_text(task: dict[str, Any]) -> str:
+    """Where a queued task stands (task.get's queue_position), e.g. "place 2 of 5 in
+    the queue", or what it waits for."""
     now = time.time()
     due = max((task.get(k) or 0 for k in ("start_at", "retry_at")), default=0)
     if due > now:
         return f"not before {time.strftime('%H:%M:%S', time.localtime(due))}"
     if task.get("after"):
         return f"after {', '.join(task['after'])}"
-
-    def ready(t: dict[str, Any]) -> bool:
-        return not t.get("paused") and not t.get("after") and (t.get("start_at") or 0) <= now
-
-    def key(t: dict[str, Any]) -> tuple[int, float, str]:
-        return -int(t.get("priority") or 0), float(t.get("created_at") or 0), str(t["id"])
-
-    others = [t for t in queued if t["id"] != task["id"] and ready(t)]
-    ahead = sum(1 for t in others if key(t) < key(task))
-    total = f"{len(others) + 1}{'+' if more else ''}"
-    return f"place {ahead + 1} of {total} in the queue"
-
-
-def _queued(c: Client) -> tuple[list[dict[str, Any]], bool]:
-    listed = c.call("task.list", state="queued", limit=QUEUE_LISTED)
-    return listed["tasks"], listed["total"] > len(listed["tasks"])
+    pos = task.get("queue_position")
+    if not pos:
+        return ""
+    return f"place {pos['place']} of {pos['of']} in the queue"
 
 
 def next_event(c: Client, timeout: float) -> dict[str, Any] | None:
@@ -89,7 +77,8 @@ def wait(root: str | None, task: dict[str, Any], show: bool) -> dict[str, Any]:
             queued = show and current["state"] == "queued"
             since = time.monotonic() - placed_at
             if queued and stale and since >= PLACE_EVERY_S:
-                place = place_text(current, *_queued(c))
+                current = c.call("task.get", id=tid)  # with its queue_position
+                place = place_text(current)
                 placed_at, stale = time.monotonic(), False
             elif not queued:
                 place = ""

@@ -14,7 +14,7 @@ from aiwgd import errors
 from aiwgd.agents.budget import AgentBudget
 from aiwgd.config import Config
 from aiwgd.tasks.gates import Gates
-from aiwgd.tasks.model import Task
+from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.queue import TaskQueue
 from aiwgd.tasks.slot import Slots
 from aiwgd.tasks.store.store import TaskStore
@@ -64,6 +64,9 @@ class TaskQueries:
         """The task as a dict; a running task shows its live output tail."""
         task = self._get(task_id)
         out = task.to_dict()
+        if task.state == TaskState.QUEUED:
+            place = self._queue.position(task_id)
+            out["queue_position"] = {"place": place[0], "of": place[1]} if place else None
         slot = self._slots.held.get(task_id)
         if slot is not None and slot.attempt is not None:
             slot.attempt.ask_fresh()

@@ -73,6 +73,23 @@ class TaskQueue:
             self._parked.setdefault(key, []).append(entry)
         return None
 
+    def position(self, task_id: str) -> tuple[int, int] | None:
+        """(place, of): where a ready task stands among the ready ones, in the order
+        they start (priority, then arrival; held ones keep their place, as unpark puts
+        them back there). None if it is not ready (backing off, not queued). O(n): for
+        one task.get, never on the hot path."""
+        if task_id not in self._ready:
+            return None
+        keys: dict[str, tuple[int, int]] = {}
+        parked = (e for entries in self._parked.values() for e in entries)
+        for prio, order, tid in itertools.chain(self._heap, parked):
+            if tid in self._ready and (tid not in keys or (prio, order) < keys[tid]):
+                keys[tid] = (prio, order)
+        mine = keys.get(task_id)
+        if mine is None:
+            return None
+        return 1 + sum(1 for key in keys.values() if key < mine), len(keys)
+
     def unpark(self, blocked: Callable[[Key], bool]) -> None:
         """Back into the heap, in their places, the ids parked under keys that no longer
         hold (`blocked(key)` false)."""

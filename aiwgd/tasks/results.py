@@ -25,12 +25,26 @@ class LiveUsage(TypedDict):
     usage: NotRequired[Annotated[TaskUsage, "while it runs: the monitor's latest sample"]]
 
 
+class QueuePlace(TypedDict):
+    place: Annotated[int, "1: it starts next when a slot is free"]
+    of: Annotated[int, "ready queued tasks (held ones included)"]
+
+
+class Queued(TypedDict):
+    queue_position: NotRequired[
+        Annotated[
+            QueuePlace | None,
+            "while queued: its place in line; null while a retry or start_at delay runs",
+        ]
+    ]
+
+
 class Paused(TypedDict):
     paused: Annotated[bool, "stopped by task.pause (its state stays running)"]
 
 
 # task.get: the record, and while it runs the resource use of its process tree.
-TaskView = Annotated[Task, With(LiveUsage), With(Paused)]
+TaskView = Annotated[Task, With(LiveUsage), With(Queued), With(Paused)]
 # task.list's summaries: the record without its output (Task.summary()).
 TaskSummary = Annotated[Task, Without("output_tail"), With(Paused)]
 StateCounts = Annotated[dict[str, int], "tasks per state, every state (zeros included)"]
