@@ -26,7 +26,7 @@ from typing import Any
 
 from aiwgd.config.paths import Paths, resolve_root
 
-__all__ = ["Client", "ClientError", "DaemonNotRunning", "ProtocolError", "RpcError"]
+__all__ = ["Client", "ClientError", "DaemonNotRunning", "ProtocolError", "RpcError", "result_of"]
 
 
 class ClientError(Exception):
@@ -60,7 +60,9 @@ class RpcError(ClientError):
         return self.message
 
 
-def _raise_for(resp: dict[str, Any]) -> Any:
+def result_of(resp: dict[str, Any]) -> Any:
+    """A JSON-RPC response's result; its error raised as RpcError (any client's framing,
+    e.g. aiwg top's asyncio one, shares this)."""
     if "error" in resp:
         err = resp["error"] or {}
         raise RpcError(err.get("code", 0), err.get("message", ""), err.get("data"))
@@ -175,7 +177,7 @@ class Client:
                 elif isinstance(item, dict) and item.get("id") in ids:
                     got[item["id"]] = item
                 elif isinstance(item, dict) and item.get("id") is None and "error" in item:
-                    _raise_for(item)  # an error the daemon could not tie to our id
+                    result_of(item)  # an error the daemon could not tie to our id
         return got
 
     # -- calls -----------------------------------------------------------------------
@@ -183,7 +185,7 @@ class Client:
         """Call `method` with named params and return its result (or raise RpcError)."""
         ident = next(self._ids)
         self.send({"jsonrpc": "2.0", "method": method, "params": params, "id": ident})
-        return _raise_for(self._await_reply({ident})[ident])
+        return result_of(self._await_reply({ident})[ident])
 
     def notify(self, method: str, **params: Any) -> None:
         """Send a notification: the daemon runs it and never answers."""
@@ -202,7 +204,7 @@ class Client:
         out: list[Any] = []
         for ident in ids:
             try:
-                out.append(_raise_for(got[ident]))
+                out.append(result_of(got[ident]))
             except RpcError as exc:
                 out.append(exc)
         return out
@@ -218,7 +220,7 @@ class Client:
             if isinstance(msg, dict) and "id" not in msg and "method" in msg:
                 on_notification(msg)
             elif isinstance(msg, dict) and msg.get("id") == ident:
-                return _raise_for(msg)
+                return result_of(msg)
 
     def notifications(self) -> Iterator[dict[str, Any]]:
         """Yield server notifications (after a subscribe call) until the daemon hangs up."""

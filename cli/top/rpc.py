@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aiwgd.client import DaemonNotRunning, ProtocolError, _raise_for
+from aiwgd.client import DaemonNotRunning, ProtocolError, result_of
 
 # A task.output notification carries up to the `limit` bytes asked for, JSON-escaped
 # (up to 6x for control characters): far above asyncio's 64 KiB default line limit.
@@ -66,7 +66,7 @@ class Rpc:
             raise TimeoutError(f"{method}: no answer from the daemon within {timeout:g}s") from None
         finally:
             self._pending.pop(ident, None)
-        return _raise_for(reply)
+        return result_of(reply)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         why = "the daemon closed the connection"
