@@ -77,6 +77,12 @@ class Daemon:
     def _prepare_dirs(self) -> None:
         os.umask(0o077)  # every file the daemon writes is the owner's only
         try:
+            # The root is every task's default cwd: a child started in the daemon's own
+            # directory needs no chdir, and so takes posix_spawn (aiwgd.procs.spawn).
+            os.chdir(self.paths.root)
+        except OSError as exc:
+            raise StartupError(f"cannot enter {self.paths.root}: {exc.strerror}") from None
+        try:
             ensure_private_dir(self.paths.aiwg_dir)  # `aiwg config init` may have made it 0755
             ensure_private_dir(self.paths.daemon_dir)
         except OSError as exc:

@@ -33,13 +33,12 @@ import functools
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from aiwgd.procs import marks, reaper
+from aiwgd.procs import marks, reaper, spawn
 from aiwgd.procs.output import DEFAULT_LOG_CAP, DEFAULT_TAIL_BYTES, OutputSink
 from aiwgd.procs.ticker import Ticker
 from aiwgd.procs.tree import GONE_POLL_S, alive, create_time, group_members, tree_snapshot
@@ -96,7 +95,7 @@ class _Io:
     pidfds a small thread waits for it instead.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], read_fd: int, sink: OutputSink) -> None:
+    def __init__(self, proc: spawn.Process, read_fd: int, sink: OutputSink) -> None:
         self.loop = asyncio.get_running_loop()
         self.proc = proc
         self.sink = sink
@@ -162,7 +161,7 @@ class Child:
 
     def __init__(
         self,
-        proc: subprocess.Popen[bytes],
+        proc: spawn.Process,
         io: _Io,
         argv: list[str],
         mark: Mapping[str, str] | None = None,
@@ -214,16 +213,7 @@ class Child:
         read_fd, write_fd = os.pipe()  # both close-on-exec; Popen dups the write end
         try:
             # Blocking only until exec (vfork): the same as asyncio's own spawn path.
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            proc = spawn.start(argv, cwd=str(cwd), env=env, out_fd=write_fd)
         except BaseException:
             os.close(read_fd)
             sink.close()
