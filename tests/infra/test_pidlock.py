@@ -37,8 +37,10 @@ def test_a_start_during_a_probe_of_the_lock_still_starts(project: Path) -> None:
     try:
         # The daemon has opened the lock file: its flock meets the probe's shared lock.
         wait_for(
-            lambda: d.proc is not None
-            and (d.proc.poll() is not None or _has_open(d.pid, paths.lock_file)),
+            lambda: (
+                d.proc is not None
+                and (d.proc.poll() is not None or _has_open(d.pid, paths.lock_file))
+            ),
             20,
             "the daemon to open its lock file",
             interval=0.001,
