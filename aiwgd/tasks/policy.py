@@ -25,6 +25,7 @@ import fnmatch
 import functools
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,16 +94,63 @@ def search_path(config: Config) -> str:
     return config.agent.env.get("PATH") or _daemon_env().get("PATH") or os.defpath
 
 
+def real_path(path: str) -> str:
+    """os.path.realpath(path, strict=True), resolved by the kernel on Linux: one open
+    (O_PATH: no permission needed) and one readlink of its /proc/self/fd entry, instead
+    of an lstat per component in Python. This runs before every spawn (issue 9)."""
+    o_path = getattr(os, "O_PATH", None)
+    if o_path is None:
+        return os.path.realpath(path, strict=True)
+    fd = os.open(path, o_path | os.O_CLOEXEC)
+    try:
+        resolved = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc mounted
+        return os.path.realpath(path, strict=True)
+    finally:
+        os.close(fd)
+    if not resolved.startswith("/"):  # "(unreachable)/...": outside our root
+        return os.path.realpath(path, strict=True)
+    return resolved
+
+
 def located(path: str) -> str:
     """`path` made absolute with its directories resolved, its own name kept (a symlink
     named `ls` to a multi-call binary must still run as `ls`)."""
     path = os.path.abspath(path)
-    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    head, name = os.path.split(path)
+    try:
+        head = real_path(head)
+    except OSError:
+        head = os.path.realpath(head)
+    return os.path.join(head, name)
+
+
+# Where a program was found, kept for a moment: a task's program is looked up at its
+# submit and again right before its spawn, and a stream of tasks runs the same few
+# programs (issue 9). A program gone within that moment still fails its spawn, with the
+# OS error. Only found programs are kept: one installed just now is found at once.
+FOUND_FOR_S = 1.0
+_FOUND_MAX = 256
+_found: dict[tuple[str, str], tuple[float, str]] = {}
 
 
 def find_program(name: str, cwd: str, config: Config) -> str | None:
     """The absolute path `name` runs as, or None: a path relative to `cwd`, or a bare
     name on the daemon's PATH."""
+    key = (name, os.path.join(cwd, name) if "/" in name else search_path(config))
+    now = time.monotonic()
+    hit = _found.get(key)
+    if hit is not None and now - hit[0] < FOUND_FOR_S:
+        return hit[1]
+    exe = _look_up(name, cwd, config)
+    if exe is not None:
+        if len(_found) >= _FOUND_MAX:
+            _found.clear()
+        _found[key] = (now, exe)
+    return exe
+
+
+def _look_up(name: str, cwd: str, config: Config) -> str | None:
     if "/" in name:
         path = os.path.join(cwd, name)
         ok = os.path.isfile(path) and os.access(path, os.X_OK)
@@ -168,7 +216,7 @@ def resolve_cwd(raw: str, root: Path, config: Config) -> str:
             ) from None
     # os.path, not pathlib: this runs again before every spawn, at a third of the cost.
     try:
-        cwd = os.path.realpath(os.path.join(root, base), strict=True)
+        cwd = real_path(os.path.join(root, base))
     except (OSError, RuntimeError, ValueError):
         raise Refused(f"cwd: {show(raw)} does not exist") from None
     if not os.path.isdir(cwd):
