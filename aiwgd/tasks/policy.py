@@ -40,6 +40,7 @@ __all__ = [
     "exec_size",
     "find_program",
     "resolve_cwd",
+    "spawn_cwd",
 ]
 
 _MAGIC = frozenset("*?[")
@@ -255,3 +256,17 @@ def arg_max() -> int:
         return int(os.sysconf("SC_ARG_MAX"))
     except (ValueError, OSError):
         return 2 * 1024 * 1024  # Linux's usual value with an 8 MiB stack
+
+
+def spawn_cwd(raw: str | None, root: Path, config: Config) -> str:
+    """A task's cwd checked again right before its spawn (resolve_cwd). The root needs
+    no look while it is still the daemon's own directory (aiwgd.daemon chdirs there):
+    getcwd is the kernel's path of that directory, so a root moved away or replaced (by
+    a symlink out of it) is checked like any other cwd."""
+    if raw in (None, str(root)):
+        try:
+            if os.getcwd() == str(root):
+                return str(root)
+        except OSError:  # our own directory was removed
+            pass
+    return resolve_cwd(raw or str(root), root, config)

@@ -43,6 +43,7 @@ from aiwgd.tasks.policy import (
     exec_size,
     find_program,
     resolve_cwd,
+    spawn_cwd,
 )
 
 __all__ = [
@@ -393,9 +394,7 @@ def spawn_plan(config: Config, root: Path, task: Task) -> tuple[list[str], str]:
             f"the value of env {', '.join(lost)} was not kept across a daemon restart "
             "(task env values are never written to disk); resubmit the task"
         )
-    # The root itself needs no look: it is the daemon's own directory (aiwgd.daemon).
-    at_root = task.cwd is None or task.cwd == str(root)
-    cwd = str(root) if at_root else resolve_cwd(task.cwd or "", root, config)
+    cwd = spawn_cwd(task.cwd, root, config)
     argv = task_argv(config, task)
     name = argv[0]
     argv[0] = _program(name, cwd, config, "command[0]" if task.command else "agent.command[0]")
