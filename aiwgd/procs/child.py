@@ -105,6 +105,7 @@ class _Io:
         os.set_blocking(read_fd, False)
         self.loop.add_reader(read_fd, self._readable)
         self._pidfd: int | None = None
+        self.exit_read = -1  # set at the exit: see Child._strays_possible
         try:
             self._pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
@@ -152,6 +153,7 @@ class _Io:
             self.loop.call_soon_threadsafe(self._exited)
 
     def _exited(self) -> None:
+        self.exit_read = reaper.reads()  # reap()'s looks at our children before the exit
         if not self.exited.done():
             self.exited.set_result(None)
 
@@ -266,8 +268,11 @@ class Child:
             return False
         if not reaper.active():
             return True
+        seen = reaper.adopted_after(self.io.exit_read)  # the look our exit's SIGCHLD made
+        if seen is not None:
+            return seen
         ours = reaper.spawned_pids()
-        adopted = marks.children_of(os.getpid(), main_thread_only=True)  # once per end
+        adopted = marks.children_of(os.getpid(), main_thread_only=True)
         return any(pid not in ours for pid in adopted)
 
     async def _scan(self) -> tuple[list[int], dict[int, float | None]]:

@@ -34,11 +34,13 @@ from aiwgd.procs import marks
 
 __all__ = [
     "active",
+    "adopted_after",
     "become_subreaper",
     "disown",
     "is_init",
     "is_subreaper",
     "own",
+    "reads",
     "reap",
     "spawned_pids",
 ]
@@ -52,6 +54,8 @@ _active = False
 _warned = False
 # PIDs of our own children (Popen objects) not yet reaped by their owner: never ours to wait for.
 _spawned: set[int] = set()
+_reads = 0  # looks at our children by reap()
+_adopted = False  # the newest look found a child that is not one of _spawned
 
 
 def own(pid: int) -> None:
@@ -133,11 +137,16 @@ def reap() -> list[int]:
     Returns the PIDs reaped. Call it from the event loop thread (where children are
     spawned), so a child is always owned before its SIGCHLD is handled.
     """
+    global _reads, _adopted
     reaped = []
+    adopted = False
     # Adopted orphans go to our main thread (see marks.children_of): one small read,
     # since this runs on every SIGCHLD, our own children's exits included.
     for pid in marks.children_of(os.getpid(), main_thread_only=True):
-        if pid in _spawned or marks.state(pid) != "Z":
+        if pid in _spawned:
+            continue
+        if marks.state(pid) != "Z":
+            adopted = True  # a live orphan: it may carry a task's mark
             continue
         try:
             got, _status = os.waitpid(pid, os.WNOHANG)
@@ -145,6 +154,23 @@ def reap() -> list[int]:
             continue
         if got:
             reaped.append(pid)
+        else:
+            adopted = True
+    _reads += 1
+    _adopted = adopted
     if reaped:
         log.debug("reaped adopted orphans", extra={"pids": reaped})
     return reaped
+
+
+def reads() -> int:
+    """How many times reap() has looked at our children so far."""
+    return _reads
+
+
+def adopted_after(read: int) -> bool | None:
+    """Whether the newest look at our children found a live orphan, if that look came
+    after `read` (a count from reads()); None if none did. A child's end check asks this
+    instead of reading /proc again: the SIGCHLD of its exit makes that look, and the
+    kernel hands over its orphans before it signals the exit (issue 9)."""
+    return _adopted if _reads > read else None
