@@ -33,7 +33,8 @@ wall clock set back between runs.
 
 from __future__ import annotations
 
-import secrets
+import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -287,6 +288,9 @@ _STATES: dict[str, TaskState] = {str(s): s for s in TaskState}
 FIELD_NAMES = _FIELD_NAMES
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# The suffix only keeps ids apart after a clock set back with the store lost: it need
+# not be secret, so one seed from the OS, not a getrandom syscall per character.
+_SUFFIXES = random.Random(os.urandom(16))
 
 
 def _base36(n: int) -> str:
@@ -325,5 +329,5 @@ class IdGenerator:
 
     def new(self) -> str:
         self.last = max(self.last + 1, int(time.time() * 1000))
-        suffix = "".join(secrets.choice(_ALPHABET) for _ in range(self.SUFFIX))
+        suffix = "".join(_SUFFIXES.choice(_ALPHABET) for _ in range(self.SUFFIX))
         return _base36(self.last) + suffix
