@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aiwgd.autostart import install
-from aiwgd.autostart.install import Agent, AutostartError
-from aiwgd.cli.daemonctl import CtlError
 from aiwgd.cli.options import Json, Root, emit, paths_for, want_json
+
+if TYPE_CHECKING:
+    from aiwgd.autostart.install import Agent
+
+# aiwgd.autostart and daemonctl are imported by the commands that run, not here:
+# `aiwg --help` imports this module for its short help (a benchmarked start-up).
 
 autostart_app = typer.Typer(
     no_args_is_help=True,
@@ -25,6 +28,10 @@ Platform = Annotated[str | None, typer.Option("--platform", hidden=True, help="l
 
 
 def _agent(root: str | None, platform: str | None) -> Agent:
+    from aiwgd.autostart import install
+    from aiwgd.autostart.install import AutostartError
+    from aiwgd.cli.daemonctl import CtlError
+
     try:
         return install.plan(paths_for(root).root, platform or install.current_platform())
     except AutostartError as exc:
@@ -32,6 +39,10 @@ def _agent(root: str | None, platform: str | None) -> Agent:
 
 
 def _done(agent: Agent, action: str, dry_run: bool, json_out: bool) -> None:
+    from aiwgd.autostart import install
+    from aiwgd.autostart.install import AutostartError
+    from aiwgd.cli.daemonctl import CtlError
+
     if dry_run:
         lines = install.dry_run(agent, action)
         data: dict[str, Any] = {"dry_run": True, "path": str(agent.path), "lines": lines}
@@ -82,6 +93,8 @@ def render_status(s: dict[str, Any]) -> str:
 @autostart_app.command()
 def status(platform: Platform = None, root: Root = None, json_out: Json = False) -> None:
     """What is installed, whether it is current, whether it runs and answers."""
+    from aiwgd.autostart import install
+
     result = install.status(_agent(root, platform))
     emit(result, want_json(json_out), render_status(result))
 
