@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     from aiwgd.infra.malloc import limit_arenas
 
     limit_arenas()
+    # The youngest generation is collected every 10,000 allocations, not 700: a short
+    # task allocates a few thousand objects (records, events, futures) and leaves no
+    # cycles, so the default made several collections a task, 15 us of it (issue 9).
+    import gc
+
+    gc.set_threshold(10_000, 10, 10)
 
     import aiwgd
     from aiwgd.config import Paths, resolve_root
