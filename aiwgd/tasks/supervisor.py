@@ -308,10 +308,7 @@ class Supervisor(TaskQueries, Subsystem):
             self.pauses.ended(task.id)
         self._slots.free(task.id)  # really gone: the next task need not wait for the disk
         self._pump()
-        # One loop turn, so the next task's running line (its job's first step, next
-        # turn) and this end's line go to the journal together: one fsync before that
-        # spawn, not this end's and then its own (issue 9).
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the next task's running line shares this end's fsync
         await recorded.settle()
         state, error = outcome(ending, timeout)
         state, error, said = self.agents.finish(task.id, state, error)  # stream-json
