@@ -33,6 +33,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -105,7 +106,8 @@ class _Io:
         os.set_blocking(read_fd, False)
         self.loop.add_reader(read_fd, self._readable)
         self._pidfd: int | None = None
-        self.exit_read = -1  # set at the exit: see Child._strays_possible
+        # reaper.reads() at the exit (Child._strays_possible); until then no look counts.
+        self.exit_read = sys.maxsize
         try:
             self._pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):

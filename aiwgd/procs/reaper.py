@@ -8,10 +8,11 @@ end-of-attempt sweep (aiwgd.procs.child) finds it among the daemon's own descend
 the mark in its environment. Elsewhere this is a no-op, logged once.
 
 Adopted orphans that exit become the daemon's zombies. `reap()` (run on SIGCHLD)
-collects them, but never one of our own children: those are `subprocess.Popen`
-objects whose exit status `aiwgd.procs.child` reads through a pidfd and `poll()`, and
-a `waitpid(-1)` here would steal it (Popen would then report exit code 0). So the
-zombies are listed from /proc and only PIDs that no live Popen owns are waited for.
+collects them, but never one of our own children: those are started by
+aiwgd.procs.spawn (a Popen or a posix_spawn'd `Spawned`), whose exit status
+`aiwgd.procs.child` reads through a pidfd and `poll()`, and a `waitpid(-1)` here would
+steal it (the owner would then report exit code 0). So the zombies are listed from
+/proc and only PIDs that none of ours owns are waited for.
 Anything in the daemon that starts a process must do so through aiwgd.procs.child.
 
 As a PID namespace's init (a container's main process, no tini) every orphan in the
@@ -52,7 +53,8 @@ PR_GET_CHILD_SUBREAPER = 37
 
 _active = False
 _warned = False
-# PIDs of our own children (Popen objects) not yet reaped by their owner: never ours to wait for.
+# PIDs of our own children (aiwgd.procs.spawn) not yet reaped by their owner: never ours
+# to wait for.
 _spawned: set[int] = set()
 _reads = 0  # looks at our children by reap()
 _adopted = False  # the newest look found a child that is not one of _spawned
