@@ -29,6 +29,10 @@ def _running_pid(d: DaemonProc, task_id: str) -> int:
     return found
 
 
+def _fds(pid: int) -> dict[int, str]:
+    return {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
 def _status(pid: int, key: str) -> str:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -48,8 +52,20 @@ def test_a_child_gets_its_stdio_and_nothing_else(
     pid = _running_pid(d, task["id"])
     try:
         assert len(os.listdir(f"/proc/{d.pid}/fd")) > 12  # socket, journal, logs, pipes...
-        fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-        assert set(fds) == {0, 1, 2}, fds
+        # `sleep` opens locale files of its own while it starts and closes them again;
+        # an fd inherited from the daemon would stay open for good, so wait for the
+        # settled set rather than reading it once.
+        seen: list[dict[int, str]] = []
+
+        def settled() -> bool:
+            seen.append(_fds(pid))
+            return set(seen[-1]) == {0, 1, 2}
+
+        try:
+            wait_for(settled, 5, "the child's fds to be 0, 1, 2 only")
+        except AssertionError:
+            raise AssertionError(f"the child holds more than its stdio: {seen[-1]}") from None
+        fds = seen[-1]
         assert fds[0] == os.devnull
         assert fds[1] == fds[2] and fds[1].startswith("pipe:")
         assert os.getsid(pid) == pid and os.getpgid(pid) == pid
