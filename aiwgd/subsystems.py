@@ -11,6 +11,7 @@ scheduler. The watchdog starts after what it must spare (tasks, services) is kno
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiwgd.actions.runner import ActionRunner
 from aiwgd.agents.budget import AgentBudget
@@ -33,7 +34,9 @@ from aiwgd.schedule.scheduler import Scheduler
 from aiwgd.services import methods as services_methods
 from aiwgd.services.manager import Services
 from aiwgd.tasks import methods as tasks_methods
+from aiwgd.tasks.executors import methods as executor_methods
 from aiwgd.tasks.executors.local import LocalExecutor
+from aiwgd.tasks.executors.routing import Executors, RemoteExecutor
 from aiwgd.tasks.store.store import TaskStore
 from aiwgd.tasks.supervisor import Supervisor
 from aiwgd.watch.watcher import FileWatcher
@@ -86,11 +89,13 @@ def build(
     store = TaskStore(paths, config.tasks, router)
     children = ChildRegistry()
     agents = AgentBudget(config, store, router.publish)  # stream-json runs, budgets
-    executor = LocalExecutor(config, paths.root, lifecycle, children, agents)
+    local = LocalExecutor(config, paths.root, lifecycle, children, agents)
+    executor = Executors(local, config, lambda name, cfg: _remote_executor(name, cfg, paths.root))
     supervisor = Supervisor(
         config, paths.root, store, lifecycle, executor, usage_of=children.usage_of, agents=agents
     )
     tasks_methods.register(api, supervisor)
+    executor_methods.register(api, executor)
 
     services = Services(config, paths, router, children, lifecycle)
     services_methods.register(api, services)
@@ -128,3 +133,10 @@ def build(
         watchdog=watchdog,
         children=children,
     )
+
+
+def _remote_executor(name: str, config: Config, root: Path) -> RemoteExecutor:
+    # Imported here: rq and redis are loaded only by a daemon that has an executor.
+    from aiwgd.remote.executor import RqExecutor
+
+    return RqExecutor(name, config.executors[name], config, root)

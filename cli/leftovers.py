@@ -200,7 +200,8 @@ def _marked(paths: Paths) -> list[marks.MarkedProcess]:
     where = {ROOT_MARK: str(paths.root)}
     services = marks.find_marked(SERVICE_MARK, where=where)
     return [
-        *marks.find_marked(TASK_MARK, where=where),
+        # A worker's children (aiwgd.remote) carry AIWG_EXECUTION too: not the daemon's.
+        *marks.find_marked(TASK_MARK, where=where, without=("AIWG_EXECUTION",)),
         *(ServiceProcess(p.pid, p.create_time, p.value, p.name, p.ppid) for p in services),
     ]
 
@@ -211,6 +212,8 @@ def find(paths: Paths) -> list[Leftover]:
     service mark."""
     found: dict[int, Leftover] = {}
     for task_id, runner in running_tasks(paths).items():
+        if runner is not None and "executor" in runner:
+            continue  # an attempt on a remote worker: it goes on, the next start follows it
         for pid in _recorded(runner):
             found[pid] = Leftover(pid, marks.create_time(pid), marks.name_of(pid), task_id)
     for rec in running_services(paths):

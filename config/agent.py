@@ -67,6 +67,11 @@ class AgentSection:
         "stream-json: session id, answer, tokens and cost are read from it)",
     )
     budget: BudgetSection = spec(factory=BudgetSection, doc="spending limits (stream-json)")
+    executor: str | None = spec(
+        None,
+        min_len=1,
+        doc="where prompt tasks run unless they say (default: tasks.default_executor)",
+    )
     isolate: str | None = spec(
         None,
         choices=("worktree", "none"),

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from aiwgd.config.agent import AgentSection
 from aiwgd.config.events import EventsSection
+from aiwgd.config.executors import RqExecutorConfig, executors_issues
 from aiwgd.config.monitor import MonitorSection
 from aiwgd.config.schema import spec
 from aiwgd.config.services import Service, services_issues
@@ -321,6 +322,18 @@ class Config:
     monitor: MonitorSection = spec(factory=MonitorSection)
     watchdog: WatchdogSection = spec(factory=WatchdogSection)
     services: dict[str, Service] = spec(factory=dict, doc="long-running programs")
+    executors: dict[str, RqExecutorConfig] = spec(
+        factory=dict, doc='where else attempts run: {NAME: {type: "rq", url, ...}}'
+    )
 
     def validate(self) -> list[tuple[str, str]]:
-        return _duplicate_ids("rules", [r.id for r in self.rules]) + services_issues(self.services)
+        named = [
+            ("tasks.default_executor", self.tasks.default_executor),
+            ("agent.executor", self.agent.executor),
+            *((f"tasks.groups.{g}.executor", grp.executor) for g, grp in self.tasks.groups.items()),
+        ]
+        return (
+            _duplicate_ids("rules", [r.id for r in self.rules])
+            + services_issues(self.services)
+            + executors_issues(self.executors, named)
+        )

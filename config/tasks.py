@@ -32,6 +32,9 @@ class TaskGroup:
     max_parallel: int = spec(
         1, ge=1, le=10_000, doc="tasks of the group running at once (within the global cap)"
     )
+    executor: str | None = spec(
+        None, min_len=1, doc="where the group's tasks run unless they say (an executors name)"
+    )
 
 
 @dataclass
@@ -72,6 +75,9 @@ class TasksSection:
         10_000, ge=10, le=10_000_000, doc="journal entries before tasks.json is rewritten"
     )
     prune_interval_minutes: float = spec(60, gt=0, le=10_080, doc="how often to prune")
+    default_executor: str = spec(
+        "local", min_len=1, doc='where tasks run unless they say: "local" or an executors name'
+    )
     groups: dict[str, TaskGroup] = spec(
         factory=dict,
         doc="named groups a task may join (task.submit group); each with its own "

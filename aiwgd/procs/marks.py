@@ -257,9 +257,10 @@ def find_marked(
     where: Mapping[str, str] | None = None,
     under: int | None = None,
     skip: Collection[int] = (),
+    without: Collection[str] = (),
 ) -> list[MarkedProcess]:
     """Live processes whose environment has `name` (equal to `value` when given) and
-    every pair of `where`.
+    every pair of `where`, and none of the names in `without`.
 
     `under`: look only among the descendants of that PID (the daemon passes its own:
     as a child subreaper it adopts every orphan of its children, so that is where
@@ -269,6 +270,7 @@ def find_marked(
     thread in async code.
     """
     want = {name.encode(): value, **{k.encode(): v for k, v in (where or {}).items()}}
+    unwanted = [k.encode() for k in without]
     pids: Iterable[int] = _descendants(under, skip) if under is not None else _all_pids()
     me = os.getpid()
     out: list[MarkedProcess] = []
@@ -280,6 +282,8 @@ def find_marked(
             continue  # gone, a zombie, a kernel thread or another uid's
         found = {k: _env_value(env, k) for k in want}
         if any(v is None or want[k] not in (None, v) for k, v in found.items()):
+            continue
+        if any(_env_value(env, k) is not None for k in unwanted):
             continue
         f = _stat_fields(pid)
         if f is None or f[0] in (b"Z", b"X"):

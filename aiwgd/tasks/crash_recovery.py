@@ -8,24 +8,33 @@ recorded PID + create time and by the AIWG_TASK_ID mark in the processes'
 environment, which also covers an attempt whose runner was never recorded), the
 attempt is recorded interrupted and handled per its interrupt policy
 (aiwgd.tasks.retries), and one sweep stops anything else an earlier run started.
+
+An attempt on a remote executor is not recovered: it may well still run on its worker,
+so it is handed back to be re-attached (its state stays running).
 """
 
 from __future__ import annotations
 
 import logging
 
-from aiwgd.tasks.executors.base import Executor
+from aiwgd.tasks.executors.routing import Executors
+from aiwgd.tasks.model import Task
 from aiwgd.tasks.store.store import TaskStore
 
 # The supervisor's logger: these lines are part of its start, as they always were.
 log = logging.getLogger("aiwgd.supervisor")
 
 
-async def recover(store: TaskStore, executor: Executor) -> int:
+async def recover(store: TaskStore, executor: Executors) -> tuple[int, list[Task]]:
     """Stop what an earlier run left and record its attempts interrupted; returns how
-    many tasks were found running (the supervisor's `recovered` total)."""
+    many tasks were found running (the supervisor's `recovered` total) and the remote
+    attempts to re-attach to."""
     recovered = 0
+    reattach: list[Task] = []
     for task in store.found_running():
+        if executor.reattachable(task):
+            reattach.append(task)
+            continue
         hit = await executor.recover(task)
         if hit:
             log.warning(
@@ -40,4 +49,4 @@ async def recover(store: TaskStore, executor: Executor) -> int:
         log.warning("stopped processes an earlier run left", extra={"task": task_id, "pids": pids})
     for task in store.interrupted():  # a crash between the two updates
         await store.recover(task.id)
-    return recovered
+    return recovered, reattach

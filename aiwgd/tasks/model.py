@@ -212,6 +212,9 @@ class Task:
     start_at: float | None = None
     group: str | None = None
     rerun_of: str | None = None
+    # Where its attempts run: None for the daemon itself ("local"), else the name of a
+    # config `executors` entry (aiwgd.remote), decided at submit.
+    executor: str | None = None
 
     def previous_attempt_fields(self) -> dict[str, Any]:
         """What a new attempt's running record clears: only what an earlier attempt left
@@ -261,7 +264,7 @@ class Task:
         except (KeyError, TypeError):
             raise ValueError(f"{task.state!r} is not a task state") from None
         # Values repeated across thousands of tasks share one string object.
-        for name in ("source", "agent", "cwd", "on_interrupt"):
+        for name in ("source", "agent", "cwd", "on_interrupt", "executor"):
             value = getattr(task, name)
             if type(value) is str:
                 setattr(task, name, sys.intern(value))

@@ -133,6 +133,8 @@ class PauseControl:
         slot = self._held().get(task_id)
         if slot is None or slot.attempt is None or not self.pauses.running(task_id):
             return None
+        if slot.executor is not None:
+            return None  # its pgid is on a worker's host, not here
         pgid = slot.attempt.placement().get("pgid")
         return pgid if isinstance(pgid, int) else None
 
@@ -149,6 +151,12 @@ class PauseControl:
             return {"group": group, "paused": True, "tasks": hit}
         assert task_id is not None
         task = self._task(task_id)
+        if task.executor is not None and task.state == TaskState.RUNNING:
+            raise errors.Conflict(
+                f"task {task_id} runs on executor {task.executor}: only local tasks can be "
+                "paused (a queued one waits if you pause its group)",
+                {"id": task_id, "executor": task.executor},
+            )
         if task.state != TaskState.RUNNING or (pgid := self._pgid(task_id)) is None:
             raise errors.Conflict(
                 f"task {task_id} is {task.state}; only a running task can be paused "

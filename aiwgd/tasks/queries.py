@@ -15,7 +15,7 @@ from aiwgd.agents.budget import AgentBudget
 from aiwgd.config import Config
 from aiwgd.tasks.gates import Gates
 from aiwgd.tasks.model import Task, TaskState
-from aiwgd.tasks.queue import TaskQueue
+from aiwgd.tasks.queue import Queues
 from aiwgd.tasks.slot import Slots
 from aiwgd.tasks.store.store import TaskStore
 from aiwgd.tasks.waiters import Waiters
@@ -28,7 +28,7 @@ class TaskQueries:
     totals: dict[str, int]
     agents: AgentBudget
     _slots: Slots
-    _queue: TaskQueue
+    _queue: Queues
     _waiters: Waiters
     _gates: Gates
     _accepting: bool

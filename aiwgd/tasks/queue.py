@@ -109,3 +109,48 @@ class TaskQueue:
         for handle, _ in self._delayed.values():
             handle.cancel()
         self._delayed.clear()
+
+
+class Queues:
+    """One TaskQueue per executor (None: the daemon itself), each drained under its own
+    cap, so a full executor never holds back another's tasks and a pump looks only at
+    queues with room. `where(task_id)` names a queued task's executor."""
+
+    def __init__(self, on_ready: Callable[[], None], where: Callable[[str], str | None]) -> None:
+        self._on_ready = on_ready
+        self._where = where
+        self.local = TaskQueue(on_ready)
+        self.by_executor: dict[str | None, TaskQueue] = {None: self.local}
+
+    def of(self, executor: str | None) -> TaskQueue:
+        queue = self.by_executor.get(executor)
+        if queue is None:
+            queue = self.by_executor[executor] = TaskQueue(self._on_ready)
+        return queue
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.by_executor.values())
+
+    @property
+    def waiting_retry(self) -> int:
+        return sum(q.waiting_retry for q in self.by_executor.values())
+
+    def push(
+        self, task_id: str, priority: int, retry_at: float | None = None, *later: float | None
+    ) -> None:
+        self.of(self._where(task_id)).push(task_id, priority, retry_at, *later)
+
+    def position(self, task_id: str) -> tuple[int, int] | None:
+        """Its place among the tasks waiting for the same executor."""
+        return self.of(self._where(task_id)).position(task_id)
+
+    def unpark(self, blocked: Callable[[Key], bool]) -> None:
+        for queue in self.by_executor.values():
+            queue.unpark(blocked)
+
+    def discard(self, task_id: str) -> None:
+        self.of(self._where(task_id)).discard(task_id)
+
+    def cancel_timers(self) -> None:
+        for queue in self.by_executor.values():
+            queue.cancel_timers()

@@ -22,6 +22,7 @@ class Slot:
     """A task holding a slot: from before its start until its processes are gone."""
 
     task_id: str
+    executor: str | None = None  # where it runs (None: the daemon itself)
     attempt: Attempt | None = None
     reason: EndReason | None = None  # a stop asked for before the attempt existed
     job: asyncio.Task[None] | None = None
@@ -49,12 +50,18 @@ class Slots:
         self.held: dict[str, Slot] = {}
         self.closing: dict[str, Slot] = {}  # slot freed, final state being recorded
         self.max_active = 0  # the most held at once since start
+        # Held slots per executor (None: local): each executor has its own cap.
+        self._count: dict[str | None, int] = {None: 0}
 
     def __len__(self) -> int:
         return len(self.held)
 
-    def take(self, task_id: str) -> Slot:
-        slot = self.held[task_id] = Slot(task_id)
+    def count(self, executor: str | None) -> int:
+        return self._count.get(executor, 0)
+
+    def take(self, task_id: str, executor: str | None = None) -> Slot:
+        slot = self.held[task_id] = Slot(task_id, executor)
+        self._count[executor] = self._count.get(executor, 0) + 1
         self.max_active = max(self.max_active, len(self.held))
         return slot
 
@@ -62,6 +69,7 @@ class Slots:
         """Its processes are gone: the slot is free; the task closes."""
         slot = self.held.pop(task_id, None)
         if slot is not None:
+            self._count[slot.executor] -= 1
             self.closing[task_id] = slot
 
     def closed(self, task_id: str) -> None:

@@ -27,6 +27,7 @@ from aiwgd import errors
 from aiwgd.config import Config
 from aiwgd.config.limits import Limits
 from aiwgd.config.schema import ValidationError, dump, parse, show, spec
+from aiwgd.tasks.executors.choice import choose_executor
 from aiwgd.tasks.model import (
     ENV_REDACTED,
     ON_INTERRUPT,
@@ -167,6 +168,13 @@ class SubmitParams:
     )
     delay_s: float | None = spec(None, ge=0, le=MAX_TIMEOUT_S * 52, doc="start after this long")
     group: str | None = spec(None, min_len=1, max_len=200, doc="a group of tasks.groups")
+    executor: str | None = spec(
+        None,
+        min_len=1,
+        max_len=64,
+        doc='where it runs: "local" (this daemon) or a name of config executors '
+        "(default: its group's, agent.executor for prompts, tasks.default_executor)",
+    )
 
 
 @dataclass
@@ -312,8 +320,16 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: st
         if not p.command[0]:
             raise invalid(["command[0]: must name a program"])
     try:
+        executor = choose_executor(config, p.executor, p.group, p.prompt is not None, bool(p.env))
+    except ValueError as exc:
+        raise invalid([str(exc)]) from None
+    try:
         cwd = str(root) if p.cwd is None else resolve_cwd(p.cwd, root, config)
-        if p.command is not None:
+        if executor is not None:
+            # Run elsewhere: its program is looked up, and allowed or not, on the worker
+            # (its PATH, its own agent.allowed_commands), when the attempt starts there.
+            argv = p.command or agent_argv(config, p.prompt or "", p.agent)
+        elif p.command is not None:
             argv = list(p.command)
             argv[0] = _program(argv[0], cwd, config, "command[0]")
             check_allowed(p.command[0], argv[0], config, root)
@@ -349,6 +365,7 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: st
         metadata=dict(p.metadata),
         # Kept even when empty: `{}` says "no limits", overriding agent.limits.
         limits=None if p.limits is None else dump(p.limits),
+        executor=executor,
     )
 
 

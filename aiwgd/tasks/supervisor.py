@@ -50,14 +50,15 @@ from aiwgd.config import Config
 from aiwgd.lifecycle import Lifecycle, Subsystem
 from aiwgd.procs.child import Exit
 from aiwgd.tasks.crash_recovery import recover
-from aiwgd.tasks.executors.base import Ending, EndReason, Executor, SpawnError, outcome
+from aiwgd.tasks.executors.base import Attempt, Ending, EndReason, SpawnError, outcome
+from aiwgd.tasks.executors.routing import Executors
 from aiwgd.tasks.failsafe import FailSafe
 from aiwgd.tasks.gates import Gates, rerun_params
 from aiwgd.tasks.groups import Groups
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.pause import PauseControl, Pauses
 from aiwgd.tasks.queries import TaskQueries
-from aiwgd.tasks.queue import TaskQueue
+from aiwgd.tasks.queue import Queues
 from aiwgd.tasks.retries import retry_delay
 from aiwgd.tasks.runner_record import RunnerRecord
 from aiwgd.tasks.slot import Slot, Slots
@@ -84,7 +85,7 @@ class Supervisor(TaskQueries, Subsystem):
         root: Path,
         store: TaskStore,
         lifecycle: Lifecycle,
-        executor: Executor,
+        executor: Executors,
         usage_of: Callable[[str], dict[str, Any] | None] | None = None,
         agents: AgentBudget | None = None,
     ) -> None:
@@ -95,7 +96,7 @@ class Supervisor(TaskQueries, Subsystem):
         self.executor = executor
         # A running task's latest resource usage, by owner ("task:<id>"): the monitor's.
         self._usage_of = usage_of
-        self._queue = TaskQueue(self._pump)
+        self._queue = Queues(self._pump, self._executor_of)
         self._slots = Slots()
         self._waiters = Waiters()
         self._failsafe = FailSafe(store, self._recorded_failed)
@@ -114,10 +115,15 @@ class Supervisor(TaskQueries, Subsystem):
             self.pauses, self.groups, store, lambda: self._slots.held, self._pump
         )
         self._background: set[asyncio.Task[None]] = set()
+        executor.set_current(self._current_attempt)
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        self.totals["recovered"] += await recover(self.store, self.executor)
+        recovered, remote = await recover(self.store, self.executor)
+        self.totals["recovered"] += recovered
+        for task in remote:  # still running on a worker: followed again, not re-run
+            slot = self._slots.take(task.id, task.executor)
+            slot.job = asyncio.create_task(self._run(slot, task, reattach=True))
         self.agents.load()  # the day's agent spend so far, from the stored tasks
         for task in self.store.queued():  # creation order: FIFO within a priority
             self._queue.push(task.id, task.priority, task.retry_at, task.start_at)
@@ -140,6 +146,7 @@ class Supervisor(TaskQueries, Subsystem):
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
         self._failsafe.cancel()
+        await self.executor.close()
         self.agents.stop()
         self._waiters.notify_all()
         await self.isolation.stop()
@@ -166,6 +173,7 @@ class Supervisor(TaskQueries, Subsystem):
             "max_active": self._slots.max_active,
             "counts": self.store.counts(),
             "totals": dict(self.totals),
+            "executors": self.executor.health(),
         }
 
     # ---- submitting and queueing -----------------------------------------------------
@@ -181,9 +189,10 @@ class Supervisor(TaskQueries, Subsystem):
         task = prepare(p, source, self.config, self.root, self.store.new_id())
         task = self._gates.admit(p, task, rerun_of)  # after, run_at / delay_s, group, name
         task = await self.isolation.admit(p, task)
+        await self.executor.admit(task)  # a remote executor's Redis answers
         at_once = not self._submitting and not self.agents.must_wait(task.prompt is not None)
         at_once = at_once and self._gates.at_once(task)
-        if at_once and len(self._slots) < self.config.daemon.max_parallel_actions:
+        if at_once and self._slots.count(task.executor) < self.executor.cap(task.executor):
             # A slot is free and no earlier submission is still on its way to the queue
             # (a free slot means nothing queued is ready): what _pump would start next.
             return await self._start_at_once(task)
@@ -213,7 +222,7 @@ class Supervisor(TaskQueries, Subsystem):
         fsync before the spawn instead of two. Its job owns the write, so a submitter
         that goes away does not stop the task; the submitter is told of it as queued
         (and of a refused write as for any submission) once it is durable."""
-        slot = self._slots.take(task.id)
+        slot = self._slots.take(task.id, task.executor)
         added = asyncio.ensure_future(self.store.add(task, start=True))
         slot.job = asyncio.create_task(self._run(slot, task, added), name=f"task-{task.id}")
         return await asyncio.shield(added)
@@ -228,16 +237,27 @@ class Supervisor(TaskQueries, Subsystem):
             job = asyncio.create_task(self._dependency_failed(failed_id, why))
             self._background.add(job)
             job.add_done_callback(self._background.discard)
-        cap = self.config.daemon.max_parallel_actions
-        while len(self._slots) < cap:
-            task_id = self._queue.pop(self._gates.hold)
-            if task_id is None:
-                return
-            task = self.store.get(task_id)
-            if task is None or task.state != S.QUEUED or self.agents.hold(task):
-                continue
-            slot = self._slots.take(task_id)
-            slot.job = asyncio.create_task(self._run(slot, task), name=f"task-{task_id}")
+        for executor, queue in self._queue.by_executor.items():
+            cap = self.executor.cap(executor)
+            while self._slots.count(executor) < cap:
+                task_id = queue.pop(self._gates.hold)
+                if task_id is None:
+                    break
+                task = self.store.get(task_id)
+                if task is None or task.state != S.QUEUED or self.agents.hold(task):
+                    continue
+                slot = self._slots.take(task_id, executor)
+                slot.job = asyncio.create_task(self._run(slot, task), name=f"task-{task_id}")
+
+    def _executor_of(self, task_id: str) -> str | None:
+        task = self.store.get(task_id)
+        return task.executor if task is not None else None
+
+    def _current_attempt(self, task_id: str) -> int | None:
+        """The attempt of `task_id` running now, if any (a remote result is checked
+        against it)."""
+        task = self.store.get(task_id) if task_id in self._slots.held else None
+        return task.attempt if task is not None and task.state == S.RUNNING else None
 
     async def _dependency_failed(self, task_id: str, why: str) -> None:
         try:
@@ -249,9 +269,16 @@ class Supervisor(TaskQueries, Subsystem):
         self._pump()  # its own dependents fail in turn
 
     # ---- running one task ------------------------------------------------------------
-    async def _run(self, slot: Slot, task: Task, added: asyncio.Future[Task] | None = None) -> None:
+    async def _run(
+        self,
+        slot: Slot,
+        task: Task,
+        added: asyncio.Future[Task] | None = None,
+        reattach: bool = False,
+    ) -> None:
         """One attempt in its slot. `added`: the task's combined queued + running record
-        on its way to disk (_start_at_once); nothing starts unless it is taken."""
+        on its way to disk (_start_at_once); nothing starts unless it is taken.
+        `reattach`: a remote attempt an earlier daemon run started, followed again."""
         try:
             if added is not None:
                 try:
@@ -259,7 +286,14 @@ class Supervisor(TaskQueries, Subsystem):
                 except Exception:
                     return  # refused: nothing was stored, the submitter is told why
                 self.totals["submitted"] += 1
-            await self._attempt(slot, task, recorded_running=added is not None)
+            if reattach:
+                log_path = self.store.log_file(task)
+                notify = self._notifier(task.id)
+                attempt = await self.executor.reattach(task, log_path, notify)
+                ran = time.time() - (task.started_at or time.time())
+                await self._follow(slot, task, attempt, ran)
+            else:
+                await self._attempt(slot, task, recorded_running=added is not None)
         except Exception:
             log.exception("task run failed", extra={"task": task.id})
             if slot.attempt is not None:
@@ -280,27 +314,34 @@ class Supervisor(TaskQueries, Subsystem):
     async def _attempt(self, slot: Slot, task: Task, recorded_running: bool = False) -> None:
         """Run the task's current attempt (`recorded_running`: already durable as such)."""
         log_path = self.store.log_file(task)
-        timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
         if not recorded_running and not await self._record_running(slot, task):
             return
         if (reason := slot.pending_stop()) is not None:  # asked for while that was written
+            timeout = task.timeout_s or 0.0  # only read by a TIMEOUT, which needs a clock
             await self._ended(task, *outcome(Ending(NO_EXIT, reason), timeout), NO_EXIT, "")
             return
         try:
             run = await self.isolation.enter(task)  # its worktree, if isolated
-            attempt = await self.executor.start(
-                run, log_path, lambda: self._waiters.notify(task.id)
-            )
+            attempt = await self.executor.start(run, log_path, self._notifier(task.id))
         except (SpawnError, IsolationFailed) as exc:
             await self._ended(task, S.FAILED, str(exc), NO_EXIT, "")
             return
-        slot.attach(attempt)
         self.totals["started"] += 1
+        await self._follow(slot, task, attempt)
+
+    def _notifier(self, task_id: str) -> Callable[[], None]:
+        return lambda: self._waiters.notify(task_id)
+
+    async def _follow(self, slot: Slot, task: Task, attempt: Attempt, ran: float = 0.0) -> None:
+        """From the attempt's start (or re-attach: it `ran` so long) until its end is
+        recorded."""
+        slot.attach(attempt)
+        timeout = task.timeout_s or self.config.daemon.action_timeout_minutes * 60
         # Where it runs: journalled only if it still runs in a moment (see
         # runner_record), and awaited before the final state.
         recorded = RunnerRecord(self.store, task.id, attempt)
         # The timeout runs on a clock that task.pause stops (aiwgd.tasks.pause).
-        self.pauses.clock(task.id, timeout, lambda: slot.stop(EndReason.TIMEOUT))
+        self.pauses.clock(task.id, max(0.0, timeout - ran), lambda: slot.stop(EndReason.TIMEOUT))
         self.pausing.started(task)
         try:
             ending: Ending = await attempt.wait(UNTIMED)
@@ -310,6 +351,8 @@ class Supervisor(TaskQueries, Subsystem):
         self._pump()
         await asyncio.sleep(0)  # the next task's running line shares this end's fsync
         await recorded.settle()
+        if ending.reason == EndReason.DETACHED:
+            return  # it goes on remotely; the next start re-attaches to it
         state, error = outcome(ending, timeout)
         state, error, said = self.agents.finish(task.id, state, error)  # stream-json
         await self._ended(task, state, error, ending.exit, attempt.output_tail(), said)

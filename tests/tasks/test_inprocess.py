@@ -16,6 +16,7 @@ from aiwgd.lifecycle import Lifecycle
 from aiwgd.monitor.sampler import Sampler
 from aiwgd.procs.registry import ChildRegistry
 from aiwgd.tasks.executors.local import LocalExecutor
+from aiwgd.tasks.executors.routing import Executors, RemoteExecutor
 from aiwgd.tasks.store.store import TaskStore
 from aiwgd.tasks.supervisor import Supervisor
 from tests.taskhelp import prog
@@ -28,6 +29,10 @@ class Running:
     lifecycle: Lifecycle
 
 
+def _no_remote(name: str, config: Config) -> RemoteExecutor:
+    raise AssertionError(f"no executor {name} is configured here")
+
+
 @asynccontextmanager
 async def supervisor_in(root: Path, cap: int = 2) -> AsyncIterator[Running]:
     config = Config()
@@ -37,9 +42,8 @@ async def supervisor_in(root: Path, cap: int = 2) -> AsyncIterator[Running]:
     paths.daemon_dir.mkdir(parents=True, exist_ok=True)
     lifecycle, children = Lifecycle(), ChildRegistry()
     store = TaskStore(paths, config.tasks, None)
-    sup = Supervisor(
-        config, root, store, lifecycle, LocalExecutor(config, root, lifecycle, children)
-    )
+    local = LocalExecutor(config, root, lifecycle, children)
+    sup = Supervisor(config, root, store, lifecycle, Executors(local, config, _no_remote))
     await store.start()
     await sup.start()
     try:

@@ -38,6 +38,12 @@ class EndReason(StrEnum):
     SHUTDOWN = "shutdown"
     LIMIT = "limit"  # over a resource limit (the monitor); `Ending.detail` says which
     BUDGET = "budget"  # over agent.budget; `Ending.detail` is the error
+    # A remote attempt whose worker went silent (`Ending.detail` says which): it may
+    # still run there, cut off, and is stopped when the worker is heard from again.
+    LOST = "lost"
+    # The daemon stops but a remote attempt goes on: nothing is recorded, the task
+    # stays running on disk and the next start re-attaches to it.
+    DETACHED = "detached"
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ def outcome(ending: Ending, timeout: float) -> tuple[TaskState, str | None]:
         return S.FAILED, f"killed: {ending.detail or 'over a resource limit'}"
     if ending.reason == EndReason.BUDGET:
         return S.FAILED, ending.detail or "budget: over the agent budget"
+    if ending.reason == EndReason.LOST:
+        return S.INTERRUPTED, f"interrupted: {ending.detail or 'its worker was lost'}"
     if ending.exit.code == 0:
         return S.COMPLETED, None
     return S.FAILED, describe_exit(ending.exit)

@@ -54,6 +54,9 @@ FIRST_READ_S = 1.0  # the first running cost from the log: soon, but not per chu
 
 TASK_MARK = "AIWG_TASK_ID"
 ROOT_MARK = "AIWG_ROOT"
+# An `aiwg worker` on this host with the project as its root marks its children so too,
+# and these as well (aiwgd.remote.keys): they are the worker's, never this daemon's.
+REMOTE_MARKS = ("AIWG_EXECUTION",)
 
 
 class LocalExecutor:
@@ -148,7 +151,8 @@ class LocalExecutor:
         carries this project's mark: at start-up none of them is ours yet."""
 
         def scan() -> list[marks.MarkedProcess]:
-            return marks.find_marked(TASK_MARK, task_id, where={ROOT_MARK: str(self.root)})
+            where = {ROOT_MARK: str(self.root)}
+            return marks.find_marked(TASK_MARK, task_id, where=where, without=REMOTE_MARKS)
 
         found = await asyncio.to_thread(scan)
         if not found:
