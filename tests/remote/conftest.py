@@ -79,17 +79,19 @@ class RedisServer:
             start_new_session=True,
         )
 
-        def answers() -> bool:
+        def answers_or_gone() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"redis-server exited {self.proc.returncode}: {self.logs()}")
+                return True
             with self.client(timeout=1.0) as c:
                 return bool(c.ping())
 
         try:
-            wait_for(answers, timeout, "redis-server to answer PING")
+            wait_for(answers_or_gone, timeout, "redis-server to answer PING")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nlog:\n{self.logs()}") from None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited {self.proc.returncode}: {self.logs()}")
         return self
 
     def logs(self) -> str:
@@ -250,18 +252,19 @@ class WorkerProc:
             self.url, password=self._password(), socket_timeout=2, retry=Retry(NoBackoff(), 0)
         )
 
-        def registered() -> bool:
+        def registered_or_gone() -> bool:
             assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"aiwg worker exited {self.proc.returncode}: {self.stderr()}")
-            return len(self.rq_names(conn)) >= 1
+            return self.proc.poll() is not None or len(self.rq_names(conn)) >= 1
 
         try:
-            wait_for(registered, timeout, f"worker {self.name} to register on {self.queue}")
+            wait_for(registered_or_gone, timeout, f"worker {self.name} to register on {self.queue}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nstderr:\n{self.stderr()}") from None
         finally:
             conn.close()
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"aiwg worker exited {self.proc.returncode}: {self.stderr()}")
 
     def _password(self) -> str | None:
         return self.env.get(self.password_env) if self.password_env else None
