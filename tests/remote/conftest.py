@@ -254,7 +254,7 @@ class WorkerProc:
 
         def registered_or_gone() -> bool:
             assert self.proc is not None
-            return self.proc.poll() is not None or len(self.rq_names(conn)) >= 1
+            return self.proc.poll() is not None or len(self.rq_names(conn)) >= self.max_parallel
 
         try:
             wait_for(registered_or_gone, timeout, f"worker {self.name} to register on {self.queue}")
