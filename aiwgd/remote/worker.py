@@ -1,0 +1,324 @@
+"""`aiwg worker`: RQ workers that run this project's remote attempts.
+
+    aiwg worker --url unix:///run/redis.sock [--queue Q] [--root DIR]
+                [--max-parallel N] [--name NAME] [--password-env VAR]
+
+RQ runs the loop (`AiwgWorker` is an `rq.Worker`): it takes a job from the queue and
+forks a work horse that runs `aiwgd.remote.jobrun.run_attempt` (one attempt). What is
+ours on top of RQ:
+
+- the horse dies with its worker (PR_SET_PDEATHSIG): a worker killed with -9 stops
+  heartbeating at once, and its attempt's program (in a session of its own) is stopped
+  by the next start on this host (aiwgd.remote.leftovers);
+- a cold stop (a second SIGTERM) SIGTERMs the horse, which takes its child down the
+  stop ladder and records the end ("shutdown"), instead of RQ's bare SIGKILL of the
+  horse, which would leave the child running;
+- Redis going away while a horse runs is waited out (RQ's own heartbeats raise then),
+  so the attempt goes on and reports when Redis is back;
+- `--max-parallel N` runs N such workers under RQ's WorkerPool (`AiwgPool`), named
+  NAME-1..NAME-N, each registered in RQ (rq's own `Worker.all(queue=...)` lists them).
+
+A start is refused with one line (exit 2) when the root is missing, its config is
+invalid, Redis cannot be reached or refuses the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+from rq import Queue, Worker, worker_registration
+from rq.job import Job
+from rq.worker_pool import ForkProcess, WorkerData, WorkerPool
+
+from aiwgd.config.executors import default_queue, url_error
+from aiwgd.config.schema import ValidationError
+from aiwgd.procs import marks
+from aiwgd.remote import jobrun, leftovers
+from aiwgd.remote.connect import auth_error, shown_url
+
+log = logging.getLogger("aiwgd.remote")
+
+EXIT_REFUSED = 2
+CHECK_TIMEOUT_S = 5.0
+HORSE_SLACK_S = 5.0  # past the attempt's grace, a cold stop SIGKILLs a horse still there
+BACKOFF_MAX_S = 5.0
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
+PR_SET_PDEATHSIG = 1
+
+
+class StartError(Exception):
+    """Why the worker will not start: one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Options:
+    url: str
+    queue: str | None = None
+    root: str | None = None
+    max_parallel: int = 1
+    name: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Options checked and completed."""
+
+    url: str
+    password: str | None
+    password_env: str | None
+    queue: str
+    root: Path
+    name: str
+    max_parallel: int
+    grace_s: float  # the start-up sweep's (the worker's config: daemon.stop_grace_seconds)
+
+    def names(self) -> list[str]:
+        if self.max_parallel == 1:
+            return [self.name]
+        return [f"{self.name}-{i}" for i in range(1, self.max_parallel + 1)]
+
+    def client(self, checking: bool = False) -> redis.Redis:
+        extra: dict[str, Any] = {}
+        if checking:  # an answer now or an error now, not redis-py's retries
+            extra = {"socket_timeout": CHECK_TIMEOUT_S, "retry": Retry(NoBackoff(), 0)}
+        return redis.Redis.from_url(
+            self.url, password=self.password, socket_connect_timeout=CHECK_TIMEOUT_S, **extra
+        )
+
+    def context(self, name: str) -> jobrun.WorkerContext:
+        hidden = frozenset([self.password_env] if self.password_env else [])
+        return jobrun.WorkerContext(self.root, name, hidden)
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when `parent` (the process that forked it) dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl took
+        os._exit(1)
+
+
+def prepare(opts: Options) -> Setup:
+    """Check the options, the root, its config and Redis; StartError says what is wrong."""
+    why = url_error(opts.url)
+    if why is not None:
+        raise StartError(f"--url {shown_url(opts.url)!r} {why}")
+    root = Path(opts.root or os.getcwd()).expanduser().resolve()
+    if not root.is_dir():
+        raise StartError(f"--root {opts.root or root}: no such directory")
+    try:
+        config = jobrun.load_config(root)
+    except ValidationError as exc:
+        raise StartError(f"invalid config under --root {root}: {exc}") from None
+    password = None
+    if opts.password_env:
+        password = os.environ.get(opts.password_env)
+        if password is None:
+            raise StartError(f"--password-env {opts.password_env}: the variable is not set")
+    setup = Setup(
+        url=opts.url,
+        password=password,
+        password_env=opts.password_env,
+        queue=opts.queue or default_queue(root),
+        root=root,
+        name=opts.name or f"{socket.gethostname()}.{os.getpid()}",
+        max_parallel=opts.max_parallel,
+        grace_s=config.daemon.stop_grace_seconds,
+    )
+    with setup.client(checking=True) as client:
+        try:
+            client.ping()
+            for name in setup.names():
+                _check_name(client, name)
+        except redis.RedisError as exc:
+            raise StartError(_describe(setup, exc)) from None
+    return setup
+
+
+def _describe(setup: Setup, exc: BaseException) -> str:
+    where = shown_url(setup.url)
+    if auth_error(exc):
+        if setup.password_env:
+            return f"Redis at {where} refused the password from ${setup.password_env}"
+        return f"Redis at {where} wants a password: pass --password-env VAR (VAR holding it)"
+    return f"cannot reach Redis at {where}: {exc}"
+
+
+def _check_name(client: redis.Redis, name: str) -> None:
+    """Refuse a name a live worker holds; forget one a dead worker on this host left."""
+    key = Worker.redis_worker_namespace_prefix + name
+    data = client.hgetall(key)
+    if not data or b"death" in data:
+        return
+    fields = {_str(k): _str(v) for k, v in data.items()}
+    host, pid = fields.get("hostname", ""), int(fields.get("pid") or 0)
+    if host == socket.gethostname() and pid and not marks.alive(pid):
+        client.delete(key)
+        client.srem(Worker.redis_workers_keys, key)
+        for q in fields.get("queues", "").split(","):
+            if q:
+                client.srem(worker_registration.WORKERS_BY_QUEUE_KEY % q, key)
+        return
+    raise StartError(f"a worker named {name} is already running (pid {pid} on {host})")
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+class AiwgWorker(Worker):
+    """RQ's forking worker, with our stop ladder and Redis outages waited out."""
+
+    grace_s = 10.0  # the current job's grace (from its payload)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        with contextlib.suppress(Exception):
+            self.grace_s = float(job.args[0]["grace_s"])
+        try:
+            super().execute_job(job, queue)
+        except REDIS_AWAY as exc:
+            # Only bookkeeping around a horse that has ended (or never started) talks
+            # to Redis unguarded here; the attempt's own end is in its stream.
+            self.log.warning("Worker %s: Redis away around job %s: %s", self.name, job.id, exc)
+
+    def setup_work_horse_signals(self) -> None:
+        super().setup_work_horse_signals()  # type: ignore[no-untyped-call]
+        assert self.pid is not None
+        die_with_parent(self.pid)
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Ask the horse to stop its attempt (SIGTERM: the ladder, then an end with
+        reason "shutdown"); SIGKILL it only if it is still there after the grace."""
+        pid = self.horse_pid
+        if not pid:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + self.grace_s + HORSE_SLACK_S
+        while time.monotonic() < deadline:
+            try:  # WNOWAIT: RQ's wait_for_horse reaps it
+                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.05)
+        self.log.error("Worker %s: horse %s still there after the grace; SIGKILL", self.name, pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except REDIS_AWAY as exc:
+            self.log.warning("Worker %s: heartbeat failed, Redis away: %s", self.name, exc)
+
+    def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        # Called while a horse runs: an error here would end RQ's loop (and the horse).
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_AWAY as exc:
+            self.log.warning("Worker %s: heartbeat failed, Redis away: %s", self.name, exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except REDIS_AWAY as exc:
+            self.log.warning("Worker %s: maintenance skipped, Redis away: %s", self.name, exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        delay = 0.1
+        while True:
+            try:
+                super().check_for_suspension(burst)
+                return
+            except REDIS_AWAY as exc:
+                if self._stop_requested:
+                    return
+                self.log.warning("Worker %s: Redis away (%s); retrying", self.name, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+def make_worker(setup: Setup, name: str, connection: redis.Redis) -> AiwgWorker:
+    jobrun.CONTEXT = setup.context(name)  # the horses it forks read it
+    return AiwgWorker([Queue(setup.queue, connection=connection)], name=name, connection=connection)
+
+
+def _sweep(setup: Setup) -> None:
+    with setup.client() as client:
+        try:
+            leftovers.sweep(
+                client, setup.queue, str(setup.root), socket.gethostname(), setup.grace_s
+            )
+        except redis.RedisError as exc:
+            log.warning("leftover sweep skipped: Redis away", extra={"error": str(exc)})
+
+
+def _member(setup: Setup, name: str, parent: int, sweep: bool) -> None:
+    """One worker of a pool, in a process forked by the pool."""
+    die_with_parent(parent)
+    if sweep:  # it replaces a member that died: what that one's horse left is stopped
+        _sweep(setup)
+    connection = setup.client()
+    with contextlib.suppress(redis.RedisError, StartError):
+        _check_name(connection, name)  # a dead member's registration, on a respawn
+    make_worker(setup, name, connection).work(logging_level="INFO")
+
+
+class AiwgPool(WorkerPool):
+    """RQ's WorkerPool with our workers, named NAME-1..NAME-N, each dying with it."""
+
+    def __init__(self, setup: Setup, connection: redis.Redis) -> None:
+        super().__init__([setup.queue], connection, num_workers=setup.max_parallel)
+        self.setup = setup
+
+    def start_worker(
+        self,
+        count: int | None = None,
+        burst: bool = True,
+        _sleep: float = 0,
+        logging_level: str = "INFO",
+    ) -> None:
+        name = next(n for n in self.setup.names() if n not in self.worker_dict)
+        # count is None when the pool replaces a member that died.
+        args = (self.setup, name, os.getpid(), count is None)
+        process = ForkProcess(target=_member, args=args, name=f"aiwg worker {name}")
+        process.start()
+        assert process.pid is not None
+        self.worker_dict[name] = WorkerData(name=name, pid=process.pid, process=process)
+
+
+def run(opts: Options) -> int:
+    """Run the worker(s) until stopped; StartError before anything runs."""
+    setup = prepare(opts)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _sweep(setup)
+    connection = setup.client()
+    if setup.max_parallel == 1:
+        make_worker(setup, setup.name, connection).work(logging_level="INFO")
+        return 0
+    AiwgPool(setup, connection).start(burst=False, logging_level="INFO")
+    return 0
