@@ -41,4 +41,5 @@ WHERE: dict[str, str] = {
     "autostart": "aiwgd.cli.autostart",  # -- systemd user unit / launchd agent (issue 12)
     "doctor": "aiwgd.cli.doctor",  # -- setup checks, each with its fix (issue 12)
     "top": "aiwgd.cli.top.command",  # -- the live terminal view (issue 12; loads Textual)
+    "worker": "aiwgd.cli.worker",  # -- remote attempts on RQ workers (issue 13)
 }
