@@ -26,7 +26,7 @@ PROG = """\
 import os, signal, sys, time
 
 EXECUTION = os.environ.get("AIWG_EXECUTION", "none.0")
-ATTEMPT = EXECUTION.rpartition(".")[2]
+ATTEMPT = EXECUTION.replace("-", ".").rpartition(".")[2]
 
 
 def mark(path, kind):
@@ -71,6 +71,13 @@ def main(argv):
 
 sys.exit(main(sys.argv[1:]))
 """
+
+
+def execution(task_id: str, attempt: int = 1) -> str:
+    """The execution id (= RQ job id) of a task's attempt, as the daemon names it."""
+    from aiwgd.remote.attempt import execution_of
+
+    return execution_of(task_id, attempt)
 
 
 def new_queue() -> str:
@@ -118,7 +125,8 @@ def running_on(
 
     task: dict[str, Any] = wait_for(started, timeout, f"attempt {attempt} of {task_id} to start")
     runner: dict[str, Any] = task["runner"]
-    assert runner["executor"] == "farm" and runner["execution"] == f"{task_id}.{attempt}", runner
+    assert runner["executor"] == "farm", runner
+    assert runner["execution"] == execution(task_id, attempt), runner
     return runner
 
 

@@ -16,6 +16,7 @@ from tests.remote.farm import (
     SLACK,
     TTL,
     daemon_log,
+    execution,
     executions,
     farm_config,
     get,
@@ -42,7 +43,7 @@ def test_worker_killed_mid_task_requeues_to_another_worker(
     task = submit_remote(d, [*argv, "--say", "done {execution}"], max_retries=1)
     assert task["on_interrupt"] == "requeue"
     assert running_on(d, task["id"])["worker"].startswith(w1.name)
-    left = pid_of(runs, f"{task['id']}.1")
+    left = pid_of(runs, execution(task["id"], 1))
     w2 = start_worker(url=redis.url, queue=queue, root=project)
     w1.kill9()
     killed = time.monotonic()
@@ -52,14 +53,14 @@ def test_worker_killed_mid_task_requeues_to_another_worker(
     (project / "gate.2").touch()
     done = wait_terminal(d, task["id"])
     assert done["state"] == "completed" and done["attempt"] == 2, done
-    assert log_text(d, task["id"]).endswith(f"done {task['id']}.2\n")
+    assert log_text(d, task["id"]).endswith(f"done {execution(task['id'], 2)}\n")
     # Attempt 1's child outlived its worker (own session); the next worker start on this
     # root and queue stops it. It never ran to its end: one run per attempt, each known.
     assert alive(left), "the killed worker's child is left behind until a worker starts"
     start_worker(url=redis.url, queue=queue, root=project)
     wait_for(lambda: not alive(left), 10, f"the left-behind child {left} to be stopped")
-    assert executions(runs) == [f"{task['id']}.1", f"{task['id']}.2"]
-    assert executions(runs, "end") == [f"{task['id']}.2"]
+    assert executions(runs) == [execution(task["id"], 1), execution(task["id"], 2)]
+    assert executions(runs, "end") == [execution(task["id"], 2)]
 
 
 def test_worker_killed_fails_a_task_that_must_not_rerun(
@@ -78,7 +79,7 @@ def test_worker_killed_fails_a_task_that_must_not_rerun(
     assert time.monotonic() - killed < TTL + SLACK
     assert done["state"] == "failed" and done["attempt"] == 1, done
     assert "interrupted" in done["error"] and w1.name in done["error"], done["error"]
-    assert executions(runs) == [f"{task['id']}.1"]
+    assert executions(runs) == [execution(task["id"], 1)]
 
 
 def test_a_silent_workers_late_result_is_ignored(
@@ -92,7 +93,7 @@ def test_a_silent_workers_late_result_is_ignored(
     argv = [*program(project), "--mark", str(runs), "--gate", str(gate), "--fail-on", "1"]
     task = submit_remote(d, [*argv, "--say", "end of {execution}"], max_retries=1)
     assert running_on(d, task["id"])["worker"].startswith(w1.name)
-    pid_of(runs, f"{task['id']}.1")
+    pid_of(runs, execution(task["id"], 1))
     w2 = start_worker(url=redis.url, queue=queue, root=project)
     stopped = w1.signal_all(signal.SIGSTOP)  # worker, horse and child: silent, not dead
     assert len(stopped) >= 3, stopped
@@ -105,7 +106,7 @@ def test_a_silent_workers_late_result_is_ignored(
     # The woken worker ends attempt 1 (stopped: the daemon asked "lost"; or exit 7) and
     # publishes that end; the daemon logs it as stale and keeps attempt 2's result.
     with redis.client() as c:
-        out = keys.key(queue, "out", f"{task['id']}.1")
+        out = keys.key(queue, "out", execution(task["id"], 1))
 
         def ended() -> bool:
             return any(f.get(b"k") == b"end" for _, f in c.xrange(out))
@@ -114,5 +115,5 @@ def test_a_silent_workers_late_result_is_ignored(
     wait_for(lambda: "stale" in daemon_log(d), 10, "the daemon to log the stale end")
     after = get(d, task["id"])
     assert after["state"] == "completed" and after["exit_code"] == 0 and after["attempt"] == 2
-    assert f"end of {task['id']}.1" not in log_text(d, task["id"])
-    assert log_text(d, task["id"]).endswith(f"end of {task['id']}.2\n")
+    assert f"end of {execution(task['id'], 1)}" not in log_text(d, task["id"])
+    assert log_text(d, task["id"]).endswith(f"end of {execution(task['id'], 2)}\n")

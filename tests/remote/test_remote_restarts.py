@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.conftest import DaemonFactory
 from tests.remote.conftest import RedisServer, WorkerFactory
 from tests.remote.farm import (
+    execution,
     executions,
     farm_config,
     log_text,
@@ -43,7 +44,7 @@ def test_redis_restart_mid_task_loses_no_output(
     done = wait_terminal(d, task["id"], timeout=30)
     assert done["state"] == "completed" and done["exit_code"] == 0 and done["attempt"] == 1
     assert log_text(d, task["id"]) == LINES
-    assert executions(runs) == [f"{task['id']}.1"]
+    assert executions(runs) == [execution(task["id"], 1)]
 
 
 def test_daemon_restart_reattaches_to_a_running_remote_task(
@@ -57,7 +58,7 @@ def test_daemon_restart_reattaches_to_a_running_remote_task(
     argv = [*program(project), "--mark", str(runs), "--lines", "0:50", "--gate", str(gate)]
     task = submit_remote(d, [*argv, "--lines", "50:100"], max_retries=2)
     running_on(d, task["id"])
-    pid = pid_of(runs, f"{task['id']}.1")
+    pid = pid_of(runs, execution(task["id"], 1))
     wait_for(lambda: "line 49\n" in log_text(d, task["id"]), 10, "the first half in the log")
     assert d.stop() == 0
     assert alive(pid), "a daemon stop leaves a remote attempt running"
@@ -67,7 +68,7 @@ def test_daemon_restart_reattaches_to_a_running_remote_task(
     done = wait_terminal(d2, task["id"])
     assert done["state"] == "completed" and done["attempt"] == 1, done
     assert log_text(d2, task["id"]) == LINES  # no line lost, none twice
-    assert executions(runs) == [f"{task['id']}.1"]  # re-attached, not re-run
+    assert executions(runs) == [execution(task["id"], 1)]  # re-attached, not re-run
 
 
 def test_two_workers_share_a_queue_under_max_parallel(

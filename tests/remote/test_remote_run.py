@@ -12,6 +12,7 @@ from aiwgd.client import Client
 from tests.conftest import DaemonFactory
 from tests.remote.conftest import RedisServer, WorkerFactory
 from tests.remote.farm import (
+    execution,
     farm_config,
     get,
     log_text,
@@ -49,13 +50,14 @@ def test_tasks_run_on_the_worker_with_output_and_exit_code(
     bad = submit_remote(d, [*run, "--exit", "3"])
     done = wait_terminal(d, ok["id"])
     assert done["state"] == "completed" and done["exit_code"] == 0, done
-    assert done["output_tail"] == f"hi from {ok['id']}.1\n"  # AIWG_EXECUTION: the worker ran it
+    # The program prints its AIWG_EXECUTION mark: the worker ran it, not the daemon.
+    assert done["output_tail"] == f"hi from {execution(ok['id'], 1)}\n"
     assert done["attempt"] == 1 and done["executor"] == "farm" and done["runner"] is None
     failed = wait_terminal(d, bad["id"])
     assert failed["state"] == "failed" and failed["exit_code"] == 3, failed
-    assert log_text(d, bad["id"]) == f"hi from {bad['id']}.1\n"
+    assert log_text(d, bad["id"]) == f"hi from {execution(bad['id'], 1)}\n"
     ends = sorted(ex for kind, ex, _, _ in marks(project / "marks") if kind == "end")
-    assert ends == sorted([f"{ok['id']}.1", f"{bad['id']}.1"])
+    assert ends == sorted([execution(ok["id"], 1), execution(bad["id"], 1)])
 
 
 def test_placement_and_worker_list_show_the_running_task(
@@ -72,14 +74,14 @@ def test_placement_and_worker_list_show_the_running_task(
     assert task["id"] in row and "farm" in row, res.stdout
     res = run_cli(project, "worker", "list", "--json")
     assert res.returncode == 0, res.stderr
-    listed = [w for w in json.loads(res.stdout) if w["name"].startswith(name)]
+    listed = [w for w in json.loads(res.stdout)["workers"] if w["name"].startswith(name)]
     assert [w["task"] for w in listed if w["task"]] == [task["id"]], listed
     gate.touch()
     assert wait_terminal(d, task["id"])["output_tail"] == "through\n"
 
     def idle() -> bool:
         res = run_cli(project, "worker", "list", "--json")
-        return res.returncode == 0 and not any(w["task"] for w in json.loads(res.stdout))
+        return res.returncode == 0 and not any(w["task"] for w in json.loads(res.stdout)["workers"])
 
     wait_for(idle, 10, "the worker list to show no task")
 
@@ -98,14 +100,14 @@ def test_cancel_stops_the_remote_child_and_a_queued_job_never_runs(
     # A running one that ignores SIGTERM: the worker's ladder ends in SIGKILL.
     task = submit_remote(d, [*program(project), "--ignore-term", *gated[2:]])
     running_on(d, task["id"])
-    pid = pid_of(project / "marks", f"{task['id']}.1")
+    pid = pid_of(project / "marks", execution(task["id"], 1))
     got = d.call("task.cancel", id=task["id"], _timeout=15)
     assert got["state"] == "cancelled", got
     assert_all_gone([pid], timeout=5)
     # RQ's queue is FIFO: a later job completing means the cancelled one was skipped.
     after = submit_remote(d, [*program(project), "--say", "next"])
     assert wait_terminal(d, after["id"])["state"] == "completed"
-    assert f"{early['id']}.1" not in [ex for _, ex, _, _ in marks(project / "marks")]
+    assert execution(early["id"], 1) not in [ex for _, ex, _, _ in marks(project / "marks")]
 
 
 def test_timeout_stops_the_remote_child(
@@ -114,7 +116,7 @@ def test_timeout_stops_the_remote_child(
     d, _ = farm(redis, project, start_daemon, start_worker)
     gated = [*program(project), "--mark", str(project / "marks"), "--gate", str(project / "g")]
     task = submit_remote(d, gated, timeout_s=1)
-    pid = pid_of(project / "marks", f"{task['id']}.1")
+    pid = pid_of(project / "marks", execution(task["id"], 1))
     done = wait_terminal(d, task["id"])
     assert done["state"] == "timed_out", done
     assert_all_gone([pid], timeout=5)
@@ -129,8 +131,8 @@ def test_retries_run_each_attempt_as_a_new_execution(
     done = wait_terminal(d, task["id"])
     assert done["state"] == "failed" and done["attempt"] == 3 and done["exit_code"] == 3, done
     runs = [ex for kind, ex, _, _ in marks(project / "marks") if kind == "start"]
-    assert runs == [f"{task['id']}.{n}" for n in (1, 2, 3)]
-    assert done["output_tail"].endswith(f"{task['id']}.3\n"), done["output_tail"]
+    assert runs == [execution(task["id"], n) for n in (1, 2, 3)]
+    assert done["output_tail"].endswith(f"{execution(task['id'], 3)}\n"), done["output_tail"]
 
 
 def test_logs_follow_and_events_of_a_remote_task(
