@@ -13,6 +13,7 @@ from typing import Any
 from aiwgd import errors
 from aiwgd.agents.budget import AgentBudget
 from aiwgd.config import Config
+from aiwgd.tasks.executors.routing import Executors
 from aiwgd.tasks.gates import Gates
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.queue import Queues
@@ -32,6 +33,7 @@ class TaskQueries:
     _waiters: Waiters
     _gates: Gates
     _accepting: bool
+    executor: Executors
     _usage_of: Callable[[str], dict[str, Any] | None] | None
 
     def _get(self, task_id: str) -> Task:
@@ -107,3 +109,26 @@ class TaskQueries:
             "costs": self.agents.stats(),
             "groups": self._gates.stats(),
         }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": "running" if self._accepting else "stopped",
+            "running": len(self._slots),
+            "queued": len(self._queue),
+            "waiting_retry": self._queue.waiting_retry,
+            "cap": self.config.daemon.max_parallel_actions,
+            "max_active": self._slots.max_active,
+            "counts": self.store.counts(),
+            "totals": dict(self.totals),
+            "executors": self.executor.health(),
+        }
+
+    def _executor_of(self, task_id: str) -> str | None:
+        task = self.store.get(task_id)
+        return task.executor if task is not None else None
+
+    def _current_attempt(self, task_id: str) -> int | None:
+        """The attempt of `task_id` running now, if any (a remote result is checked
+        against it)."""
+        task = self.store.get(task_id) if task_id in self._slots.held else None
+        return task.attempt if task is not None and task.state == TaskState.RUNNING else None

@@ -53,7 +53,7 @@ from aiwgd.tasks.crash_recovery import recover
 from aiwgd.tasks.executors.base import Attempt, Ending, EndReason, SpawnError, outcome
 from aiwgd.tasks.executors.routing import Executors
 from aiwgd.tasks.failsafe import FailSafe
-from aiwgd.tasks.gates import Gates, rerun_params
+from aiwgd.tasks.gates import Gates
 from aiwgd.tasks.groups import Groups
 from aiwgd.tasks.model import Task, TaskState
 from aiwgd.tasks.pause import PauseControl, Pauses
@@ -62,8 +62,8 @@ from aiwgd.tasks.queue import Queues
 from aiwgd.tasks.retries import retry_delay
 from aiwgd.tasks.runner_record import RunnerRecord
 from aiwgd.tasks.slot import Slot, Slots
-from aiwgd.tasks.spec import SubmitParams, parse_spec, prepare
 from aiwgd.tasks.store.store import TaskStore
+from aiwgd.tasks.submissions import Submissions
 from aiwgd.tasks.waiters import Waiters
 
 log = logging.getLogger("aiwgd.supervisor")
@@ -76,7 +76,7 @@ UNTIMED = 10 * 365 * 86_400.0  # the executor's own timer; the pausable clock de
 TOTALS = "submitted started completed failed timed_out cancelled retried interrupted recovered"
 
 
-class Supervisor(TaskQueries, Subsystem):
+class Supervisor(TaskQueries, Submissions, Subsystem):
     name = "supervisor"
 
     def __init__(
@@ -163,70 +163,6 @@ class Supervisor(TaskQueries, Subsystem):
             )
         self._pump()
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "state": "running" if self._accepting else "stopped",
-            "running": len(self._slots),
-            "queued": len(self._queue),
-            "waiting_retry": self._queue.waiting_retry,
-            "cap": self.config.daemon.max_parallel_actions,
-            "max_active": self._slots.max_active,
-            "counts": self.store.counts(),
-            "totals": dict(self.totals),
-            "executors": self.executor.health(),
-        }
-
-    # ---- submitting and queueing -----------------------------------------------------
-    async def submit(self, spec: dict[str, Any], source: str) -> dict[str, Any]:
-        """Validate and queue a task; returns it as a dict. Raises RpcError subclasses."""
-        return (await self.submit_params(parse_spec(spec), source)).to_dict()
-
-    async def submit_params(
-        self, p: SubmitParams, source: str, rerun_of: str | None = None
-    ) -> Task:
-        if not self._accepting or self.lifecycle.stopping.is_set():
-            raise errors.ShuttingDown("the daemon is shutting down; no new tasks are taken")
-        task = prepare(p, source, self.config, self.root, self.store.new_id())
-        task = self._gates.admit(p, task, rerun_of)  # after, run_at / delay_s, group, name
-        task = await self.isolation.admit(p, task)
-        await self.executor.admit(task)  # a remote executor's Redis answers
-        at_once = not self._submitting and not self.agents.must_wait(task.prompt is not None)
-        at_once = at_once and self._gates.at_once(task)
-        if at_once and self._slots.count(task.executor) < self.executor.cap(task.executor):
-            # A slot is free and no earlier submission is still on its way to the queue
-            # (a free slot means nothing queued is ready): what _pump would start next.
-            return await self._start_at_once(task)
-        self._submitting += 1
-        try:
-            task = await self.store.add(task)  # durable from here: the client may rely on it
-        finally:
-            self._submitting -= 1
-        self.totals["submitted"] += 1
-        self._queue.push(task.id, task.priority, task.start_at)
-        self._pump()
-        return task
-
-    async def rerun(self, task_id: str) -> Task:
-        """A new task with `task_id`'s spec, linked to it by `rerun_of`."""
-        old = self._get(task_id)
-        if old.lost_env():
-            raise errors.Conflict(
-                f"task {task_id}'s env values ({', '.join(old.lost_env())}) were not kept "
-                "across a daemon restart; submit it again with them",
-                {"id": task_id},
-            )
-        return await self.submit_params(rerun_params(old), old.source, rerun_of=task_id)
-
-    async def _start_at_once(self, task: Task) -> Task:
-        """Take a slot and record the task queued and running in one journal line: one
-        fsync before the spawn instead of two. Its job owns the write, so a submitter
-        that goes away does not stop the task; the submitter is told of it as queued
-        (and of a refused write as for any submission) once it is durable."""
-        slot = self._slots.take(task.id, task.executor)
-        added = asyncio.ensure_future(self.store.add(task, start=True))
-        slot.job = asyncio.create_task(self._run(slot, task, added), name=f"task-{task.id}")
-        return await asyncio.shield(added)
-
     def _pump(self) -> None:
         """Start queued tasks while slots are free (called on every change)."""
         if not self._accepting:
@@ -248,16 +184,6 @@ class Supervisor(TaskQueries, Subsystem):
                     continue
                 slot = self._slots.take(task_id, executor)
                 slot.job = asyncio.create_task(self._run(slot, task), name=f"task-{task_id}")
-
-    def _executor_of(self, task_id: str) -> str | None:
-        task = self.store.get(task_id)
-        return task.executor if task is not None else None
-
-    def _current_attempt(self, task_id: str) -> int | None:
-        """The attempt of `task_id` running now, if any (a remote result is checked
-        against it)."""
-        task = self.store.get(task_id) if task_id in self._slots.held else None
-        return task.attempt if task is not None and task.state == S.RUNNING else None
 
     async def _dependency_failed(self, task_id: str, why: str) -> None:
         try:
