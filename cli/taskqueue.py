@@ -25,6 +25,10 @@ RunAt = Annotated[
 ]
 Delay = Annotated[float | None, typer.Option("--delay", metavar="S", help="start in S seconds")]
 Group = Annotated[str | None, typer.Option("--group", "-g", help="a group of tasks.groups")]
+Executor = Annotated[
+    str | None,
+    typer.Option("--executor", "-x", metavar="NAME", help='"local" or a name of config executors'),
+]
 # The states a task ends in (dependency_failed: an `after` task did not complete).
 ENDS = ("completed", "failed", "timed_out", "cancelled", "dependency_failed")
 TaskId = Annotated[str | None, typer.Argument(metavar="ID", help="a running task")]
@@ -36,10 +40,12 @@ def queue_spec(
     run_at: str | None,
     delay: float | None,
     group: str | None,
+    executor: str | None = None,
 ) -> dict[str, Any]:
     """The task.submit params these options give (none when not used)."""
     spec: dict[str, Any] = {}
-    for key, value in (("name", name), ("run_at", run_at), ("delay_s", delay), ("group", group)):
+    given = (("name", name), ("run_at", run_at), ("delay_s", delay), ("group", group))
+    for key, value in (*given, ("executor", executor)):
         if value is not None:
             spec[key] = value
     if after:
@@ -115,6 +121,14 @@ def queue_lines(t: dict[str, Any]) -> list[str]:
         lines.append(f"{'after:':<12} {', '.join(t['after'])}")
     if t.get("group"):
         lines.append(f"{'group:':<12} {t['group']}")
+    if t.get("executor"):
+        runner = t.get("runner") or {}
+        where = (
+            f" (worker {runner['worker']} on {runner.get('host', '?')})"
+            if runner.get("worker")
+            else ""
+        )
+        lines.append(f"{'executor:':<12} {t['executor']}{where}")
     if t.get("start_at") and t.get("state") == "queued":
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["start_at"]))
         lines.append(f"{'starts at:':<12} {when}")

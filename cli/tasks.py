@@ -27,6 +27,7 @@ from aiwgd.cli.options import (
 from aiwgd.cli.taskqueue import (
     After,
     Delay,
+    Executor,
     Group,
     Name,
     RunAt,
@@ -129,6 +130,7 @@ def submit(
     run_at: RunAt = None,
     delay: Delay = None,
     group: Group = None,
+    executor: Executor = None,
     resume: Annotated[
         str | None,
         typer.Option("--resume", metavar="ID", help="continue task ID's agent session"),
@@ -143,7 +145,7 @@ def submit(
         agent, priority, timeout, cwd, env, retries, on_interrupt, limit, isolate, base
     )
     spec["prompt"] = prompt
-    spec.update(queue_spec(name, after, run_at, delay, group))
+    spec.update(queue_spec(name, after, run_at, delay, group, executor))
     if resume is not None:
         spec["resume"] = resume
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
@@ -166,6 +168,7 @@ def run(
     run_at: RunAt = None,
     delay: Delay = None,
     group: Group = None,
+    executor: Executor = None,
     wait: Wait = False,
     follow: Follow = False,
     root: Root = None,
@@ -176,7 +179,7 @@ def run(
         None, priority, timeout, cwd, env, retries, on_interrupt, limit, isolate, base
     )
     spec["command"] = command
-    spec.update(queue_spec(name, after, run_at, delay, group))
+    spec.update(queue_spec(name, after, run_at, delay, group, executor))
     _submit_and_report(root, spec, wait, follow, want_json(json_out))
 
 
