@@ -1,0 +1,154 @@
+"""`aiwg worker` runs one attempt per RQ job and reports it through Redis: output and
+exit code in the `out` stream, where it runs in `run`, a heartbeat while it runs; and
+refuses what its own checkout and config do not allow. No daemon: the tests enqueue
+the job with RQ as the daemon would (tests/remote/workerjobs.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from aiwgd.procs.marks import alive
+from tests.remote.workerjobs import Jobs, new_queue, project, script
+from tests.utils import wait_for
+
+
+def test_output_and_exit_code_reach_the_stream(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    root = project(tmp_path)
+    queue = new_queue()
+    w = start_worker(url=redis.url, queue=queue, root=root)
+    jobs = Jobs(redis, queue)
+    argv = script(
+        root,
+        "prog.py",
+        "print('hello from', os.environ['AIWG_EXECUTION'], os.environ['AIWG_QUEUE'], flush=True)\n"
+        "print('root', os.environ['AIWG_ROOT'], 'cwd', os.getcwd(), flush=True)\n"
+        "sys.exit(3)\n",
+    )
+    ex = jobs.enqueue(argv)
+    end = jobs.wait_end(ex)
+    assert end == {"k": "end", "code": "3", "signal": "", "reason": ""}
+    out = jobs.output(ex).decode()
+    assert f"hello from {ex} {queue}" in out
+    assert f"root {root} cwd {root}" in out
+    kinds = [e["k"] for e in jobs.entries(ex)]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    start = jobs.start(ex)
+    assert start is not None and start["worker"] == w.name
+    assert start["host"] == socket.gethostname() and start["pid"] == start["pgid"]
+    run = {k.decode(): v.decode() for k, v in jobs.client.hgetall(jobs.key("run", ex)).items()}
+    assert run["pid"] == start["pid"] and run["worker"] == w.name
+    assert jobs.heartbeat(ex) is None  # gone with the end
+
+
+def test_heartbeat_while_it_runs(redis: Any, start_worker: Any, tmp_path: Path) -> None:
+    root = project(tmp_path)
+    queue = new_queue()
+    start_worker(url=redis.url, queue=queue, root=root)
+    jobs = Jobs(redis, queue)
+    go = root / "go"
+    argv = script(
+        root,
+        "wait.py",
+        f"print('up', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)\n",
+    )
+    ex = jobs.enqueue(argv, heartbeat_ttl_s=0.6)
+    jobs.wait_output(ex, b"up")
+    beat = wait_for(lambda: jobs.heartbeat(ex), 5, "a heartbeat")
+    horse = int(beat["horse"])
+    assert alive(horse) and beat["host"] == socket.gethostname()
+    # Kept alive past several TTLs: each tick renews it.
+    first_ttl = jobs.client.pttl(jobs.key("hb", ex))
+    assert 0 < first_ttl <= 600
+    renewed: list[int] = []
+
+    def renewed_after_expiry_would_have_hit() -> bool:
+        renewed.append(jobs.client.pttl(jobs.key("hb", ex)))
+        return len(renewed) > 1 and renewed[-1] > renewed[-2]
+
+    wait_for(renewed_after_expiry_would_have_hit, 5, "the heartbeat to be renewed")
+    go.touch()
+    assert jobs.wait_end(ex)["code"] == "0"
+    assert jobs.heartbeat(ex) is None
+
+
+def test_stop_requested_before_the_start_never_spawns(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    root = project(tmp_path)
+    queue = new_queue()
+    start_worker(url=redis.url, queue=queue, root=root)
+    jobs = Jobs(redis, queue)
+    ran = root / "ran"
+    argv = script(root, "mark.py", f"open({str(ran)!r}, 'w').close()\n")
+    ex = jobs.execution()
+    jobs.client.rpush(jobs.key("ctl", ex), "cancelled")
+    jobs.enqueue(argv, execution=ex)
+    end = jobs.wait_end(ex)
+    assert end["reason"] == "cancelled" and end["code"] == "" and end["signal"] == ""
+    assert jobs.start(ex) is None
+    assert b"not started" in jobs.output(ex)
+    assert not ran.exists()
+
+
+def test_refused_when_the_cwd_is_not_checked_out(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    root = project(tmp_path)
+    queue = new_queue()
+    start_worker(url=redis.url, queue=queue, root=root)
+    jobs = Jobs(redis, queue)
+    ex = jobs.enqueue(script(root, "p.py", "print('ran')\n"), cwd="sub/missing")
+    end = jobs.wait_end(ex)
+    assert end["reason"] == "refused" and end["code"] == ""
+    out = jobs.output(ex).decode()
+    assert f"the project is not checked out at --root {root}" in out
+    assert "sub/missing" in out and "ran" not in out
+
+
+def test_refused_when_the_workers_config_does_not_allow_the_program(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    root = project(tmp_path, {"agent": {"allowed_commands": ["true"]}})
+    queue = new_queue()
+    start_worker(url=redis.url, queue=queue, root=root)
+    jobs = Jobs(redis, queue)
+    ran = root / "ran"
+    ex = jobs.enqueue(script(root, "p.py", f"open({str(ran)!r}, 'w').close()\n"))
+    end = jobs.wait_end(ex)
+    assert end["reason"] == "refused"
+    assert "is not allowed (agent.allowed_commands: true)" in jobs.output(ex).decode()
+    assert not ran.exists()
+    # The same worker runs what its config allows.
+    ok = jobs.enqueue(["true"])
+    assert jobs.wait_end(ok) == {"k": "end", "code": "0", "signal": "", "reason": ""}
+
+
+def test_unknown_payload_version_refused(redis: Any, start_worker: Any, tmp_path: Path) -> None:
+    root = project(tmp_path)
+    queue = new_queue()
+    start_worker(url=redis.url, queue=queue, root=root)
+    jobs = Jobs(redis, queue)
+    ex = jobs.enqueue(["true"], v=99)
+    assert jobs.wait_end(ex)["reason"] == "refused"
+    assert "payload version 99" in jobs.output(ex).decode()
+
+
+def test_the_childs_environment_has_no_worker_secret(
+    redis_with_password: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    server = redis_with_password
+    root = project(tmp_path)
+    queue = new_queue()
+    env = {"W_REDIS_PW": server.password}
+    start_worker(url=server.url, queue=queue, root=root, env=env, password_env="W_REDIS_PW")
+    jobs = Jobs(server, queue)
+    argv = script(root, "env.py", "import json\nprint(json.dumps(sorted(os.environ)))\n")
+    ex = jobs.enqueue(argv)
+    assert jobs.wait_end(ex)["code"] == "0"
+    names = json.loads(jobs.output(ex))
+    assert "W_REDIS_PW" not in names and "AIWG_EXECUTION" in names
