@@ -123,7 +123,10 @@ def running_on(
         ok = task["state"] == "running" and task["attempt"] == attempt
         return task if ok and runner.get("phase") == "started" else None
 
-    task: dict[str, Any] = wait_for(started, timeout, f"attempt {attempt} of {task_id} to start")
+    try:
+        task: dict[str, Any] = wait_for(started, timeout, f"attempt {attempt} of {task_id} to start")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the task: {get(d, task_id)}") from None
     runner: dict[str, Any] = task["runner"]
     assert runner["executor"] == "farm", runner
     assert runner["execution"] == execution(task_id, attempt), runner
