@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from aiwgd.config import Config
-from aiwgd.config.executors import RqExecutorConfig
+from aiwgd.config.executors import RqExecutorConfig, default_queue
 from aiwgd.errors import Unavailable
 from aiwgd.remote import keys
 from aiwgd.remote.attempt import Phase, RemoteAttempt, execution_of, task_of
@@ -49,7 +50,7 @@ class RqExecutor:
 
     def __init__(self, name: str, cfg: RqExecutorConfig, config: Config, root: Path) -> None:
         self.name = name
-        self.cfg = cfg
+        self.cfg = _with_queue(cfg, root)
         self.config = config
         self.root = root
         self.target = Target(name, cfg.url, cfg.password_env)
@@ -68,7 +69,7 @@ class RqExecutor:
         cfg = config.executors.get(self.name)
         if cfg is None:
             return  # removed: its running attempts still finish here
-        self.cfg = cfg
+        self.cfg = _with_queue(cfg, self.root)
         target = Target(self.name, cfg.url, cfg.password_env)
         if target != self.target:
             self.target = target
@@ -341,6 +342,11 @@ class RqExecutor:
             await aio.aclose()
         if sync is not None:
             sync.close()
+
+
+def _with_queue(cfg: RqExecutorConfig, root: Path) -> RqExecutorConfig:
+    """`cfg` with its queue named (the default, as `aiwg worker` takes it, when unset)."""
+    return cfg if cfg.queue else dataclasses.replace(cfg, queue=default_queue(root))
 
 
 def _text(value: Any) -> str:
