@@ -123,8 +123,9 @@ def running_on(
         ok = task["state"] == "running" and task["attempt"] == attempt
         return task if ok and runner.get("phase") == "started" else None
 
+    what = f"attempt {attempt} of {task_id} to start"
     try:
-        task: dict[str, Any] = wait_for(started, timeout, f"attempt {attempt} of {task_id} to start")
+        task: dict[str, Any] = wait_for(started, timeout, what)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; the task: {get(d, task_id)}") from None
     runner: dict[str, Any] = task["runner"]
