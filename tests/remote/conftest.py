@@ -339,22 +339,12 @@ WorkerFactory = Callable[..., WorkerProc]
 @pytest.fixture
 def start_worker() -> Iterator[WorkerFactory]:
     """Start real `aiwg worker` processes; at teardown each is killed with everything it
-    started. `start_worker(url=.., queue=.., root=.., max_parallel=1, name=None,
-    env=None, password_env=None, wait=True)`."""
+    started. `start_worker(url=.., queue=.., root=.., wait=True, **opts)`, opts as
+    WorkerProc's: max_parallel, name, env, password_env, extra (more CLI args)."""
     started: list[WorkerProc] = []
 
-    def factory(
-        url: str,
-        queue: str,
-        root: Path,
-        max_parallel: int = 1,
-        name: str | None = None,
-        env: dict[str, str] | None = None,
-        password_env: str | None = None,
-        extra: list[str] | None = None,
-        wait: bool = True,
-    ) -> WorkerProc:
-        w = WorkerProc(url, queue, root, max_parallel, name, env, password_env, extra)
+    def factory(url: str, queue: str, root: Path, wait: bool = True, **opts: Any) -> WorkerProc:
+        w = WorkerProc(url, queue, root, **opts)
         started.append(w)
         return w.start(wait=wait)
 

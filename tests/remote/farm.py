@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from aiwgd.client import RpcError
+from tests.conftest import DaemonFactory
+from tests.remote.conftest import RedisServer, WorkerFactory, WorkerProc
 from tests.taskhelp import records, task_config
 from tests.utils import DaemonProc, wait_for
 
@@ -75,7 +77,7 @@ sys.exit(main(sys.argv[1:]))
 
 def execution(task_id: str, attempt: int = 1) -> str:
     """The execution id (= RQ job id) of a task's attempt, as the daemon names it."""
-    from aiwgd.remote.attempt import execution_of
+    from aiwgd.remote.reading import execution_of
 
     return execution_of(task_id, attempt)
 
@@ -91,6 +93,19 @@ def farm_config(url: str, queue: str, **executor: Any) -> dict[str, Any]:
     farm = {"type": "rq", "url": url, "queue": queue, "heartbeat_ttl_s": TTL, **executor}
     cfg["executors"] = {"farm": farm}
     return cfg
+
+
+def farm(
+    redis: RedisServer,
+    project: Path,
+    start_daemon: DaemonFactory,
+    start_worker: WorkerFactory,
+    **executor: Any,
+) -> tuple[DaemonProc, WorkerProc]:
+    """A daemon with executor "farm" (options `executor`) and one worker on its queue."""
+    queue = new_queue()
+    d = start_daemon(farm_config(redis.url, queue, **executor))
+    return d, start_worker(url=redis.url, queue=queue, root=project)
 
 
 def program(project: Path) -> list[str]:

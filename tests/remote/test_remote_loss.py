@@ -18,10 +18,9 @@ from tests.remote.farm import (
     daemon_log,
     execution,
     executions,
-    farm_config,
+    farm,
     get,
     log_text,
-    new_queue,
     pid_of,
     program,
     running_on,
@@ -34,9 +33,7 @@ from tests.utils import alive, wait_for
 def test_worker_killed_mid_task_requeues_to_another_worker(
     redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
 ) -> None:
-    queue = new_queue()
-    d = start_daemon(farm_config(redis.url, queue))
-    w1 = start_worker(url=redis.url, queue=queue, root=project)
+    d, w1 = farm(redis, project, start_daemon, start_worker)
     runs = project / "marks"
     # Each attempt waits for a gate of its own: attempt 1 must not finish meanwhile.
     argv = [*program(project), "--mark", str(runs), "--gate", str(project / "gate.{attempt}")]
@@ -44,7 +41,7 @@ def test_worker_killed_mid_task_requeues_to_another_worker(
     assert task["on_interrupt"] == "requeue"
     assert running_on(d, task["id"])["worker"].startswith(w1.name)
     left = pid_of(runs, execution(task["id"], 1))
-    w2 = start_worker(url=redis.url, queue=queue, root=project)
+    w2 = start_worker(url=redis.url, queue=w1.queue, root=project)
     w1.kill9()
     killed = time.monotonic()
     runner = running_on(d, task["id"], attempt=2, timeout=TTL + SLACK)
@@ -57,7 +54,7 @@ def test_worker_killed_mid_task_requeues_to_another_worker(
     # Attempt 1's child outlived its worker (own session); the next worker start on this
     # root and queue stops it. It never ran to its end: one run per attempt, each known.
     assert alive(left), "the killed worker's child is left behind until a worker starts"
-    start_worker(url=redis.url, queue=queue, root=project)
+    start_worker(url=redis.url, queue=w1.queue, root=project)
     wait_for(lambda: not alive(left), 10, f"the left-behind child {left} to be stopped")
     assert executions(runs) == [execution(task["id"], 1), execution(task["id"], 2)]
     assert executions(runs, "end") == [execution(task["id"], 2)]
@@ -66,9 +63,7 @@ def test_worker_killed_mid_task_requeues_to_another_worker(
 def test_worker_killed_fails_a_task_that_must_not_rerun(
     redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
 ) -> None:
-    queue = new_queue()
-    d = start_daemon(farm_config(redis.url, queue))
-    w1 = start_worker(url=redis.url, queue=queue, root=project)
+    d, w1 = farm(redis, project, start_daemon, start_worker)
     runs = project / "marks"
     argv = [*program(project), "--mark", str(runs), "--gate", str(project / "gate")]
     task = submit_remote(d, argv, max_retries=3, on_interrupt="fail")
@@ -85,16 +80,14 @@ def test_worker_killed_fails_a_task_that_must_not_rerun(
 def test_a_silent_workers_late_result_is_ignored(
     redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
 ) -> None:
-    queue = new_queue()
-    d = start_daemon(farm_config(redis.url, queue))
-    w1 = start_worker(url=redis.url, queue=queue, root=project)
+    d, w1 = farm(redis, project, start_daemon, start_worker)
     runs, gate = project / "marks", project / "gate"
     # Attempt 1 exits 7 once it may go on: its result must never become the task's.
     argv = [*program(project), "--mark", str(runs), "--gate", str(gate), "--fail-on", "1"]
     task = submit_remote(d, [*argv, "--say", "end of {execution}"], max_retries=1)
     assert running_on(d, task["id"])["worker"].startswith(w1.name)
     pid_of(runs, execution(task["id"], 1))
-    w2 = start_worker(url=redis.url, queue=queue, root=project)
+    w2 = start_worker(url=redis.url, queue=w1.queue, root=project)
     stopped = w1.signal_all(signal.SIGSTOP)  # worker, horse and child: silent, not dead
     assert len(stopped) >= 3, stopped
     runner = running_on(d, task["id"], attempt=2, timeout=TTL + SLACK)
@@ -106,7 +99,7 @@ def test_a_silent_workers_late_result_is_ignored(
     # The woken worker ends attempt 1 (stopped: the daemon asked "lost"; or exit 7) and
     # publishes that end; the daemon logs it as stale and keeps attempt 2's result.
     with redis.client() as c:
-        out = keys.key(queue, "out", execution(task["id"], 1))
+        out = keys.key(w1.queue, "out", execution(task["id"], 1))
 
         def ended() -> bool:
             return any(f.get(b"k") == b"end" for _, f in c.xrange(out))

@@ -11,6 +11,7 @@ from tests.remote.conftest import RedisServer, WorkerFactory
 from tests.remote.farm import (
     execution,
     executions,
+    farm,
     farm_config,
     log_text,
     marks,
@@ -29,9 +30,7 @@ LINES = "".join(f"line {n}\n" for n in range(100))
 def test_redis_restart_mid_task_loses_no_output(
     redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
 ) -> None:
-    queue = new_queue()
-    d = start_daemon(farm_config(redis.url, queue))
-    start_worker(url=redis.url, queue=queue, root=project)
+    d, _ = farm(redis, project, start_daemon, start_worker)
     runs, gate = project / "marks", project / "gate"
     argv = [*program(project), "--mark", str(runs), "--lines", "0:50", "--gate", str(gate)]
     task = submit_remote(d, [*argv, "--lines", "50:100"])

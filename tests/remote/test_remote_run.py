@@ -13,6 +13,7 @@ from tests.conftest import DaemonFactory
 from tests.remote.conftest import RedisServer, WorkerFactory
 from tests.remote.farm import (
     execution,
+    farm,
     farm_config,
     get,
     log_text,
@@ -24,21 +25,7 @@ from tests.remote.farm import (
     submit_remote,
 )
 from tests.taskhelp import assert_all_gone, wait_terminal
-from tests.utils import DaemonProc, Subscriber, run_cli, wait_for
-
-
-def farm(
-    redis: RedisServer,
-    project: Path,
-    start_daemon: DaemonFactory,
-    start_worker: WorkerFactory,
-    **executor: Any,
-) -> tuple[DaemonProc, str]:
-    """A daemon with executor "farm" and one worker on its queue; (daemon, worker name)."""
-    queue = new_queue()
-    d = start_daemon(farm_config(redis.url, queue, **executor))
-    w = start_worker(url=redis.url, queue=queue, root=project)
-    return d, w.name
+from tests.utils import Subscriber, run_cli, wait_for
 
 
 def test_tasks_run_on_the_worker_with_output_and_exit_code(
@@ -63,7 +50,8 @@ def test_tasks_run_on_the_worker_with_output_and_exit_code(
 def test_placement_and_worker_list_show_the_running_task(
     redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
 ) -> None:
-    d, name = farm(redis, project, start_daemon, start_worker)
+    d, w = farm(redis, project, start_daemon, start_worker)
+    name = w.name
     gate = project / "gate"
     task = submit_remote(d, [*program(project), "--gate", str(gate), "--say", "through"])
     runner = running_on(d, task["id"])
