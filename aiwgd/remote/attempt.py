@@ -22,9 +22,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import redis
 import redis.asyncio as aredis
@@ -33,19 +33,28 @@ from aiwgd.errors import Unavailable
 from aiwgd.procs.child import Exit
 from aiwgd.procs.output import OutputSink
 from aiwgd.remote import keys
+from aiwgd.remote.connect import AWAY, Away, Retrying
+from aiwgd.remote.reading import (
+    Entry,
+    end_exit,
+    entries,
+    execution_of,
+    id_key,
+    run_fields,
+    text,
+)
 from aiwgd.tasks.executors.base import Ending, EndReason
 from aiwgd.tasks.model import Task
 
 if TYPE_CHECKING:
     from aiwgd.remote.executor import RqExecutor
 
+__all__ = ["NEXT", "Phase", "RemoteAttempt", "execution_of"]  # execution_of: tests' old name
+
 log = logging.getLogger("aiwgd.remote")
 
-T = TypeVar("T")
 NO_EXIT: Final = Exit(None, None)
 BATCH: Final = 256  # stream entries read at once
-FIRST_BACKOFF_S: Final = 0.1
-MAX_BACKOFF_S: Final = 2.0
 WAITING_STATUSES: Final = frozenset({b"queued", b"scheduled", b"deferred"})  # nobody took it
 
 
@@ -62,27 +71,6 @@ NEXT: Final[dict[Phase, frozenset[Phase]]] = {
     Phase.STARTED: frozenset({Phase.ENDED}),
     Phase.ENDED: frozenset(),
 }
-
-
-class _Away:
-    """What a Redis call returns when Redis did not answer (it was retried later)."""
-
-
-AWAY: Final = _Away()
-
-
-def execution_of(task_id: str, attempt: int) -> str:
-    """The execution id of a task's attempt, which is also its RQ job id.
-
-    RQ 3.0 takes only [A-Za-z0-9_-] in a job id, and keys.execution_id joins with a
-    dot: until keys.py says otherwise, the dot becomes a dash (task ids are [0-9a-z])."""
-    return keys.execution_id(task_id, attempt).replace(".", "-")
-
-
-def task_of(execution: str) -> tuple[str, int] | None:
-    """(task id, attempt) of an execution id, or None if it is not one."""
-    task_id, _, attempt = execution.replace("-", ".").rpartition(".")
-    return keys.split_execution(f"{task_id}.{attempt}")
 
 
 class RemoteAttempt:
@@ -114,8 +102,14 @@ class RemoteAttempt:
         self._last_id = "0"  # of the last `out` entry in the log
         self._run: dict[str, Any] = {}  # where it runs, from the start entry / `run`
         self._last_alive = time.monotonic()  # a heartbeat, output, or still queued
-        self._away_since: float | None = None
-        self._backoff = FIRST_BACKOFF_S
+        self._redis = Retrying(
+            lambda exc: executor.target.describe(exc),
+            executor.note,
+            executor.aio,
+            self._wake,
+            self._resume_clock,
+            {"execution": self.execution},
+        )
         self._reading: asyncio.Future[Any] | None = None  # a blocking read in flight
         self._reader_client: aredis.Redis | None = None
 
@@ -150,10 +144,10 @@ class RemoteAttempt:
             if self.phase is not Phase.WAITING and self.reason is not EndReason.SHUTDOWN:
                 await self._ex.push_stop(self.execution, self.reason.value)
                 await self._ex.cancel_if_queued(self.execution)
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, OSError, Unavailable, ValueError) as exc:
             log.warning(
                 "could not ask the worker to stop an attempt",
-                extra={"execution": self.execution, "error": self._ex.target.describe(exc)},
+                extra={"execution": self.execution, "error": str(exc)},
             )
         finally:
             await self._done()
@@ -204,7 +198,7 @@ class RemoteAttempt:
                 if early is not None:
                     return early
             entries = await self._read()
-            if isinstance(entries, _Away):
+            if isinstance(entries, Away):
                 continue
             if entries:
                 ending = await self._apply(entries)
@@ -223,10 +217,10 @@ class RemoteAttempt:
             try:
                 await self._ex.enqueue(self._payload)
             except (redis.RedisError, OSError) as exc:
-                self._away(exc)
-                await self._pause()
+                self._redis.away(exc)
+                await self._redis.pause()
                 continue
-            self._back()
+            self._redis.back()
             self._set_phase(Phase.QUEUED)
             return None
         return Ending(NO_EXIT, self.reason)
@@ -247,8 +241,8 @@ class RemoteAttempt:
         while True:
             if self.reason is EndReason.SHUTDOWN:
                 return Ending(NO_EXIT, EndReason.DETACHED)
-            got = await self._call(look)
-            if not isinstance(got, _Away):
+            got = await self._redis.call(look)
+            if not isinstance(got, Away):
                 break
         known, applied, run, last = got
         if not known:
@@ -261,17 +255,20 @@ class RemoteAttempt:
         if applied:
             self._last_id = applied.decode()
         if run:
-            self._started({k.decode(): v for k, v in run.items()})
+            self._started(run)
         if last:
             entry_id, fields = last[0]
-            if fields.get(b"k") == b"end" and _id_key(entry_id) <= _id_key(self._last_id):
+            if fields.get(b"k") == b"end" and id_key(entry_id) <= id_key(self._last_id):
                 return self._ending(fields)
         return None
 
     async def _send_stop(self, reason: EndReason) -> Ending | None:
         """The stop request, durable in `ctl`; a job nobody took is cancelled in RQ and
         ends here (a worker taking it meanwhile finds the request before it spawns)."""
-        if await self._call(lambda c: self._ex.push_stop(self.execution, reason.value, c)) is AWAY:
+        if (
+            await self._redis.call(lambda c: self._ex.push_stop(self.execution, reason.value, c))
+            is AWAY
+        ):
             return None
         self._ctl_sent = True
         if self.phase is Phase.QUEUED:
@@ -287,7 +284,7 @@ class RemoteAttempt:
                 return Ending(NO_EXIT, reason)
         return None
 
-    async def _read(self) -> list[tuple[bytes, dict[bytes, bytes]]] | _Away:
+    async def _read(self) -> list[Entry] | Away:
         """The next `out` entries, waiting up to a heartbeat tick; [] if none came or a
         stop woke us. A read a stop interrupted goes on and is taken up next time: a
         cancelled blocking read can hold redis-py for its whole block."""
@@ -295,7 +292,7 @@ class RemoteAttempt:
             block_ms = max(1, int(self._ex.block_s() * 1000))
             out_key, since = self.key("out"), self._last_id
             self._reading = asyncio.ensure_future(
-                self._call(
+                self._redis.call(
                     lambda c: c.xread({out_key: since}, count=BATCH, block=block_ms),
                     client=self._reader,
                 )
@@ -308,9 +305,9 @@ class RemoteAttempt:
         if not self._reading.done():
             return []
         got, self._reading = self._reading.result(), None
-        if isinstance(got, _Away):
+        if isinstance(got, Away):
             return got
-        return _entries(got)
+        return entries(got)
 
     def _reader(self) -> aredis.Redis:
         """This attempt's own connection for blocking reads: closing it ends one at once."""
@@ -330,14 +327,14 @@ class RemoteAttempt:
                     await client.connection.disconnect(nowait=True)
                 await client.aclose()
 
-    async def _apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Ending | None:
+    async def _apply(self, entries: list[Entry]) -> Ending | None:
         ending: Ending | None = None
         for entry_id, fields in entries:
             kind = fields.get(b"k")
             if kind == b"out":
                 self.sink.feed(fields.get(b"d", b""))
             elif kind == b"start":
-                self._started({k.decode(): v for k, v in fields.items() if k != b"k"})
+                self._started(fields)
             elif kind == b"end":
                 ending = self._ending(fields)
             self._last_id = entry_id.decode()
@@ -347,32 +344,33 @@ class RemoteAttempt:
         # Written after the log has the output: a daemon dying in between writes a
         # batch twice at worst, never loses one.
         last = self._last_id
-        await self._call(lambda c: c.set(self.key("applied"), last, ex=keys.KEEP_S), pause=False)
+        await self._redis.call(
+            lambda c: c.set(self.key("applied"), last, ex=keys.KEEP_S), pause=False
+        )
         return ending
 
-    def _started(self, fields: dict[str, Any]) -> None:
-        run = {k: _text(v) for k, v in fields.items()}
-        for name in ("pid", "pgid"):
-            with contextlib.suppress(TypeError, ValueError):
-                run[name] = int(run[name])
-        self._run = run
+    def _started(self, fields: dict[Any, Any]) -> None:
+        self._run = run_fields(fields)
         if self.phase is Phase.QUEUED:
             self._set_phase(Phase.STARTED)
 
     def _ending(self, fields: dict[bytes, bytes]) -> Ending:
-        ex = Exit(_int(fields.get(b"code")), _int(fields.get(b"signal")))
-        said = _text(fields.get(b"reason", b""))
+        ex, said = end_exit(fields)
         if self.reason is not None:
             return Ending(ex, self.reason)
         if said == "shutdown":  # the worker was stopped under it, not the task
             return Ending(ex, EndReason.LOST, f"{self._who()} shut down while it ran")
-        return Ending(ex, None, f"{said} by the worker" if said else None)
+        if not said:
+            return Ending(ex, None)
+        # Refused (its cwd or program is not there): the worker's own note says why.
+        lines = [line for line in self.sink.tail().splitlines() if said in line]
+        return Ending(ex, None, lines[-1] if lines else f"{said} by the worker")
 
     async def _check_alive(self) -> Ending | None:
         """A tick without output: the worker's heartbeat, or the job still waiting in
         RQ, keeps it alive; heartbeat_ttl_s of neither (Redis answering) loses it."""
-        hb = await self._call(lambda c: c.get(self.key("hb")))
-        if isinstance(hb, _Away):
+        hb = await self._redis.call(lambda c: c.get(self.key("hb")))
+        if isinstance(hb, Away):
             return None
         now = time.monotonic()
         if hb:
@@ -380,8 +378,8 @@ class RemoteAttempt:
             self._last_alive = now
             return None
         job_key = self._ex.job_key(self.execution)
-        status = await self._call(lambda c: c.hget(job_key, "status"))
-        if isinstance(status, _Away):
+        status = await self._redis.call(lambda c: c.hget(job_key, "status"))
+        if isinstance(status, Away):
             return None
         if status in WAITING_STATUSES:
             self._last_alive = now
@@ -389,13 +387,17 @@ class RemoteAttempt:
         if now - self._last_alive < self._ex.cfg.heartbeat_ttl_s:
             return None
         # A worker heard from again must stop its child: the task is interrupted here.
-        await self._call(lambda c: self._ex.push_stop(self.execution, "lost", c), pause=False)
+        await self._redis.call(lambda c: self._ex.push_stop(self.execution, "lost", c), pause=False)
         if self._run or status == b"started":
             detail = f"{self._who()} stopped heartbeating"
         else:
-            state = _text(status) if status else "gone"
+            state = text(status) if status else "gone"
             detail = f"no worker heartbeat for {self._ex.cfg.heartbeat_ttl_s:g}s (RQ job {state})"
         return Ending(NO_EXIT, EndReason.LOST, detail)
+
+    def _resume_clock(self, away_s: float) -> None:
+        # The lost clock stood still while Redis was away: nobody heard anything.
+        self._last_alive += away_s
 
     def _heard(self, hb: bytes | str) -> None:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
@@ -407,77 +409,7 @@ class RemoteAttempt:
     def _who(self) -> str:
         return f"worker {self._run.get('worker', '?')} on {self._run.get('host', '?')}"
 
-    # ---- Redis calls, retried while Redis is away ------------------------------------
-    async def _call(
-        self,
-        fn: Callable[[aredis.Redis], Awaitable[T]],
-        pause: bool = True,
-        client: Callable[[], aredis.Redis] | None = None,
-    ) -> T | _Away:
-        try:
-            result = await fn((client or self._ex.aio)())
-        except (redis.RedisError, OSError, Unavailable) as exc:
-            self._away(exc)
-            if pause:
-                await self._pause()
-            return AWAY
-        self._back()
-        return result
-
-    def _away(self, exc: BaseException) -> None:
-        if self._away_since is None:
-            self._away_since = time.monotonic()
-            why = self._ex.target.describe(exc)
-            self._ex.note(why)
-            log.warning(
-                "Redis does not answer; retrying", extra={"execution": self.execution, "error": why}
-            )
-
-    def _back(self) -> None:
-        self._backoff = FIRST_BACKOFF_S
-        if self._away_since is not None:
-            # The lost clock stood still meanwhile: nobody heard anything.
-            self._last_alive += time.monotonic() - self._away_since
-            self._away_since = None
-            self._ex.note(None)
-            log.info("Redis answers again", extra={"execution": self.execution})
-
-    async def _pause(self) -> None:
-        """Back off (monotonic), waking early for a stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._backoff)
-        self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
-
-
-def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """XREAD's entries for one stream, whichever protocol (RESP2 list, RESP3 map)."""
-    if not reply:
-        return []
-    streams = reply.values() if isinstance(reply, dict) else (s[1] for s in reply)
-    out: list[tuple[bytes, dict[bytes, bytes]]] = []
-    for entries in streams:
-        for item in entries:
-            out.extend([(item[0], item[1])] if not isinstance(item[0], list) else item)
-    return out
-
 
 def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieved: a read dropped at the end has nobody to tell
-
-
-def _id_key(entry_id: bytes | str) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms or 0), int(seq or 0)
-
-
-def _int(value: bytes | None) -> int | None:
-    try:
-        return int(value) if value not in (None, b"") else None
-    except ValueError:
-        return None
-
-
-def _text(value: Any) -> Any:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

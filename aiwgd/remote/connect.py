@@ -10,8 +10,14 @@ the CLI's fast paths never import aiwgd.remote.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -23,8 +29,13 @@ from redis.retry import Retry
 from aiwgd.config.executors import url_error
 from aiwgd.errors import Unavailable
 
+log = logging.getLogger("aiwgd.remote")
+
+T = TypeVar("T")
 CONNECT_TIMEOUT_S = 3.0
 COMMAND_TIMEOUT_S = 5.0  # for everything but a blocking read, which adds its own block
+FIRST_BACKOFF_S: Final = 0.1
+MAX_BACKOFF_S: Final = 2.0
 
 
 class BadUrl(ValueError):
@@ -146,3 +157,71 @@ async def ping(target: Target, client: aredis.Redis) -> None:
         await client.ping()
     except redis.RedisError as exc:
         raise Unavailable(target.describe(exc)) from None
+
+
+class Away:
+    """What a call returns when Redis did not answer (the caller tries again later)."""
+
+
+AWAY: Final = Away()
+
+
+class Retrying:
+    """One follower's calls to Redis: a call Redis does not answer returns AWAY after a
+    backoff (monotonic, cut short by `wake`); an outage is logged once, told to `note`,
+    and its length to `on_back` once Redis answers again."""
+
+    def __init__(
+        self,
+        describe: Callable[[BaseException], str],
+        note: Callable[[str | None], None],
+        client: Callable[[], aredis.Redis],
+        wake: asyncio.Event,
+        on_back: Callable[[float], None],
+        context: dict[str, Any],
+    ) -> None:
+        self.describe = describe
+        self.note = note
+        self.client = client
+        self.wake = wake
+        self.on_back = on_back
+        self.context = context  # for the log lines
+        self._since: float | None = None
+        self._backoff = FIRST_BACKOFF_S
+
+    async def call(
+        self,
+        fn: Callable[[aredis.Redis], Awaitable[T]],
+        pause: bool = True,
+        client: Callable[[], aredis.Redis] | None = None,
+    ) -> T | Away:
+        try:
+            result = await fn((client or self.client)())
+        except (redis.RedisError, OSError, Unavailable) as exc:
+            self.away(exc)
+            if pause:
+                await self.pause()
+            return AWAY
+        self.back()
+        return result
+
+    def away(self, exc: BaseException) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            why = exc.args[0] if isinstance(exc, Unavailable) else self.describe(exc)
+            self.note(why)
+            log.warning("Redis does not answer; retrying", extra={**self.context, "error": why})
+
+    def back(self) -> None:
+        self._backoff = FIRST_BACKOFF_S
+        if self._since is not None:
+            self.on_back(time.monotonic() - self._since)
+            self._since = None
+            self.note(None)
+            log.info("Redis answers again", extra=self.context)
+
+    async def pause(self) -> None:
+        """Back off, waking early when `wake` is set (a stop)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), self._backoff)
+        self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)

@@ -32,8 +32,9 @@ from aiwgd.config import Config
 from aiwgd.config.executors import RqExecutorConfig, default_queue
 from aiwgd.errors import Unavailable
 from aiwgd.remote import keys
-from aiwgd.remote.attempt import Phase, RemoteAttempt, execution_of, task_of
+from aiwgd.remote.attempt import Phase, RemoteAttempt
 from aiwgd.remote.connect import BadUrl, Target, shown_url, unreachable
+from aiwgd.remote.reading import execution_of, task_of
 from aiwgd.remote.workers import list_workers
 from aiwgd.tasks.executors.base import SpawnError
 from aiwgd.tasks.model import Task

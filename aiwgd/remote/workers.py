@@ -10,7 +10,7 @@ import redis
 from rq import Queue, Worker
 from rq.worker import BaseWorker
 
-from aiwgd.remote.attempt import task_of
+from aiwgd.remote.reading import task_of
 
 
 def list_workers(connection: redis.Redis, queue: str) -> list[dict[str, Any]]:

@@ -27,9 +27,9 @@ from aiwgd.config.model import Config
 from aiwgd.errors import Unavailable
 from aiwgd.procs.child import Exit
 from aiwgd.remote import keys
-from aiwgd.remote.attempt import execution_of
 from aiwgd.remote.connect import BadUrl, Target
 from aiwgd.remote.executor import RqExecutor
+from aiwgd.remote.reading import execution_of
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
 from aiwgd.tasks.model import Task
 from tests.remote.conftest import RedisServer

@@ -16,7 +16,7 @@ from rq.job import Job
 
 from aiwgd.procs.child import Exit
 from aiwgd.remote import keys
-from aiwgd.remote.attempt import execution_of
+from aiwgd.remote.reading import execution_of
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
 from tests.remote.conftest import RedisServer, marked
 from tests.remote.test_executor_rq import NO_EXIT, QUEUE, make, run, task, until
@@ -124,6 +124,26 @@ def test_recover_leaves_a_durable_stop_request(redis: RedisServer, tmp_path: Pat
         with redis.client() as c:
             assert c.lrange(keys.key(QUEUE, "ctl", execution_of(t.id, 1)), 0, -1) == [b"shutdown"]
             assert Job.fetch(attempt.execution, connection=c).get_status() == "canceled"
+        await ex.close()
+
+    run(scenario)
+
+
+def test_a_refusal_by_the_worker_says_why(
+    redis: RedisServer, start_worker: Any, tmp_path: Path
+) -> None:
+    root = project(tmp_path)
+    start_worker(url=redis.url, queue=QUEUE, root=root)
+
+    async def scenario() -> None:
+        ex = make(redis.url, root, heartbeat_ttl_s=3)
+        t = task(command=[sys.executable, "-c", "pass"], cwd="not-checked-out")
+        attempt = await ex.start(t, str(tmp_path / "t.log"), lambda: None)
+        ending = await asyncio.wait_for(attempt.wait(0), 20)
+        assert ending.exit == NO_EXIT and ending.reason is None
+        assert ending.detail is not None
+        assert ending.detail.startswith("[aiwg worker] refused: the project is not checked out")
+        assert "not-checked-out" in ending.detail
         await ex.close()
 
     run(scenario)
