@@ -41,3 +41,17 @@ def test_redis_stop(redis: RedisServer) -> None:
     redis.stop()
     with pytest.raises(redis_py.ConnectionError), redis.client(timeout=1) as c:
         c.ping()
+
+
+def test_missing_redis_server_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tests.remote import conftest
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt install redis-server"):
+        conftest.need_redis_server()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="redis-server not installed"):
+        conftest.need_redis_server()
