@@ -98,6 +98,7 @@ class RemoteAttempt:
             self.sink.write_note(f"[aiwgd] attempt {task.attempt} of task {task.id}\n")
         self.reason: EndReason | None = None
         self._ctl_sent = False
+        self.saw_end = False  # the worker's end entry was read
         self._wake = asyncio.Event()
         self._last_id = "0"  # of the last `out` entry in the log
         self._run: dict[str, Any] = {}  # where it runs, from the start entry / `run`
@@ -312,7 +313,7 @@ class RemoteAttempt:
     def _reader(self) -> aredis.Redis:
         """This attempt's own connection for blocking reads: closing it ends one at once."""
         if self._reader_client is None:
-            self._reader_client = self._ex.target.async_client(self._ex.block_s(), single=True)
+            self._reader_client = self._ex.target.async_client(single=True)
         return self._reader_client
 
     async def _close_reader(self) -> None:
@@ -355,6 +356,7 @@ class RemoteAttempt:
             self._set_phase(Phase.STARTED)
 
     def _ending(self, fields: dict[bytes, bytes]) -> Ending:
+        self.saw_end = True
         ex, said = end_exit(fields)
         if self.reason is not None:
             return Ending(ex, self.reason)

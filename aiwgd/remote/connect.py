@@ -34,6 +34,7 @@ log = logging.getLogger("aiwgd.remote")
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 3.0
 COMMAND_TIMEOUT_S = 5.0  # for everything but a blocking read, which adds its own block
+MAX_BLOCK_S: Final = 10.0  # a blocking read's longest wait: a hung Redis shows within it
 FIRST_BACKOFF_S: Final = 0.1
 MAX_BACKOFF_S: Final = 2.0
 
@@ -67,16 +68,16 @@ class Target:
             )
         return value
 
-    def async_client(self, block_s: float, single: bool = False) -> aredis.Redis:
-        """For the daemon's loop; `block_s`: the longest blocking read it will make;
-        `single`: one connection of its own (a blocking reader)."""
+    def async_client(self, single: bool = False) -> aredis.Redis:
+        """For the daemon's loop (blocking reads up to MAX_BLOCK_S); `single`: one
+        connection of its own (a blocking reader)."""
         self.check_url()
         return aredis.Redis.from_url(
             self.url,
             single_connection_client=single,
             password=self.password(),
             socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=COMMAND_TIMEOUT_S + block_s,
+            socket_timeout=COMMAND_TIMEOUT_S + MAX_BLOCK_S,
             # Our own loops retry with backoff (and know Redis is away meanwhile).
             retry=AsyncRetry(NoBackoff(), 0),
         )

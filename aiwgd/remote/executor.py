@@ -33,7 +33,7 @@ from aiwgd.config.executors import RqExecutorConfig, default_queue
 from aiwgd.errors import Unavailable
 from aiwgd.remote import keys
 from aiwgd.remote.attempt import Phase, RemoteAttempt
-from aiwgd.remote.connect import BadUrl, Target, shown_url, unreachable
+from aiwgd.remote.connect import MAX_BLOCK_S, BadUrl, Target, shown_url, unreachable
 from aiwgd.remote.reading import execution_of, task_of
 from aiwgd.remote.workers import list_workers
 from aiwgd.tasks.executors.base import SpawnError
@@ -42,8 +42,8 @@ from aiwgd.tasks.spec import task_argv
 
 log = logging.getLogger("aiwgd.remote")
 
-MAX_BLOCK_S: Final = 10.0  # a blocking read's longest wait: a hung Redis shows within it
 LISTEN_BACKOFF_S: Final = 1.0
+REMEMBER_ENDED: Final = 1024  # executions whose late `ends` message is no news
 
 
 class RqExecutor:
@@ -58,6 +58,9 @@ class RqExecutor:
         self._aio: aredis.Redis | None = None
         self._sync: redis.Redis | None = None
         self._live: dict[str, RemoteAttempt] = {}  # execution -> attempt being followed
+        # Followed to their end here: their `ends` message may come after the reader
+        # saw the end entry (and the task is no longer running then). Oldest first.
+        self._followed: dict[str, None] = {}
         self._current: Callable[[str], int | None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._error: str | None = None
@@ -82,7 +85,7 @@ class RqExecutor:
 
     def aio(self) -> aredis.Redis:
         if self._aio is None:
-            self._aio = self.target.async_client(MAX_BLOCK_S)
+            self._aio = self.target.async_client()
         return self._aio
 
     def sync(self) -> redis.Redis:
@@ -181,6 +184,11 @@ class RqExecutor:
     def forget(self, attempt: RemoteAttempt) -> None:
         if self._live.get(attempt.execution) is attempt:
             del self._live[attempt.execution]
+        if not attempt.saw_end:
+            return  # lost or detached: a late end from it is news (stale, or for later)
+        self._followed[attempt.execution] = None
+        if len(self._followed) > REMEMBER_ENDED:
+            del self._followed[next(iter(self._followed))]
 
     def payload(self, task: Task) -> dict[str, Any]:
         """The RQ job's one argument. Never an environment value (Redis keeps it)."""
@@ -313,8 +321,8 @@ class RqExecutor:
                 await asyncio.sleep(LISTEN_BACKOFF_S)
 
     def _end_published(self, execution: str) -> None:
-        if execution in self._live:
-            return  # its reader takes the end entry from the stream
+        if execution in self._live or execution in self._followed:
+            return  # its reader takes (or took) the end entry from the stream
         parsed = task_of(execution)
         current = None
         if parsed is not None and self._current is not None:

@@ -427,6 +427,13 @@ def test_a_stale_attempts_end_is_logged_and_ignored(
         assert [getattr(r, "execution", None) for r in stale] == [execution_of("t0abc", 1)]
         assert getattr(stale[0], "current_attempt", None) == 2
         assert await attempt.wait(0) == Ending(Exit(0, None), None, None)
+        # The end of one it followed to its end is no news, even once it is not current.
+        ex.set_current(lambda task_id: None)
+        caplog.clear()
+        FakeHorse(redis, attempt.execution).end(code=0)
+        FakeHorse(redis, execution_of("t0abc", 3)).end(code=0)
+        await until(lambda: caplog.records, "a warning")
+        assert [getattr(r, "execution", None) for r in caplog.records] == [execution_of("t0abc", 3)]
         await ex.close()
 
     run(scenario)

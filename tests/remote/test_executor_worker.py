@@ -147,3 +147,19 @@ def test_a_refusal_by_the_worker_says_why(
         await ex.close()
 
     run(scenario)
+
+
+def test_abort_asks_the_worker_to_stop_and_reads_no_further(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        ex = make(redis.url, tmp_path)
+        attempt = await ex.start(task(), str(tmp_path / "log"), lambda: None)
+        await attempt.abort()
+        assert attempt.placement()["phase"] == "ended"
+        with redis.client() as c:
+            assert c.lrange(keys.key(QUEUE, "ctl", attempt.execution), 0, -1) == [b"cancelled"]
+            assert Job.fetch(attempt.execution, connection=c).get_status() == "canceled"
+        await ex.close()
+
+    run(scenario)
