@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis
 import redis.asyncio as aredis
+from rq.exceptions import DuplicateJobError
 
 from aiwgd.errors import Unavailable
 from aiwgd.procs.child import Exit
@@ -98,6 +99,7 @@ class RemoteAttempt:
             self.sink.write_note(f"[aiwgd] attempt {task.attempt} of task {task.id}\n")
         self.reason: EndReason | None = None
         self._ctl_sent = False
+        self._stop_done = False  # ctl written, and the RQ job cancelled if still queued
         self.saw_end = False  # the worker's end entry was read
         self._wake = asyncio.Event()
         self._last_id = "0"  # of the last `out` entry in the log
@@ -194,13 +196,13 @@ class RemoteAttempt:
             self._wake.clear()
             if self.reason is EndReason.SHUTDOWN:
                 return Ending(NO_EXIT, EndReason.DETACHED)
-            if self.reason is not None and not self._ctl_sent:
+            if self.reason is not None and not self._stop_done:
                 early = await self._send_stop(self.reason)
                 if early is not None:
                     return early
             entries = await self._read()
-            if isinstance(entries, Away):
-                continue
+            if entries is None or isinstance(entries, Away):
+                continue  # a stop woke us, or Redis is away (retried after a backoff)
             if entries:
                 ending = await self._apply(entries)
                 if ending is not None:
@@ -217,6 +219,8 @@ class RemoteAttempt:
         while self.reason is None:
             try:
                 await self._ex.enqueue(self._payload)
+            except DuplicateJobError:
+                pass  # an earlier try got there; its answer was lost on the way
             except (redis.RedisError, OSError) as exc:
                 self._redis.away(exc)
                 await self._redis.pause()
@@ -265,30 +269,32 @@ class RemoteAttempt:
 
     async def _send_stop(self, reason: EndReason) -> Ending | None:
         """The stop request, durable in `ctl`; a job nobody took is cancelled in RQ and
-        ends here (a worker taking it meanwhile finds the request before it spawns)."""
-        if (
-            await self._redis.call(lambda c: self._ex.push_stop(self.execution, reason.value, c))
-            is AWAY
-        ):
-            return None
-        self._ctl_sent = True
+        ends here (a worker taking it meanwhile finds the request before it spawns).
+        Redis away: tried again on the next turn."""
+        if not self._ctl_sent:
+            asked = await self._redis.call(
+                lambda c: self._ex.push_stop(self.execution, reason.value, c)
+            )
+            if asked is AWAY:
+                return None
+            self._ctl_sent = True
         if self.phase is Phase.QUEUED:
             try:
                 cancelled = await self._ex.cancel_if_queued(self.execution)
             except (redis.RedisError, OSError) as exc:
-                log.warning(
-                    "could not cancel a queued attempt in RQ; its worker sees the stop request",
-                    extra={"execution": self.execution, "error": self._ex.target.describe(exc)},
-                )
-                cancelled = False
+                self._redis.away(exc)
+                await self._redis.pause()
+                return None
+            self._redis.back()
             if cancelled:
                 return Ending(NO_EXIT, reason)
+        self._stop_done = True
         return None
 
-    async def _read(self) -> list[Entry] | Away:
-        """The next `out` entries, waiting up to a heartbeat tick; [] if none came or a
-        stop woke us. A read a stop interrupted goes on and is taken up next time: a
-        cancelled blocking read can hold redis-py for its whole block."""
+    async def _read(self) -> list[Entry] | Away | None:
+        """The next `out` entries, waiting up to a heartbeat tick ([]: none came); None
+        when a stop woke us. The read a stop interrupted goes on and is taken up next
+        time: a cancelled blocking read can hold redis-py for its whole block."""
         if self._reading is None:
             block_ms = max(1, int(self._ex.block_s() * 1000))
             out_key, since = self.key("out"), self._last_id
@@ -304,7 +310,7 @@ class RemoteAttempt:
         finally:
             woken.cancel()
         if not self._reading.done():
-            return []
+            return None
         got, self._reading = self._reading.result(), None
         if isinstance(got, Away):
             return got
@@ -395,7 +401,8 @@ class RemoteAttempt:
         else:
             state = text(status) if status else "gone"
             detail = f"no worker heartbeat for {self._ex.cfg.heartbeat_ttl_s:g}s (RQ job {state})"
-        return Ending(NO_EXIT, EndReason.LOST, detail)
+        # Asked to stop meanwhile (a cancel, a timeout): that is what the task shows.
+        return Ending(NO_EXIT, self.reason or EndReason.LOST, detail)
 
     def _resume_clock(self, away_s: float) -> None:
         # The lost clock stood still while Redis was away: nobody heard anything.
