@@ -337,8 +337,10 @@ class Supervisor(TaskQueries, Submissions, Subsystem):
             return
         await self.store.update(task.id, state=state, **fields)
         self.totals[str(state)] += 1
-        if state == S.INTERRUPTED:
-            await self.store.recover(task.id)
+        if state == S.INTERRUPTED:  # a lost remote worker (a daemon stop: not accepting)
+            again = await self.store.recover(task.id)
+            if again.state == S.QUEUED:  # its on_interrupt and retries run it again
+                self._queue.push(again.id, again.priority, again.retry_at)
 
     # ---- control ----------------------------------------------------------------------
     async def cancel(self, task_id: str, wait: bool = True) -> dict[str, Any]:

@@ -124,6 +124,8 @@ def outcome(ending: Ending, timeout: float) -> tuple[TaskState, str | None]:
         return S.FAILED, ending.detail or "budget: over the agent budget"
     if ending.reason == EndReason.LOST:
         return S.INTERRUPTED, f"interrupted: {ending.detail or 'its worker was lost'}"
+    if ending.detail and ending.exit == Exit(None, None):
+        return S.FAILED, ending.detail  # it never ran: a remote worker refused it, saying why
     if ending.exit.code == 0:
         return S.COMPLETED, None
     return S.FAILED, describe_exit(ending.exit)
