@@ -13,6 +13,7 @@ from tests.remote.farm import (
     executions,
     farm,
     farm_config,
+    get,
     log_text,
     marks,
     new_queue,
@@ -68,6 +69,24 @@ def test_daemon_restart_reattaches_to_a_running_remote_task(
     assert done["state"] == "completed" and done["attempt"] == 1, done
     assert log_text(d2, task["id"]) == LINES  # no line lost, none twice
     assert executions(runs) == [execution(task["id"], 1)]  # re-attached, not re-run
+
+
+def test_daemon_restart_keeps_a_job_still_queued_in_redis(
+    redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
+) -> None:
+    queue = new_queue()
+    cfg = farm_config(redis.url, queue)
+    d = start_daemon(cfg)
+    runs = project / "marks"
+    task = submit_remote(d, [*program(project), "--mark", str(runs), "--say", "ran"], max_retries=2)
+    wait_for(lambda: (get(d, task["id"])["runner"] or {}).get("phase") == "queued", 10)
+    assert d.stop() == 0  # no worker yet: the job waits in RQ
+    d2 = start_daemon(cfg, write=False)
+    start_worker(url=redis.url, queue=queue, root=project)
+    done = wait_terminal(d2, task["id"])
+    assert done["state"] == "completed" and done["attempt"] == 1, done
+    assert log_text(d2, task["id"]) == "ran\n"
+    assert executions(runs) == [execution(task["id"], 1)]  # the same job, not enqueued again
 
 
 def test_two_workers_share_a_queue_under_max_parallel(
