@@ -35,6 +35,8 @@ from aiwgd.remote.streamsink import StreamSink, StreamWriter, end_fields, note
 log = logging.getLogger("aiwgd.remote")
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0
+CONNECT_SLACK_S = 6.0  # past a tick, how long a Redis call may take (socket timeouts)
+WAKE = "\x00ended"  # pushed to `ctl` by the horse itself to end its own BLPOP
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Horse:
         self.tick = max(0.05, plan.heartbeat_ttl_s / 3)
         self.shutdown = asyncio.Event()
         self.ended = False  # the end is queued: no heartbeat may follow its DEL of `hb`
+        self._beat_now = asyncio.Event()  # cuts the heartbeat's wait short at the end
         self._delay = BACKOFF_MIN_S
 
     def key(self, kind: str) -> str:
@@ -128,20 +131,34 @@ class Horse:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             reason: str | None = None
             if not child.exited().done():
-                reason = ctl.result() if ctl.done() else "shutdown"
+                reason = (ctl.result() if ctl.done() else None) or "shutdown"
                 log.info(
                     "stopping the attempt",
                     extra={"execution": plan.execution, "reason": reason},
                 )
                 await child.terminate(plan.grace_s)
-            ctl.cancel()
-            shut.cancel()
             ending = await child.finish(plan.grace_s)
             return await self._end(ending, reason)
         finally:
-            for task in (beats, ctl, shut):
+            shut.cancel()
+            await self._settle(beats, ctl)
+
+    async def _settle(self, beats: asyncio.Task[None], ctl: asyncio.Task[str | None]) -> None:
+        """Let the heartbeat and the ctl reader end on their own: a redis.asyncio call
+        cancelled in flight can leave the loop waiting on its connection for good (seen
+        after a Redis restart), so neither is cancelled mid-command."""
+        self.ended = True
+        self._beat_now.set()
+        if not ctl.done():
+            with contextlib.suppress(RedisError, OSError):
+                await self.client.rpush(self.key("ctl"), WAKE)  # BLPOP returns at once
+        done, _ = await asyncio.wait({beats, ctl}, timeout=self.tick + CONNECT_SLACK_S)
+        for task in (beats, ctl):
+            if task not in done:  # a last resort: Redis away and no answer in time
                 task.cancel()
-            await asyncio.gather(beats, ctl, shut, return_exceptions=True)
+        await asyncio.gather(beats, ctl, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.lrem(self.key("ctl"), 0, WAKE)
 
     def _run_fields(self, child: Child) -> dict[str, object]:
         return {
@@ -183,11 +200,13 @@ class Horse:
         while not self.ended:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.set(self.key("hb"), value, px=ttl_ms)
-            await asyncio.sleep(self.tick)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), self.tick)
 
-    async def _watch_ctl(self) -> str:
-        """The first stop request the daemon pushes while the child runs."""
-        while True:
+    async def _watch_ctl(self) -> str | None:
+        """The first stop request the daemon pushes while the child runs (None: the
+        attempt ended first)."""
+        while not self.ended:
             try:
                 item = await self.client.blpop([self.key("ctl")], timeout=self.tick)
             except (RedisError, OSError):
@@ -196,7 +215,10 @@ class Horse:
             self._delay = BACKOFF_MIN_S
             if item is not None:
                 raw = item[1]
-                return _text(raw if isinstance(raw, bytes | str) else str(raw))
+                reason = _text(raw if isinstance(raw, bytes | str) else str(raw))
+                if reason != WAKE:
+                    return reason
+        return None
 
 
 def _text(raw: bytes | str) -> str:

@@ -33,9 +33,10 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -43,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from rq import Queue, Worker, worker_registration
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.worker_pool import ForkProcess, WorkerData, WorkerPool
 
@@ -60,6 +62,7 @@ HORSE_SLACK_S = 5.0  # past the attempt's grace, a cold stop SIGKILLs a horse st
 BACKOFF_MAX_S = 5.0
 REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
 PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 class StartError(Exception):
@@ -188,6 +191,9 @@ class AiwgWorker(Worker):
     """RQ's forking worker, with our stop ladder and Redis outages waited out."""
 
     grace_s = 10.0  # the current job's grace (from its payload)
+    # RQ backs off up to 60 s between tries while Redis is away; a restarted Redis
+    # should see its workers back within seconds.
+    max_connection_wait_time = BACKOFF_MAX_S
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         with contextlib.suppress(Exception):
@@ -249,17 +255,34 @@ class AiwgWorker(Worker):
             self.log.warning("Worker %s: maintenance skipped, Redis away: %s", self.name, exc)
 
     def check_for_suspension(self, burst: bool) -> None:
+        self._until_redis_answers(lambda: super(AiwgWorker, self).check_for_suspension(burst))
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        # RQ retries its BLPOP while Redis is away, but not the calls around it.
+        return self._until_redis_answers(
+            lambda: super(AiwgWorker, self).dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        )
+
+    def _until_redis_answers(self, call: Callable[[], T]) -> T:
         delay = 0.1
         while True:
             try:
-                super().check_for_suspension(burst)
-                return
+                return call()
             except REDIS_AWAY as exc:
                 if self._stop_requested:
-                    return
+                    raise StopRequested() from None
                 self.log.warning("Worker %s: Redis away (%s); retrying", self.name, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # type: ignore[no-untyped-call]
+        except REDIS_AWAY as exc:
+            # RQ forgets a worker whose key expires: its death goes unrecorded, no more.
+            self.log.warning("Worker %s: cannot record its stop, Redis away: %s", self.name, exc)
 
 
 def make_worker(setup: Setup, name: str, connection: redis.Redis) -> AiwgWorker:

@@ -10,18 +10,17 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from rq.job import Job
+
 from aiwgd.procs.marks import alive
-from tests.remote.workerjobs import Jobs, new_queue, project, script
+from tests.remote.workerjobs import rig, script
 from tests.utils import wait_for
 
 
 def test_output_and_exit_code_reach_the_stream(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    w = start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, w, jobs = rig(redis, start_worker, tmp_path)
     argv = script(
         root,
         "prog.py",
@@ -33,7 +32,7 @@ def test_output_and_exit_code_reach_the_stream(
     end = jobs.wait_end(ex)
     assert end == {"k": "end", "code": "3", "signal": "", "reason": ""}
     out = jobs.output(ex).decode()
-    assert f"hello from {ex} {queue}" in out
+    assert f"hello from {ex} {jobs.queue}" in out
     assert f"root {root} cwd {root}" in out
     kinds = [e["k"] for e in jobs.entries(ex)]
     assert kinds[0] == "start" and kinds[-1] == "end"
@@ -43,13 +42,14 @@ def test_output_and_exit_code_reach_the_stream(
     run = {k.decode(): v.decode() for k, v in jobs.client.hgetall(jobs.key("run", ex)).items()}
     assert run["pid"] == start["pid"] and run["worker"] == w.name
     assert jobs.heartbeat(ex) is None  # gone with the end
+    # The horse returns once its end is written: RQ records the job's result.
+    job = wait_for(lambda: (j := Job.fetch(ex, connection=jobs.client)).is_finished and j, 10)
+    assert job.return_value() == {"code": 3, "signal": None, "reason": ""}
+    assert w.stop() == 0
 
 
 def test_heartbeat_while_it_runs(redis: Any, start_worker: Any, tmp_path: Path) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
     go = root / "go"
     argv = script(
         root,
@@ -79,10 +79,7 @@ def test_heartbeat_while_it_runs(redis: Any, start_worker: Any, tmp_path: Path) 
 def test_stop_requested_before_the_start_never_spawns(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
     ran = root / "ran"
     argv = script(root, "mark.py", f"open({str(ran)!r}, 'w').close()\n")
     ex = jobs.execution()
@@ -98,10 +95,7 @@ def test_stop_requested_before_the_start_never_spawns(
 def test_refused_when_the_cwd_is_not_checked_out(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
     ex = jobs.enqueue(script(root, "p.py", "print('ran')\n"), cwd="sub/missing")
     end = jobs.wait_end(ex)
     assert end["reason"] == "refused" and end["code"] == ""
@@ -113,10 +107,7 @@ def test_refused_when_the_cwd_is_not_checked_out(
 def test_refused_when_the_workers_config_does_not_allow_the_program(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path, {"agent": {"allowed_commands": ["true"]}})
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, _w, jobs = rig(redis, start_worker, tmp_path, {"agent": {"allowed_commands": ["true"]}})
     ran = root / "ran"
     ex = jobs.enqueue(script(root, "p.py", f"open({str(ran)!r}, 'w').close()\n"))
     end = jobs.wait_end(ex)
@@ -129,10 +120,7 @@ def test_refused_when_the_workers_config_does_not_allow_the_program(
 
 
 def test_unknown_payload_version_refused(redis: Any, start_worker: Any, tmp_path: Path) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    _root, _w, jobs = rig(redis, start_worker, tmp_path)
     ex = jobs.enqueue(["true"], v=99)
     assert jobs.wait_end(ex)["reason"] == "refused"
     assert "payload version 99" in jobs.output(ex).decode()
@@ -142,11 +130,8 @@ def test_the_childs_environment_has_no_worker_secret(
     redis_with_password: Any, start_worker: Any, tmp_path: Path
 ) -> None:
     server = redis_with_password
-    root = project(tmp_path)
-    queue = new_queue()
     env = {"W_REDIS_PW": server.password}
-    start_worker(url=server.url, queue=queue, root=root, env=env, password_env="W_REDIS_PW")
-    jobs = Jobs(server, queue)
+    root, _w, jobs = rig(server, start_worker, tmp_path, env=env, password_env="W_REDIS_PW")
     argv = script(root, "env.py", "import json\nprint(json.dumps(sorted(os.environ)))\n")
     ex = jobs.enqueue(argv)
     assert jobs.wait_end(ex)["code"] == "0"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aiwgd.procs.marks import alive
-from tests.remote.workerjobs import Jobs, new_queue, project, script
+from tests.remote.workerjobs import new_queue, project, rig, script
 from tests.utils import env_for_tests, run_cli, wait_for
 
 
@@ -77,10 +77,7 @@ while True:
 def test_a_process_that_escaped_the_group_is_stopped_with_the_attempt(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
     pid_file = root / "escaped"
     ex = jobs.enqueue([*script(root, "escape.py", ESCAPES), str(pid_file)])
     jobs.wait_output(ex, b"up")
@@ -96,10 +93,7 @@ def test_a_process_that_escaped_the_group_is_stopped_with_the_attempt(
 def test_a_pool_member_killed_is_replaced_and_its_child_stopped(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    w = start_worker(url=redis.url, queue=queue, root=root, max_parallel=2)
-    jobs = Jobs(redis, queue)
+    root, w, jobs = rig(redis, start_worker, tmp_path, max_parallel=2)
     wait_for(lambda: len(w.rq_names(jobs.client)) == 2, 10, "two workers in RQ")
     pid_file = root / "pid"
     body = "open(sys.argv[1], 'w').write(str(os.getpid()))\nprint('up', flush=True)\n"

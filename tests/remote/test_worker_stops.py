@@ -15,7 +15,7 @@ from rq import Queue, Worker
 from rq.utils import utcparse
 
 from aiwgd.procs.marks import alive
-from tests.remote.workerjobs import Jobs, new_queue, project, script
+from tests.remote.workerjobs import Jobs, new_queue, project, rig, script
 from tests.utils import wait_for
 
 # A leader and a child in its group, both ignoring SIGTERM; their pids in a file.
@@ -50,10 +50,7 @@ def _pids(path: Path) -> list[int]:
 def test_cancel_stops_the_whole_group_with_kill_after_the_grace(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
     pids_file = root / "pids"
     ex = jobs.enqueue([*script(root, "stubborn.py", STUBBORN), str(pids_file)], grace_s=0.5)
     jobs.wait_output(ex, b"up")
@@ -68,10 +65,7 @@ def test_cancel_stops_the_whole_group_with_kill_after_the_grace(
 
 
 def test_cancel_of_a_program_that_obeys_term(redis: Any, start_worker: Any, tmp_path: Path) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
     argv = [*script(root, "waiter.py", WAITER), str(root / "pid"), str(root / "never")]
     ex = jobs.enqueue(argv, grace_s=5)
     jobs.wait_output(ex, b"up")
@@ -84,10 +78,7 @@ def test_cancel_of_a_program_that_obeys_term(redis: Any, start_worker: Any, tmp_
 def test_kill9_of_the_worker_leaves_the_child_to_the_next_start(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    w = start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, w, jobs = rig(redis, start_worker, tmp_path)
     pids_file = root / "pids"
     ex = jobs.enqueue([*script(root, "stubborn.py", STUBBORN), str(pids_file)])
     jobs.wait_output(ex, b"up")
@@ -97,7 +88,7 @@ def test_kill9_of_the_worker_leaves_the_child_to_the_next_start(
     wait_for(lambda: not alive(horse), 5, "the horse to die with its worker")
     assert alive(leader) and alive(kid)  # its own session: left behind, cut off
     assert jobs.end(ex) is None
-    start_worker(url=redis.url, queue=queue, root=root, name=w.name)  # same name: freed
+    start_worker(url=redis.url, queue=jobs.queue, root=root, name=w.name)  # same name: freed
     wait_for(lambda: not alive(leader) and not alive(kid), 10, "the next start to stop it")
     end = jobs.wait_end(ex, timeout=5)
     assert end["reason"] == "lost" and end["signal"] == str(signal.SIGKILL)
@@ -105,10 +96,7 @@ def test_kill9_of_the_worker_leaves_the_child_to_the_next_start(
 
 
 def test_an_attempt_survives_a_redis_restart(redis: Any, start_worker: Any, tmp_path: Path) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    w = start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, w, jobs = rig(redis, start_worker, tmp_path)
     pid_file, go = root / "pid", root / "go"
     ex = jobs.enqueue([*script(root, "waiter.py", WAITER), str(pid_file), str(go)])
     jobs.wait_output(ex, b"up")
@@ -118,7 +106,7 @@ def test_an_attempt_survives_a_redis_restart(redis: Any, start_worker: Any, tmp_
     wait_for(lambda: not alive(child), 10, "the program to end while Redis is away")
     assert w.proc.poll() is None
     redis.start()
-    jobs = Jobs(redis, queue)  # a fresh client after the restart
+    jobs = Jobs(redis, jobs.queue)  # a fresh client after the restart
     end = jobs.wait_end(ex, timeout=15)
     assert end == {"k": "end", "code": "0", "signal": "", "reason": ""}
     assert jobs.output(ex) == b"up\nsecond part\n"
@@ -130,10 +118,7 @@ def test_an_attempt_survives_a_redis_restart(redis: Any, start_worker: Any, tmp_
 def test_cold_stop_takes_the_child_down_the_ladder(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    w = start_worker(url=redis.url, queue=queue, root=root)
-    jobs = Jobs(redis, queue)
+    root, w, jobs = rig(redis, start_worker, tmp_path)
     argv = [*script(root, "waiter.py", WAITER), str(root / "pid"), str(root / "never")]
     ex = jobs.enqueue(argv)
     jobs.wait_output(ex, b"up")
@@ -155,10 +140,7 @@ def test_cold_stop_takes_the_child_down_the_ladder(
 def test_max_parallel_runs_n_registered_workers(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
-    root = project(tmp_path)
-    queue = new_queue()
-    w = start_worker(url=redis.url, queue=queue, root=root, max_parallel=2)
-    jobs = Jobs(redis, queue)
+    root, w, jobs = rig(redis, start_worker, tmp_path, max_parallel=2)
     wait_for(lambda: len(w.rq_names(jobs.client)) == 2, 10, "two workers in RQ")
     assert sorted(w.rq_names(jobs.client)) == [f"{w.name}-1", f"{w.name}-2"]
     go = root / "go"
@@ -168,5 +150,19 @@ def test_max_parallel_runs_n_registered_workers(
     jobs.wait_output(second, b"up")  # both at once
     go.touch()
     assert jobs.wait_end(first)["code"] == jobs.wait_end(second)["code"] == "0"
-    busy = {x.name for x in Worker.all(queue=Queue(queue, connection=jobs.client))}
+    busy = {x.name for x in Worker.all(queue=Queue(jobs.queue, connection=jobs.client))}
     assert busy == {f"{w.name}-1", f"{w.name}-2"}
+
+
+def test_an_idle_worker_survives_a_redis_restart(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    root = project(tmp_path)
+    queue = new_queue()
+    w = start_worker(url=redis.url, queue=queue, root=root)
+    redis.restart()
+    jobs = Jobs(redis, queue)
+    ex = jobs.enqueue(["true"])
+    assert jobs.wait_end(ex, timeout=20)["code"] == "0"
+    assert w.proc.poll() is None
+    assert w.stop() == 0  # a warm stop of an idle worker

@@ -111,3 +111,17 @@ class Jobs:
     def heartbeat(self, execution: str) -> dict[str, Any] | None:
         raw = self.client.get(self.key("hb", execution))
         return None if raw is None else dict(json.loads(raw))
+
+
+def rig(
+    server: Any,
+    start_worker: Any,
+    tmp_path: Path,
+    config: dict[str, Any] | None = None,
+    **opts: Any,
+) -> tuple[Path, Any, Jobs]:
+    """A project, a real worker on a fresh queue of `server`, and its jobs."""
+    root = project(tmp_path, config)
+    queue = new_queue()
+    w = start_worker(url=server.url, queue=queue, root=root, **opts)
+    return root, w, Jobs(server, queue)
