@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aiwgd.procs.marks import alive
-from tests.remote.workerjobs import new_queue, project, rig, script
+from tests.remote.workerjobs import new_queue, pids_in, project, rig, script
 from tests.utils import env_for_tests, run_cli, wait_for
 
 
@@ -81,7 +81,7 @@ def test_a_process_that_escaped_the_group_is_stopped_with_the_attempt(
     pid_file = root / "escaped"
     ex = jobs.enqueue([*script(root, "escape.py", ESCAPES), str(pid_file)])
     jobs.wait_output(ex, b"up")
-    escaped = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 10, "the pid"))
+    (escaped,) = pids_in(pid_file)
     assert alive(escaped)
     jobs.client.rpush(jobs.key("ctl", ex), "cancelled")
     end = jobs.wait_end(ex)
@@ -100,7 +100,7 @@ def test_a_pool_member_killed_is_replaced_and_its_child_stopped(
     argv = [*script(root, "p.py", body + "while True: time.sleep(0.05)\n"), str(pid_file)]
     ex = jobs.enqueue(argv)
     jobs.wait_output(ex, b"up")
-    child = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 10, "the pid"))
+    (child,) = pids_in(pid_file)
     start = jobs.start(ex)
     assert start is not None
     member = int(jobs.client.hget(f"rq:worker:{start['worker']}", "pid"))

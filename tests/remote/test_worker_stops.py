@@ -15,7 +15,7 @@ from rq import Queue, Worker
 from rq.utils import utcparse
 
 from aiwgd.procs.marks import alive
-from tests.remote.workerjobs import Jobs, new_queue, project, rig, script
+from tests.remote.workerjobs import Jobs, new_queue, pids_in, project, rig, script
 from tests.utils import wait_for
 
 # A leader and a child in its group, both ignoring SIGTERM; their pids in a file.
@@ -42,11 +42,6 @@ print('second part', flush=True)
 """
 
 
-def _pids(path: Path) -> list[int]:
-    text = wait_for(lambda: path.exists() and path.read_text().strip(), 10, f"{path}")
-    return [int(p) for p in str(text).split()]
-
-
 def test_cancel_stops_the_whole_group_with_kill_after_the_grace(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
@@ -54,7 +49,7 @@ def test_cancel_stops_the_whole_group_with_kill_after_the_grace(
     pids_file = root / "pids"
     ex = jobs.enqueue([*script(root, "stubborn.py", STUBBORN), str(pids_file)], grace_s=0.5)
     jobs.wait_output(ex, b"up")
-    leader, kid = _pids(pids_file)
+    leader, kid = pids_in(pids_file)
     asked = time.monotonic()
     jobs.client.rpush(jobs.key("ctl", ex), "cancelled")
     end = jobs.wait_end(ex, timeout=10)
@@ -82,7 +77,7 @@ def test_kill9_of_the_worker_leaves_the_child_to_the_next_start(
     pids_file = root / "pids"
     ex = jobs.enqueue([*script(root, "stubborn.py", STUBBORN), str(pids_file)])
     jobs.wait_output(ex, b"up")
-    leader, kid = _pids(pids_file)
+    leader, kid = pids_in(pids_file)
     horse = int(wait_for(lambda: jobs.heartbeat(ex), 5, "a heartbeat")["horse"])
     w.kill9()
     wait_for(lambda: not alive(horse), 5, "the horse to die with its worker")
@@ -100,7 +95,7 @@ def test_an_attempt_survives_a_redis_restart(redis: Any, start_worker: Any, tmp_
     pid_file, go = root / "pid", root / "go"
     ex = jobs.enqueue([*script(root, "waiter.py", WAITER), str(pid_file), str(go)])
     jobs.wait_output(ex, b"up")
-    (child,) = _pids(pid_file)
+    (child,) = pids_in(pid_file)
     redis.stop()
     go.touch()  # the second part is printed while Redis is away
     wait_for(lambda: not alive(child), 10, "the program to end while Redis is away")
@@ -122,7 +117,7 @@ def test_cold_stop_takes_the_child_down_the_ladder(
     argv = [*script(root, "waiter.py", WAITER), str(root / "pid"), str(root / "never")]
     ex = jobs.enqueue(argv)
     jobs.wait_output(ex, b"up")
-    (child,) = _pids(root / "pid")
+    (child,) = pids_in(root / "pid")
     os.kill(w.pid, signal.SIGTERM)  # warm: it would wait for the attempt
     raw = wait_for(
         lambda: jobs.client.hget(f"rq:worker:{w.name}", "shutdown_requested_date"), 5, "warm"

@@ -125,3 +125,9 @@ def rig(
     queue = new_queue()
     w = start_worker(url=server.url, queue=queue, root=root, **opts)
     return root, w, Jobs(server, queue)
+
+
+def pids_in(path: Path) -> list[int]:
+    """The pids a test program wrote into `path` (once it has)."""
+    text = wait_for(lambda: path.exists() and path.read_text().strip(), 10, f"{path}")
+    return [int(p) for p in str(text).split()]
