@@ -147,6 +147,8 @@ def test_max_parallel_runs_n_registered_workers(
     assert jobs.wait_end(first)["code"] == jobs.wait_end(second)["code"] == "0"
     busy = {x.name for x in Worker.all(queue=Queue(jobs.queue, connection=jobs.client))}
     assert busy == {f"{w.name}-1", f"{w.name}-2"}
+    assert w.stop() == 0  # the pool's warm stop: both members go, then the pool
+    assert w.rq_names(jobs.client) == []
 
 
 def test_an_idle_worker_survives_a_redis_restart(
