@@ -39,7 +39,6 @@ from aiwgd.remote.reading import (
     Entry,
     end_exit,
     entries,
-    execution_of,
     id_key,
     run_fields,
     text,
@@ -50,7 +49,7 @@ from aiwgd.tasks.model import Task
 if TYPE_CHECKING:
     from aiwgd.remote.executor import RqExecutor
 
-__all__ = ["NEXT", "Phase", "RemoteAttempt", "execution_of"]  # execution_of: tests' old name
+__all__ = ["NEXT", "Phase", "RemoteAttempt"]
 
 log = logging.getLogger("aiwgd.remote")
 
@@ -89,7 +88,7 @@ class RemoteAttempt:
     ) -> None:
         self._ex = executor
         self.task_id = task.id
-        self.execution = execution_of(task.id, task.attempt)
+        self.execution = keys.execution_id(task.id, task.attempt)
         self.phase = phase
         self._reattached = reattached
         self._payload = payload  # to enqueue once Redis is back (WAITING)

@@ -34,7 +34,6 @@ from aiwgd.errors import Unavailable
 from aiwgd.remote import keys
 from aiwgd.remote.attempt import Phase, RemoteAttempt
 from aiwgd.remote.connect import MAX_BLOCK_S, BadUrl, Target, shown_url, unreachable
-from aiwgd.remote.reading import execution_of, task_of
 from aiwgd.remote.workers import list_workers
 from aiwgd.tasks.executors.base import SpawnError
 from aiwgd.tasks.model import Task
@@ -198,7 +197,7 @@ class RqExecutor:
             )
         return {
             "v": keys.VERSION,
-            "execution": execution_of(task.id, task.attempt),
+            "execution": keys.execution_id(task.id, task.attempt),
             "task": task.id,
             "attempt": task.attempt,
             "argv": task_argv(self.config, task),
@@ -275,7 +274,7 @@ class RqExecutor:
 
     async def recover(self, task: Task) -> list[int]:
         """A durable stop request for what an earlier daemon run left of `task`."""
-        execution = execution_of(task.id, task.attempt)
+        execution = keys.execution_id(task.id, task.attempt)
         try:
             await self.push_stop(execution, "shutdown")
             await self.cancel_if_queued(execution)
@@ -323,7 +322,7 @@ class RqExecutor:
     def _end_published(self, execution: str) -> None:
         if execution in self._live or execution in self._followed:
             return  # its reader takes (or took) the end entry from the stream
-        parsed = task_of(execution)
+        parsed = keys.split_execution(execution)
         current = None
         if parsed is not None and self._current is not None:
             current = self._current(parsed[0])

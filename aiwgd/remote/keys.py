@@ -2,7 +2,7 @@
 queue): key names and the shape of every entry. Standard library only: both sides and
 the tests import it.
 
-One attempt of a task is one *execution*, named `<task id>.<attempt>`; that is also
+One attempt of a task is one *execution*, named `<task id>-<attempt>`; that is also
 its RQ job id. Every key below is per queue (`aiwg:<queue>:...`) and per execution:
 
 - `run` (hash): where the attempt runs, written by the work horse once its child has
@@ -48,12 +48,13 @@ KEEP_S: Final = 7 * 86_400  # how long per-execution keys outlive the attempt
 
 
 def execution_id(task_id: str, attempt: int) -> str:
-    return f"{task_id}.{attempt}"
+    # A dash: RQ 3.0 takes only [A-Za-z0-9_-] in a job id (task ids are [0-9a-z]).
+    return f"{task_id}-{attempt}"
 
 
 def split_execution(execution: str) -> tuple[str, int] | None:
     """(task id, attempt) of an execution id, or None if it is not one."""
-    task_id, _, attempt = execution.rpartition(".")
+    task_id, _, attempt = execution.rpartition("-")
     if not task_id or not attempt.isdigit():
         return None
     return task_id, int(attempt)

@@ -6,23 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiwgd.procs.child import Exit
-from aiwgd.remote import keys
 
 Entry = tuple[bytes, dict[bytes, bytes]]  # (stream entry id, fields)
-
-
-def execution_of(task_id: str, attempt: int) -> str:
-    """The execution id of a task's attempt, which is also its RQ job id.
-
-    RQ 3.0 takes only [A-Za-z0-9_-] in a job id, and keys.execution_id joins with a
-    dot: until keys.py says otherwise, the dot becomes a dash (task ids are [0-9a-z])."""
-    return keys.execution_id(task_id, attempt).replace(".", "-")
-
-
-def task_of(execution: str) -> tuple[str, int] | None:
-    """(task id, attempt) of an execution id, or None if it is not one."""
-    task_id, _, attempt = execution.replace("-", ".").rpartition(".")
-    return keys.split_execution(f"{task_id}.{attempt}")
 
 
 def entries(reply: Any) -> list[Entry]:

@@ -10,7 +10,7 @@ import redis
 from rq import Queue, Worker
 from rq.worker import BaseWorker
 
-from aiwgd.remote.reading import task_of
+from aiwgd.remote import keys
 
 
 def list_workers(connection: redis.Redis, queue: str) -> list[dict[str, Any]]:
@@ -21,7 +21,7 @@ def list_workers(connection: redis.Redis, queue: str) -> list[dict[str, Any]]:
 
 def describe(worker: BaseWorker) -> dict[str, Any]:
     execution = worker.get_current_job_id()
-    parsed = task_of(execution) if execution else None
+    parsed = keys.split_execution(execution) if execution else None
     beat = worker.last_heartbeat
     return {
         "name": worker.name,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from aiwgd.client import RpcError
+from aiwgd.remote import keys
 from tests.conftest import DaemonFactory
 from tests.remote.conftest import RedisServer, WorkerFactory, WorkerProc
 from tests.taskhelp import records, task_config
@@ -77,9 +78,7 @@ sys.exit(main(sys.argv[1:]))
 
 def execution(task_id: str, attempt: int = 1) -> str:
     """The execution id (= RQ job id) of a task's attempt, as the daemon names it."""
-    from aiwgd.remote.reading import execution_of
-
-    return execution_of(task_id, attempt)
+    return keys.execution_id(task_id, attempt)
 
 
 def new_queue() -> str:

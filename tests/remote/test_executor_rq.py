@@ -29,7 +29,6 @@ from aiwgd.procs.child import Exit
 from aiwgd.remote import keys
 from aiwgd.remote.connect import BadUrl, Target
 from aiwgd.remote.executor import RqExecutor
-from aiwgd.remote.reading import execution_of
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
 from aiwgd.tasks.model import Task
 from tests.remote.conftest import RedisServer
@@ -206,7 +205,7 @@ def test_start_enqueues_a_job_with_the_payload_and_no_env(redis: RedisServer, ro
         ex = make(redis.url, root, heartbeat_ttl_s=6)
         t = task(attempt=2, cwd=str(root / "sub"))
         attempt = await ex.start(t, str(root / "log"), lambda: None)
-        execution = execution_of(t.id, 2)
+        execution = keys.execution_id(t.id, 2)
         with redis.client() as c:
             job = Job.fetch(execution, connection=c)
             assert job.func_name == keys.JOB_FUNC
@@ -418,22 +417,24 @@ def test_a_stale_attempts_end_is_logged_and_ignored(
         attempt = await ex.start(task(attempt=2), str(root / "log"), lambda: None)
         with redis.client() as c:
             await until(lambda: c.pubsub_numsub(keys.ends_channel(QUEUE))[0][1], "the listener")
-        FakeHorse(redis, execution_of("t0abc", 1)).end(code=0)
+        FakeHorse(redis, keys.execution_id("t0abc", 1)).end(code=0)
         FakeHorse(redis, attempt.execution).end(code=0)  # the current one: its reader's
         await until(lambda: caplog.records, "a warning")
         stale = [
             r for r in caplog.records if r.getMessage() == "ignored the end of a stale attempt"
         ]
-        assert [getattr(r, "execution", None) for r in stale] == [execution_of("t0abc", 1)]
+        assert [getattr(r, "execution", None) for r in stale] == [keys.execution_id("t0abc", 1)]
         assert getattr(stale[0], "current_attempt", None) == 2
         assert await attempt.wait(0) == Ending(Exit(0, None), None, None)
         # The end of one it followed to its end is no news, even once it is not current.
         ex.set_current(lambda task_id: None)
         caplog.clear()
         FakeHorse(redis, attempt.execution).end(code=0)
-        FakeHorse(redis, execution_of("t0abc", 3)).end(code=0)
+        FakeHorse(redis, keys.execution_id("t0abc", 3)).end(code=0)
         await until(lambda: caplog.records, "a warning")
-        assert [getattr(r, "execution", None) for r in caplog.records] == [execution_of("t0abc", 3)]
+        assert [getattr(r, "execution", None) for r in caplog.records] == [
+            keys.execution_id("t0abc", 3)
+        ]
         await ex.close()
 
     run(scenario)

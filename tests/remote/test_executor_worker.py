@@ -16,7 +16,6 @@ from rq.job import Job
 
 from aiwgd.procs.child import Exit
 from aiwgd.remote import keys
-from aiwgd.remote.reading import execution_of
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
 from tests.remote.conftest import RedisServer, marked
 from tests.remote.test_executor_rq import NO_EXIT, QUEUE, make, run, task, until
@@ -122,7 +121,9 @@ def test_recover_leaves_a_durable_stop_request(redis: RedisServer, tmp_path: Pat
         assert await ex.recover(t) == []
         assert await ex.sweep() == {}
         with redis.client() as c:
-            assert c.lrange(keys.key(QUEUE, "ctl", execution_of(t.id, 1)), 0, -1) == [b"shutdown"]
+            assert c.lrange(keys.key(QUEUE, "ctl", keys.execution_id(t.id, 1)), 0, -1) == [
+                b"shutdown"
+            ]
             assert Job.fetch(attempt.execution, connection=c).get_status() == "canceled"
         await ex.close()
 
