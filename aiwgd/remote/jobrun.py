@@ -26,6 +26,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from rq import get_current_job
 from rq.connections import get_connection_kwargs
 
@@ -72,7 +74,12 @@ def async_client(sync: redis.Redis, socket_timeout: float) -> aredis.Redis:
         cls = aredis.SSLConnection
     else:
         cls = aredis.Connection
-    kwargs.update(socket_timeout=socket_timeout, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    # No retries inside redis-py: the horse's own loops retry, with their own backoff.
+    kwargs.update(
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        retry=AsyncRetry(NoBackoff(), 0),
+    )
     return aredis.Redis(connection_pool=aredis.ConnectionPool(connection_class=cls, **kwargs))
 
 
