@@ -1,0 +1,62 @@
+"""Where a task runs when it does not say: its group's executor, agent.executor for a
+prompt, tasks.default_executor; an explicit `executor` (also "local") wins. And the
+config errors a user meets when the names do not add up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import DaemonFactory
+from tests.remote.conftest import RedisServer, WorkerFactory
+from tests.remote.farm import farm_config, new_queue, program
+from tests.taskhelp import wait_terminal
+from tests.utils import run_cli
+
+
+def test_defaults_send_tasks_to_the_executor_their_group_agent_or_config_names(
+    redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
+) -> None:
+    queue = new_queue()
+    cfg = farm_config(redis.url, queue)
+    prog = program(project)
+    groups = {"near": {"max_parallel": 2, "executor": "local"}}
+    cfg["tasks"] = {**cfg.get("tasks", {}), "groups": groups, "default_executor": "farm"}
+    agent = {"command": [*prog, "--say", "{prompt}"], "executor": "farm"}
+    cfg["agent"] = {**cfg.get("agent", {}), **agent}
+    d = start_daemon(cfg)
+    start_worker(url=redis.url, queue=queue, root=project)
+
+    def ran(**params: object) -> tuple[str | None, str]:
+        task = d.call("task.submit", **params)
+        done = wait_terminal(d, task["id"])
+        assert done["state"] == "completed", done
+        return done["executor"], done["output_tail"]
+
+    # The worker's child carries AIWG_EXECUTION; a local child does not (PROG says "none").
+    say_mark = [*prog, "--say", "{execution}"]
+    where, said = ran(command=say_mark)  # tasks.default_executor
+    assert where == "farm" and said.strip() != "none.0", said
+    assert ran(command=say_mark, group="near") == (None, "none.0\n")  # its group's
+    assert ran(command=say_mark, executor="local") == (None, "none.0\n")  # its own
+    where, said = ran(prompt="hello")  # agent.executor
+    assert (where, said) == ("farm", "hello\n")
+
+
+def test_config_names_an_executor_that_is_not_there(project: Path) -> None:
+    cfg = {
+        "executors": {"farm": {"type": "rq", "url": "http://example.invalid"}},
+        "tasks": {"default_executor": "gpu"},
+    }
+    path = project / "bad.json"
+    path.write_text(json.dumps(cfg))
+    res = run_cli(project, "config", "validate", str(path))
+    assert res.returncode == 1
+    assert "executors.farm.url" in res.stderr + res.stdout
+    assert "use redis://, rediss:// or unix://" in res.stderr + res.stdout
+    cfg["executors"]["farm"]["url"] = "unix:///tmp/r.sock"
+    path.write_text(json.dumps(cfg))
+    res = run_cli(project, "config", "validate", str(path))
+    out = res.stderr + res.stdout
+    assert res.returncode == 1, out
+    assert 'tasks.default_executor: unknown executor "gpu" (configured: local, farm)' in out
