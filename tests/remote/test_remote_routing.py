@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import DaemonFactory
 from tests.remote.conftest import RedisServer, WorkerFactory
@@ -27,7 +28,7 @@ def test_defaults_send_tasks_to_the_executor_their_group_agent_or_config_names(
     d = start_daemon(cfg)
     start_worker(url=redis.url, queue=queue, root=project)
 
-    def ran(**params: object) -> tuple[str | None, str]:
+    def ran(**params: Any) -> tuple[str | None, str]:
         task = d.call("task.submit", **params)
         done = wait_terminal(d, task["id"])
         assert done["state"] == "completed", done
@@ -44,7 +45,7 @@ def test_defaults_send_tasks_to_the_executor_their_group_agent_or_config_names(
 
 
 def test_config_names_an_executor_that_is_not_there(project: Path) -> None:
-    cfg = {
+    cfg: dict[str, Any] = {
         "executors": {"farm": {"type": "rq", "url": "http://example.invalid"}},
         "tasks": {"default_executor": "gpu"},
     }
