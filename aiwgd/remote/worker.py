@@ -51,7 +51,7 @@ from rq.worker_pool import ForkProcess, WorkerData, WorkerPool
 from aiwgd.config.executors import default_queue, url_error
 from aiwgd.config.schema import ValidationError
 from aiwgd.procs import marks
-from aiwgd.remote import jobrun, leftovers
+from aiwgd.remote import jobrun, keys, leftovers
 from aiwgd.remote.connect import auth_error, shown_url
 
 log = logging.getLogger("aiwgd.remote")
@@ -187,8 +187,39 @@ def _str(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+class RefusedJob(Exception):
+    """A job that is not one attempt of ours."""
+
+
+class AiwgJob(Job):
+    """An RQ job as an aiwg worker runs it: only the attempt function, and no callbacks.
+    RQ would import and call whatever function (or callback) a job names; a worker runs
+    programs for whoever may write to its queue, and nothing else."""
+
+    def _execute(self) -> Any:
+        if self.func_name != keys.JOB_FUNC or self.kwargs or len(self.args) != 1:
+            raise RefusedJob(
+                f"an aiwg worker runs {keys.JOB_FUNC}(payload) only, not {self.func_name}"
+            )
+        return super()._execute()
+
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+
 class AiwgWorker(Worker):
     """RQ's forking worker, with our stop ladder and Redis outages waited out."""
+
+    job_class = AiwgJob
 
     grace_s = 10.0  # the current job's grace (from its payload)
     # RQ backs off up to 60 s between tries while Redis is away; a restarted Redis
@@ -287,7 +318,8 @@ class AiwgWorker(Worker):
 
 def make_worker(setup: Setup, name: str, connection: redis.Redis) -> AiwgWorker:
     jobrun.CONTEXT = setup.context(name)  # the horses it forks read it
-    return AiwgWorker([Queue(setup.queue, connection=connection)], name=name, connection=connection)
+    queue = Queue(setup.queue, connection=connection, job_class=AiwgJob)
+    return AiwgWorker([queue], name=name, connection=connection)
 
 
 def _sweep(setup: Setup) -> None:

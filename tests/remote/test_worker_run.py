@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from rq import Queue
 from rq.job import Job
 
 from aiwgd.procs.marks import alive
@@ -137,3 +138,17 @@ def test_the_childs_environment_has_no_worker_secret(
     assert jobs.wait_end(ex)["code"] == "0"
     names = json.loads(jobs.output(ex))
     assert "W_REDIS_PW" not in names and "AIWG_EXECUTION" in names
+
+
+def test_only_the_attempt_function_runs(redis: Any, start_worker: Any, tmp_path: Path) -> None:
+    """RQ would call any function a job names: an aiwg worker fails such a job."""
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
+    other = root / "made-by-another-function"
+    q = Queue(jobs.queue, connection=jobs.client)
+    job = q.enqueue("os.makedirs", str(other), job_id="other-1")
+    wait_for(lambda: job.get_status(refresh=True) == "failed", 10, "the job to fail")
+    assert not other.exists()
+    result = job.latest_result()
+    assert result is not None and "run_attempt(payload) only" in str(result.exc_string)
+    ex = jobs.enqueue(["true"])
+    assert jobs.wait_end(ex)["code"] == "0"
