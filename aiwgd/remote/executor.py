@@ -36,8 +36,8 @@ from aiwgd.remote.attempt import Phase, RemoteAttempt
 from aiwgd.remote.connect import MAX_BLOCK_S, BadUrl, Target, shown_url, unreachable
 from aiwgd.remote.workers import list_workers
 from aiwgd.tasks.executors.base import SpawnError
+from aiwgd.tasks.launch import task_argv
 from aiwgd.tasks.model import Task
-from aiwgd.tasks.spec import task_argv
 
 log = logging.getLogger("aiwgd.remote")
 

@@ -17,7 +17,6 @@ picks it) and the cwd resolved now (so a directory swapped for a symlink is caug
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from aiwgd.config import Config
 from aiwgd.config.limits import Limits
 from aiwgd.config.schema import ValidationError, dump, parse, show, spec
 from aiwgd.tasks.executors.choice import choose_executor
+from aiwgd.tasks.launch import agent_argv, program
 from aiwgd.tasks.model import (
     ENV_REDACTED,
     ON_INTERRUPT,
@@ -36,28 +36,9 @@ from aiwgd.tasks.model import (
     Task,
     parse_priority,
 )
-from aiwgd.tasks.policy import (
-    Refused,
-    arg_max,
-    check_allowed,
-    child_env,
-    exec_size,
-    find_program,
-    resolve_cwd,
-    spawn_cwd,
-)
+from aiwgd.tasks.policy import Refused, arg_max, check_allowed, child_env, exec_size, resolve_cwd
 
-__all__ = [
-    "ChatParams",
-    "Refused",
-    "SubmitParams",
-    "child_env",
-    "parse_spec",
-    "prepare",
-    "spawn_plan",
-    "task_argv",
-    "task_limits",
-]
+__all__ = ["ChatParams", "SubmitParams", "invalid", "parse_spec", "prepare"]
 
 # Linux caps one argv element or environment entry at MAX_ARG_STRLEN (32 pages =
 # 128 KiB, with its NUL): a prompt goes to the agent as one argument, so a longer one
@@ -68,7 +49,6 @@ MAX_PROMPT_BYTES = MAX_ARG_BYTES
 _EXEC_SLACK = 4096
 MAX_METADATA_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 7 * 86_400
-_PLACEHOLDER = re.compile(r"\{prompt\}|\{agent\}")
 
 
 def _priority(value: int | str) -> str | None:
@@ -198,30 +178,6 @@ def parse_spec(data: Any) -> SubmitParams:
     return result
 
 
-def agent_argv(config: Config, prompt: str, agent: str | None) -> list[str]:
-    """agent.command with {prompt}/{agent} replaced per element (never via a shell)."""
-
-    values = {"{prompt}": prompt, "{agent}": agent or ""}
-
-    def sub(item: str) -> str:
-        # One pass: a prompt that itself contains "{agent}" is never substituted again.
-        return _PLACEHOLDER.sub(lambda m: values[m.group(0)], item)
-
-    argv = [sub(a) for a in config.agent.command]
-    if agent:
-        argv += [sub(a) for a in config.agent.agent_args]
-    return argv
-
-
-def task_argv(config: Config, task: Task) -> list[str]:
-    if task.command is not None:
-        return list(task.command)
-    argv = agent_argv(config, task.prompt or "", task.agent)
-    if task.resume_session:
-        argv += [a.replace("{session}", task.resume_session) for a in config.agent.resume_args]
-    return argv
-
-
 # ---- what could never run ------------------------------------------------------------
 
 
@@ -286,17 +242,6 @@ def unrunnable(p: SubmitParams) -> list[str]:
     return issues
 
 
-def _program(argv0: str, cwd: str, config: Config, field: str) -> str:
-    exe = find_program(argv0, cwd, config)
-    if exe is None:
-        raise Refused(
-            f"{field}: {show(argv0)} is not an executable found on PATH or relative to cwd "
-            f"{cwd} (bare names are looked up on the daemon's PATH, never the task's env)",
-            command=argv0,
-        )
-    return exe
-
-
 # ---- at submit -----------------------------------------------------------------------
 
 
@@ -331,11 +276,11 @@ def prepare(p: SubmitParams, source: str, config: Config, root: Path, new_id: st
             argv = p.command or agent_argv(config, p.prompt or "", p.agent)
         elif p.command is not None:
             argv = list(p.command)
-            argv[0] = _program(argv[0], cwd, config, "command[0]")
+            argv[0] = program(argv[0], cwd, config, "command[0]")
             check_allowed(p.command[0], argv[0], config, root)
         else:
             argv = agent_argv(config, p.prompt or "", p.agent)
-            argv[0] = _program(argv[0], cwd, config, "agent.command[0]")
+            argv[0] = program(argv[0], cwd, config, "agent.command[0]")
     except Refused as exc:
         raise _rpc_error(exc, agent=p.command is None) from None
     env = child_env(config, p.env)
@@ -378,43 +323,3 @@ def _rpc_error(exc: Refused, agent: bool) -> errors.RpcError:
     if exc.forbidden:
         return errors.Forbidden(str(exc), exc.data)
     return invalid([str(exc)])
-
-
-# ---- at spawn ------------------------------------------------------------------------
-
-
-def task_limits(config: Config, task: Task) -> Limits | None:
-    """The limits `task` runs under: its own, else agent.limits for a prompt (read at
-    each spawn, so a reload applies to the next attempt); None: no limit at all."""
-    limits: Limits | None = None
-    if task.limits is not None:
-        # Checked at submit; a record from another version may hold fields this one
-        # does not know: those are left out, the known ones still apply.
-        known = {k: v for k, v in task.limits.items() if k in Limits.__dataclass_fields__}
-        try:
-            limits = parse(Limits, known, "limits")
-        except ValidationError:
-            limits = None
-    elif task.prompt is not None:
-        limits = config.agent.limits
-    return limits if limits is not None and limits.any() else None
-
-
-def spawn_plan(config: Config, root: Path, task: Task) -> tuple[list[str], str]:
-    """The argv and cwd to start `task` with now, checked again: a queued task may wait
-    long, and its cwd, its program, the config or the daemon itself (a restart loses env
-    values) may have changed since submit. Raises Refused, a ValueError, with the
-    reason the task fails with."""
-    lost = task.lost_env()
-    if lost:
-        raise Refused(
-            f"the value of env {', '.join(lost)} was not kept across a daemon restart "
-            "(task env values are never written to disk); resubmit the task"
-        )
-    cwd = spawn_cwd(task.cwd, root, config)
-    argv = task_argv(config, task)
-    name = argv[0]
-    argv[0] = _program(name, cwd, config, "command[0]" if task.command else "agent.command[0]")
-    if task.command is not None:
-        check_allowed(name, argv[0], config, root)
-    return argv, cwd

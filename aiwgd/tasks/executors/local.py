@@ -45,8 +45,9 @@ from aiwgd.procs.output import OutputSink
 from aiwgd.procs.registry import ChildRegistry
 from aiwgd.procs.tree import kill_leftovers
 from aiwgd.tasks.executors.base import Ending, EndReason, SpawnError
+from aiwgd.tasks.launch import spawn_plan, task_argv, task_limits
 from aiwgd.tasks.model import Task
-from aiwgd.tasks.spec import child_env, spawn_plan, task_argv, task_limits
+from aiwgd.tasks.policy import child_env
 
 log = logging.getLogger("aiwgd.supervisor")
 
