@@ -229,7 +229,7 @@ class RqExecutor:
         execution = payload["execution"]
 
         def put() -> None:
-            Queue(self.cfg.queue, connection=self.sync()).enqueue(
+            Queue(self.cfg.queue, connection=self.sync(), serializer=keys.SERIALIZER).enqueue(
                 keys.JOB_FUNC,
                 payload,
                 job_id=execution,
@@ -262,7 +262,7 @@ class RqExecutor:
 
         def cancel() -> bool:
             try:
-                job = Job.fetch(execution, connection=self.sync())
+                job = Job.fetch(execution, connection=self.sync(), serializer=keys.SERIALIZER)
                 if job.get_status() != JobStatus.QUEUED:
                     return False
                 job.cancel()

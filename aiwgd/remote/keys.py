@@ -36,6 +36,10 @@ VERSION: Final = 1  # of the job payload; a worker refuses a payload it does not
 
 # RQ's job function, named by its import path so the daemon never imports worker code.
 JOB_FUNC: Final = "aiwgd.remote.jobrun.run_attempt"
+# How RQ stores a job, on both sides: JSON (RQ's "json" serializer), never its default
+# pickle, which runs whatever code the bytes name when a worker loads them: anyone able
+# to write to the queue could then run code in the worker itself.
+SERIALIZER: Final = "json"
 
 # The marks (environment variables) a remote attempt's processes carry, besides the
 # local executor's AIWG_TASK_ID and AIWG_ROOT: a local daemon's sweep must leave a

@@ -46,6 +46,7 @@ from redis.retry import Retry
 from rq import Queue, Worker, worker_registration
 from rq.exceptions import StopRequested
 from rq.job import Job
+from rq.serializers import resolve_serializer
 from rq.worker_pool import ForkProcess, WorkerData, WorkerPool
 
 from aiwgd.config.executors import default_queue, url_error
@@ -318,8 +319,8 @@ class AiwgWorker(Worker):
 
 def make_worker(setup: Setup, name: str, connection: redis.Redis) -> AiwgWorker:
     jobrun.CONTEXT = setup.context(name)  # the horses it forks read it
-    queue = Queue(setup.queue, connection=connection, job_class=AiwgJob)
-    return AiwgWorker([queue], name=name, connection=connection)
+    queue = Queue(setup.queue, connection=connection, job_class=AiwgJob, serializer=keys.SERIALIZER)
+    return AiwgWorker([queue], name=name, connection=connection, serializer=keys.SERIALIZER)
 
 
 def _sweep(setup: Setup) -> None:
@@ -347,7 +348,12 @@ class AiwgPool(WorkerPool):
     """RQ's WorkerPool with our workers, named NAME-1..NAME-N, each dying with it."""
 
     def __init__(self, setup: Setup, connection: redis.Redis) -> None:
-        super().__init__([setup.queue], connection, num_workers=setup.max_parallel)
+        super().__init__(
+            [setup.queue],
+            connection,
+            num_workers=setup.max_parallel,
+            serializer=resolve_serializer(keys.SERIALIZER),
+        )
         self.setup = setup
 
     def start_worker(

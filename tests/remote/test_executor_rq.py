@@ -207,10 +207,10 @@ def test_start_enqueues_a_job_with_the_payload_and_no_env(redis: RedisServer, ro
         attempt = await ex.start(t, str(root / "log"), lambda: None)
         execution = keys.execution_id(t.id, 2)
         with redis.client() as c:
-            job = Job.fetch(execution, connection=c)
+            job = Job.fetch(execution, connection=c, serializer=keys.SERIALIZER)
             assert job.func_name == keys.JOB_FUNC
             assert job.get_status() == "queued"
-            assert job.args == (
+            assert tuple(job.args) == (
                 {
                     "v": keys.VERSION,
                     "execution": execution,

@@ -6,7 +6,9 @@ the job with RQ as the daemon would (tests/remote/workerjobs.py)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from rq import Queue
 from rq.job import Job
 
 from aiwgd.procs.marks import alive
+from aiwgd.remote import keys
 from tests.remote.workerjobs import rig, script
 from tests.utils import wait_for
 
@@ -43,8 +46,13 @@ def test_output_and_exit_code_reach_the_stream(
     run = {k.decode(): v.decode() for k, v in jobs.client.hgetall(jobs.key("run", ex)).items()}
     assert run["pid"] == start["pid"] and run["worker"] == w.name
     assert jobs.heartbeat(ex) is None  # gone with the end
+
     # The horse returns once its end is written: RQ records the job's result.
-    job = wait_for(lambda: (j := Job.fetch(ex, connection=jobs.client)).is_finished and j, 10)
+    def finished() -> Job | None:
+        job = Job.fetch(ex, connection=jobs.client, serializer=keys.SERIALIZER)
+        return job if job.is_finished else None
+
+    job = wait_for(finished, 10)
     assert job.return_value() == {"code": 3, "signal": None, "reason": ""}
     assert w.stop() == 0
 
@@ -144,11 +152,37 @@ def test_only_the_attempt_function_runs(redis: Any, start_worker: Any, tmp_path:
     """RQ would call any function a job names: an aiwg worker fails such a job."""
     root, _w, jobs = rig(redis, start_worker, tmp_path)
     other = root / "made-by-another-function"
-    q = Queue(jobs.queue, connection=jobs.client)
+    q = Queue(jobs.queue, connection=jobs.client, serializer=keys.SERIALIZER)
     job = q.enqueue("os.makedirs", str(other), job_id="other-1")
     wait_for(lambda: job.get_status(refresh=True) == "failed", 10, "the job to fail")
     assert not other.exists()
     result = job.latest_result()
     assert result is not None and "run_attempt(payload) only" in str(result.exc_string)
+
+
+class _RunsOnLoad:
+    """Pickled, it makes a directory when loaded: what RQ's default serializer would do
+    for whoever may write to the queue."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.makedirs, (str(self.path),))
+
+
+def test_a_pickled_job_runs_no_code_in_the_worker(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    """Jobs are JSON on both sides (keys.SERIALIZER): a pickle is never loaded."""
+    root, _w, jobs = rig(redis, start_worker, tmp_path)
+    other = root / "made-by-a-pickle"
+    q = Queue(jobs.queue, connection=jobs.client)  # RQ's default: pickle
+    job = q.enqueue(keys.JOB_FUNC, _RunsOnLoad(other), job_id="pickled-1")
+    wait_for(lambda: job.get_status(refresh=True) == "failed", 10, "the job to fail")
+    assert not other.exists()
+    # ...while the worker goes on taking jobs.
+    ex = jobs.enqueue([sys.executable, "-c", "print('after')"])
+    assert jobs.wait_end(ex)["code"] == "0"
     ex = jobs.enqueue(["true"])
     assert jobs.wait_end(ex)["code"] == "0"

@@ -67,7 +67,7 @@ class Jobs:
 
     def enqueue(self, argv: list[str], execution: str | None = None, **over: Any) -> str:
         execution = execution or self.execution()
-        Queue(self.queue, connection=self.client).enqueue(
+        Queue(self.queue, connection=self.client, serializer=keys.SERIALIZER).enqueue(
             keys.JOB_FUNC,
             self.payload(execution, argv, **over),
             job_id=execution,
