@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
@@ -35,13 +33,13 @@ from aiwgd.procs.child import Exit
 from aiwgd.procs.output import OutputSink
 from aiwgd.remote import keys
 from aiwgd.remote.connect import AWAY, Away, Retrying
+from aiwgd.remote.liveness import Liveness, lost_detail, who
 from aiwgd.remote.reading import (
     Entry,
     end_exit,
     entries,
     id_key,
     run_fields,
-    text,
 )
 from aiwgd.tasks.executors.base import Ending, EndReason
 from aiwgd.tasks.model import Task
@@ -103,13 +101,13 @@ class RemoteAttempt:
         self._wake = asyncio.Event()
         self._last_id = "0"  # of the last `out` entry in the log
         self._run: dict[str, Any] = {}  # where it runs, from the start entry / `run`
-        self._last_alive = time.monotonic()  # a heartbeat, output, or still queued
+        self._alive = Liveness(lambda: executor.cfg.heartbeat_ttl_s)
         self._redis = Retrying(
             lambda exc: executor.target.describe(exc),
             executor.note,
             executor.aio,
             self._wake,
-            self._resume_clock,
+            self._alive.resume,
             {"execution": self.execution},
         )
         self._reading: asyncio.Future[Any] | None = None  # a blocking read in flight
@@ -346,7 +344,7 @@ class RemoteAttempt:
             self._last_id = entry_id.decode()
             if ending is not None:
                 break
-        self._last_alive = time.monotonic()
+        self._alive.heard()
         # Written after the log has the output: a daemon dying in between writes a
         # batch twice at worst, never loses one.
         last = self._last_id
@@ -366,7 +364,7 @@ class RemoteAttempt:
         if self.reason is not None:
             return Ending(ex, self.reason)
         if said == "shutdown":  # the worker was stopped under it, not the task
-            return Ending(ex, EndReason.LOST, f"{self._who()} shut down while it ran")
+            return Ending(ex, EndReason.LOST, f"{who(self._run)} shut down while it ran")
         if not said:
             return Ending(ex, None)
         # Refused (its cwd or program is not there): the worker's own note says why.
@@ -379,43 +377,23 @@ class RemoteAttempt:
         hb = await self._redis.call(lambda c: c.get(self.key("hb")))
         if isinstance(hb, Away):
             return None
-        now = time.monotonic()
         if hb:
-            self._heard(hb)
-            self._last_alive = now
+            self._alive.heard(hb, self._run)
             return None
         job_key = self._ex.job_key(self.execution)
         status = await self._redis.call(lambda c: c.hget(job_key, "status"))
         if isinstance(status, Away):
             return None
         if status in WAITING_STATUSES:
-            self._last_alive = now
+            self._alive.heard()
             return None
-        if now - self._last_alive < self._ex.cfg.heartbeat_ttl_s:
+        if not self._alive.expired():
             return None
         # A worker heard from again must stop its child: the task is interrupted here.
         await self._redis.call(lambda c: self._ex.push_stop(self.execution, "lost", c), pause=False)
-        if self._run or status == b"started":
-            detail = f"{self._who()} stopped heartbeating"
-        else:
-            state = text(status) if status else "gone"
-            detail = f"no worker heartbeat for {self._ex.cfg.heartbeat_ttl_s:g}s (RQ job {state})"
+        detail = lost_detail(self._run, status, self._ex.cfg.heartbeat_ttl_s)
         # Asked to stop meanwhile (a cancel, a timeout): that is what the task shows.
         return Ending(NO_EXIT, self.reason or EndReason.LOST, detail)
-
-    def _resume_clock(self, away_s: float) -> None:
-        # The lost clock stood still while Redis was away: nobody heard anything.
-        self._last_alive += away_s
-
-    def _heard(self, hb: bytes | str) -> None:
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            said = json.loads(hb)
-            for name in ("worker", "host"):
-                if said.get(name):
-                    self._run.setdefault(name, said[name])
-
-    def _who(self) -> str:
-        return f"worker {self._run.get('worker', '?')} on {self._run.get('host', '?')}"
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
