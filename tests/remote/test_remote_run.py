@@ -24,6 +24,7 @@ from tests.remote.farm import (
     running_on,
     submit_remote,
 )
+from tests.rpc.test_openrpc import Checker
 from tests.taskhelp import assert_all_gone, wait_terminal
 from tests.utils import Subscriber, run_cli, wait_for
 
@@ -64,6 +65,13 @@ def test_placement_and_worker_list_show_the_running_task(
     assert res.returncode == 0, res.stderr
     listed = [w for w in json.loads(res.stdout)["workers"] if w["name"].startswith(name)]
     assert [w["task"] for w in listed if w["task"]] == [task["id"]], listed
+    # What RPC clients get matches the schemas rpc.discover declares for them.
+    schemas = Checker(d)
+    schemas.call("executor.workers")
+    schemas.call("task.get", id=task["id"])
+    status = schemas.call("daemon.status")
+    farm_health = status["subsystems"]["supervisor"]["executors"]["farm"]
+    assert farm_health["ok"] is True and farm_health["queue"], farm_health
     gate.touch()
     assert wait_terminal(d, task["id"])["output_tail"] == "through\n"
 

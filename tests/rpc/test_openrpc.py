@@ -250,6 +250,7 @@ def test_every_result_matches_its_declared_schema(checker: Checker) -> None:
     c.call("monitor.system")
     c.call("watchdog.list")
     c.call("watchdog.kills", limit=5)
+    c.call("executor.workers")  # none configured here; tests/remote checks real workers
     c.call("service.restart", name="web")
     c.call("service.stop", name="all")
     c.call("service.start", name="web")
