@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from aiwgd.config.schema import spec
 
@@ -56,6 +56,19 @@ def url_error(url: str) -> str | None:
     return None
 
 
+def shown_url(url: str) -> str:
+    """`url` without its password, for messages, logs and status."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(a URL that does not parse)"
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _queue(value: str) -> str | None:
     if not QUEUE.match(value):
         return "is not a queue name (letters, digits and _ . : -, up to 128)"
@@ -70,10 +83,10 @@ def _env_name(value: str) -> str | None:
 
 @dataclass
 class RqExecutorConfig:
+    # Checked in validate(), which can show the URL without a password in it.
     url: str = spec(
         min_len=1,
         max_len=4096,
-        check=url_error,
         doc="the Redis server: redis://HOST[:PORT][/DB], rediss://..., unix:///path/redis.sock",
     )
     type: str = spec("rq", choices=("rq",), doc="rq: attempts run by `aiwg worker` via RQ")
@@ -95,9 +108,12 @@ class RqExecutorConfig:
     )
 
     def validate(self) -> list[tuple[str, str]]:
+        out = []
+        if why := url_error(self.url):
+            out.append(("url", f'"{shown_url(self.url)}" {why}'))
         if self.queue and (why := _queue(self.queue)):
-            return [("queue", why)]
-        return []
+            out.append(("queue", why))
+        return out
 
 
 def executors_issues(

@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aredis
@@ -26,7 +25,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from aiwgd.config.executors import url_error
+from aiwgd.config.executors import shown_url, url_error
 from aiwgd.errors import Unavailable
 
 log = logging.getLogger("aiwgd.remote")
@@ -137,19 +136,6 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, redis.TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__
-
-
-def shown_url(url: str) -> str:
-    """`url` without a password, for messages and status."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def ping(target: Target, client: aredis.Redis) -> None:

@@ -29,11 +29,11 @@ from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from aiwgd.config import Config
-from aiwgd.config.executors import RqExecutorConfig, default_queue
+from aiwgd.config.executors import RqExecutorConfig, default_queue, shown_url
 from aiwgd.errors import Unavailable
 from aiwgd.remote import keys
 from aiwgd.remote.attempt import Phase, RemoteAttempt
-from aiwgd.remote.connect import MAX_BLOCK_S, BadUrl, Target, shown_url, unreachable
+from aiwgd.remote.connect import MAX_BLOCK_S, BadUrl, Target, unreachable
 from aiwgd.remote.workers import list_workers
 from aiwgd.tasks.executors.base import SpawnError
 from aiwgd.tasks.launch import task_argv

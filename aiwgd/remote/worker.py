@@ -49,11 +49,11 @@ from rq.job import Job
 from rq.serializers import resolve_serializer
 from rq.worker_pool import ForkProcess, WorkerData, WorkerPool
 
-from aiwgd.config.executors import default_queue, url_error
+from aiwgd.config.executors import default_queue, shown_url, url_error
 from aiwgd.config.schema import ValidationError
 from aiwgd.procs import marks
 from aiwgd.remote import jobrun, keys, leftovers
-from aiwgd.remote.connect import auth_error, shown_url
+from aiwgd.remote.connect import auth_error
 
 log = logging.getLogger("aiwgd.remote")
 

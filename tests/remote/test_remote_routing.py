@@ -61,3 +61,14 @@ def test_config_names_an_executor_that_is_not_there(project: Path) -> None:
     out = res.stderr + res.stdout
     assert res.returncode == 1, out
     assert 'tasks.default_executor: unknown executor "gpu" (configured: local, farm)' in out
+
+
+def test_a_password_in_the_url_is_refused_without_being_shown(project: Path) -> None:
+    path = project / "pw.json"
+    url = "redis://:s3cret-pw@localhost:6379/0"
+    path.write_text(json.dumps({"executors": {"farm": {"type": "rq", "url": url}}}))
+    res = run_cli(project, "config", "validate", str(path))
+    out = res.stderr + res.stdout
+    assert res.returncode == 1, out
+    assert "executors.farm.url" in out and "password_env" in out, out
+    assert "s3cret-pw" not in out and ":***@localhost" in out, out
