@@ -286,6 +286,17 @@ class AiwgWorker(Worker):
         except REDIS_AWAY as exc:
             self.log.warning("Worker %s: maintenance skipped, Redis away: %s", self.name, exc)
 
+    def subscribe(self) -> None:
+        # Right after its birth is registered (RQ's bootstrap): a Redis restart then
+        # ended the worker before its loop began.
+        self._until_redis_answers(lambda: super(AiwgWorker, self).subscribe())  # type: ignore[no-untyped-call]
+
+    def set_state(self, state: Any, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+            return
+        self._until_redis_answers(lambda: super(AiwgWorker, self).set_state(state))
+
     def check_for_suspension(self, burst: bool) -> None:
         self._until_redis_answers(lambda: super(AiwgWorker, self).check_for_suspension(burst))
 

@@ -160,6 +160,10 @@ def test_an_idle_worker_survives_a_redis_restart(
     redis.restart()
     jobs = Jobs(redis, queue)
     ex = jobs.enqueue(["true"])
-    assert jobs.wait_end(ex, timeout=20)["code"] == "0"
+    try:
+        end = jobs.wait_end(ex, timeout=20)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the worker said:\n{w.stderr()[-4000:]}") from None
+    assert end["code"] == "0"
     assert w.proc.poll() is None
     assert w.stop() == 0  # a warm stop of an idle worker
