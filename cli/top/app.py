@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static
 
 from aiwgd.cli.top.feed import Feed
@@ -107,10 +108,14 @@ class TopApp(App[None]):
     def redraw(self) -> None:
         self._pending = False
         st = self.feed.state
-        self.query_one("#summary", Static).update(summary(st))
-        self.query_one("#tasks", Pane).show(task_rows(st))
-        self.query_one("#services", Pane).show(service_rows(st))
-        self.query_one("#events", Pane).show(event_rows(st))
+        try:
+            self.query_one("#summary", Static).update(summary(st))
+            self.query_one("#tasks", Pane).show(task_rows(st))
+            self.query_one("#services", Pane).show(service_rows(st))
+            self.query_one("#events", Pane).show(event_rows(st))
+        except NoMatches:
+            # A redraw queued just before the app closes finds its widgets gone.
+            return
 
     # -- keys ------------------------------------------------------------------------
     def _selected(self, kind: str) -> str | None:
