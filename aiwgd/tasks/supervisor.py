@@ -134,7 +134,10 @@ class Supervisor(TaskQueries, Submissions, Subsystem):
     async def stop(self, fast: bool = False) -> None:
         self._accepting = False
         self._queue.cancel_timers()
-        jobs = set(self._slots.jobs())
+        for slot in list(self._slots.held.values()):
+            if slot.executor is not None:  # remote: it goes on there; nothing to wait for
+                slot.stop(EndReason.SHUTDOWN)
+        jobs = {s.job for s in self._slots.held.values() if s.executor is None and s.job}
         if jobs and not fast:
             grace = self.config.daemon.stop_grace_seconds
             log.info("waiting for running tasks", extra={"running": len(jobs), "grace_s": grace})

@@ -71,6 +71,22 @@ def test_daemon_restart_reattaches_to_a_running_remote_task(
     assert executions(runs) == [execution(task["id"], 1)]  # re-attached, not re-run
 
 
+def test_a_daemon_stop_does_not_wait_out_the_grace_for_remote_tasks(
+    redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
+) -> None:
+    queue = new_queue()
+    cfg = farm_config(redis.url, queue)
+    cfg["daemon"]["stop_grace_seconds"] = 60  # what local tasks get to finish
+    d = start_daemon(cfg)
+    start_worker(url=redis.url, queue=queue, root=project)
+    runs = project / "marks"
+    task = submit_remote(d, [*program(project), "--mark", str(runs), "--gate", str(project / "g")])
+    running_on(d, task["id"])
+    # Detached at once (it runs on there): the daemon is gone long before the grace.
+    assert d.stop(timeout=15) == 0
+    assert alive(pid_of(runs, execution(task["id"], 1)))
+
+
 def test_daemon_restart_keeps_a_job_still_queued_in_redis(
     redis: RedisServer, project: Path, start_daemon: DaemonFactory, start_worker: WorkerFactory
 ) -> None:
