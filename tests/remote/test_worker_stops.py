@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,25 @@ def test_cold_stop_takes_the_child_down_the_ladder(
     assert end == {"k": "end", "code": "143", "signal": "", "reason": "shutdown"}
     assert b"got TERM" in jobs.output(ex) and not alive(child)
     assert w.proc.wait(10) is not None
+
+
+def test_warm_stop_lets_the_running_attempt_finish(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    root, w, jobs = rig(redis, start_worker, tmp_path)
+    go = root / "go"
+    argv = [*script(root, "waiter.py", WAITER), str(root / "pid"), str(go)]
+    ex = jobs.enqueue(argv)
+    jobs.wait_output(ex, b"up")
+    (child,) = pids_in(root / "pid")
+    os.kill(w.pid, signal.SIGTERM)  # warm: the attempt runs on to its own end
+    wait_for(lambda: jobs.client.hget(f"rq:worker:{w.name}", "shutdown_requested_date"), 5)
+    assert alive(child) and w.proc.poll() is None and jobs.end(ex) is None
+    later = jobs.enqueue([sys.executable, "-c", "print('later')"])  # for the next worker
+    go.touch()
+    assert jobs.wait_end(ex, timeout=10) == {"k": "end", "code": "0", "signal": "", "reason": ""}
+    assert w.proc.wait(10) == 0
+    assert jobs.start(later) is None and jobs.end(later) is None  # not taken on the way out
 
 
 def test_max_parallel_runs_n_registered_workers(
