@@ -59,14 +59,14 @@ def worker(
     if not url:
         typer.echo("aiwg worker: --url is required (e.g. --url unix:///run/redis.sock)", err=True)
         raise typer.Exit(EXIT_USAGE)
-    from aiwgd.remote import worker as remote
+    from aiwgd.remote.worker import run
+    from aiwgd.remote.workersetup import EXIT_REFUSED, Options, StartError
 
-    opts = remote.Options(url, queue, root, max_parallel, name, password_env)
     try:
-        code = remote.run(opts)
-    except remote.StartError as exc:
+        code = run(Options(url, queue, root, max_parallel, name, password_env))
+    except StartError as exc:
         typer.echo(f"aiwg worker: {exc}", err=True)
-        raise typer.Exit(remote.EXIT_REFUSED) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     raise typer.Exit(code)
 
 

@@ -25,167 +25,43 @@ invalid, Redis cannot be reached or refuses the password.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
-from rq import Queue, Worker, worker_registration
+from rq import Queue, Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import resolve_serializer
 from rq.worker_pool import ForkProcess, WorkerData, WorkerPool
 
-from aiwgd.config.executors import default_queue, shown_url, url_error
-from aiwgd.config.schema import ValidationError
-from aiwgd.procs import marks
 from aiwgd.remote import jobrun, keys, leftovers
-from aiwgd.remote.connect import auth_error
+from aiwgd.remote.workersetup import (
+    Options,
+    Setup,
+    StartError,
+    check_name,
+    die_with_parent,
+    prepare,
+)
 
 log = logging.getLogger("aiwgd.remote")
 
-EXIT_REFUSED = 2
-CHECK_TIMEOUT_S = 5.0
 HORSE_SLACK_S = 5.0  # past the attempt's grace, a cold stop SIGKILLs a horse still there
 BACKOFF_MAX_S = 5.0
+# RQ's default (420 s) keeps a killed worker's record, "busy" in `aiwg worker list`, for
+# 8 minutes; with 45 an idle worker heartbeats every 30 s and a dead one is gone from the
+# list within 105 s (RQ's key lives worker_ttl + 60 s).
+WORKER_TTL_S = 45
 REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
-PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
-
-
-class StartError(Exception):
-    """Why the worker will not start: one line, exit 2."""
-
-
-@dataclass(frozen=True)
-class Options:
-    url: str
-    queue: str | None = None
-    root: str | None = None
-    max_parallel: int = 1
-    name: str | None = None
-    password_env: str | None = None
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Options checked and completed."""
-
-    url: str
-    password: str | None
-    password_env: str | None
-    queue: str
-    root: Path
-    name: str
-    max_parallel: int
-    grace_s: float  # the start-up sweep's (the worker's config: daemon.stop_grace_seconds)
-
-    def names(self) -> list[str]:
-        if self.max_parallel == 1:
-            return [self.name]
-        return [f"{self.name}-{i}" for i in range(1, self.max_parallel + 1)]
-
-    def client(self, checking: bool = False) -> redis.Redis:
-        extra: dict[str, Any] = {}
-        if checking:  # an answer now or an error now, not redis-py's retries
-            extra = {"socket_timeout": CHECK_TIMEOUT_S, "retry": Retry(NoBackoff(), 0)}
-        return redis.Redis.from_url(
-            self.url, password=self.password, socket_connect_timeout=CHECK_TIMEOUT_S, **extra
-        )
-
-    def context(self, name: str) -> jobrun.WorkerContext:
-        hidden = frozenset([self.password_env] if self.password_env else [])
-        return jobrun.WorkerContext(self.root, name, hidden)
-
-
-def die_with_parent(parent: int) -> None:
-    """SIGKILL this process when `parent` (the process that forked it) dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # it died before the prctl took
-        os._exit(1)
-
-
-def prepare(opts: Options) -> Setup:
-    """Check the options, the root, its config and Redis; StartError says what is wrong."""
-    why = url_error(opts.url)
-    if why is not None:
-        raise StartError(f"--url {shown_url(opts.url)!r} {why}")
-    root = Path(opts.root or os.getcwd()).expanduser().resolve()
-    if not root.is_dir():
-        raise StartError(f"--root {opts.root or root}: no such directory")
-    try:
-        config = jobrun.load_config(root)
-    except ValidationError as exc:
-        raise StartError(f"invalid config under --root {root}: {exc}") from None
-    password = None
-    if opts.password_env:
-        password = os.environ.get(opts.password_env)
-        if password is None:
-            raise StartError(f"--password-env {opts.password_env}: the variable is not set")
-    setup = Setup(
-        url=opts.url,
-        password=password,
-        password_env=opts.password_env,
-        queue=opts.queue or default_queue(root),
-        root=root,
-        name=opts.name or f"{socket.gethostname()}.{os.getpid()}",
-        max_parallel=opts.max_parallel,
-        grace_s=config.daemon.stop_grace_seconds,
-    )
-    with setup.client(checking=True) as client:
-        try:
-            client.ping()
-            for name in setup.names():
-                _check_name(client, name)
-        except redis.RedisError as exc:
-            raise StartError(_describe(setup, exc)) from None
-    return setup
-
-
-def _describe(setup: Setup, exc: BaseException) -> str:
-    where = shown_url(setup.url)
-    if auth_error(exc):
-        if setup.password_env:
-            return f"Redis at {where} refused the password from ${setup.password_env}"
-        return f"Redis at {where} wants a password: pass --password-env VAR (VAR holding it)"
-    return f"cannot reach Redis at {where}: {exc}"
-
-
-def _check_name(client: redis.Redis, name: str) -> None:
-    """Refuse a name a live worker holds; forget one a dead worker on this host left."""
-    key = Worker.redis_worker_namespace_prefix + name
-    data = client.hgetall(key)
-    if not data or b"death" in data:
-        return
-    fields = {_str(k): _str(v) for k, v in data.items()}
-    host, pid = fields.get("hostname", ""), int(fields.get("pid") or 0)
-    if host == socket.gethostname() and pid and not marks.alive(pid):
-        client.delete(key)
-        client.srem(Worker.redis_workers_keys, key)
-        for q in fields.get("queues", "").split(","):
-            if q:
-                client.srem(worker_registration.WORKERS_BY_QUEUE_KEY % q, key)
-        return
-    raise StartError(f"a worker named {name} is already running (pid {pid} on {host})")
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 class RefusedJob(Exception):
@@ -331,7 +207,13 @@ class AiwgWorker(Worker):
 def make_worker(setup: Setup, name: str, connection: redis.Redis) -> AiwgWorker:
     jobrun.CONTEXT = setup.context(name)  # the horses it forks read it
     queue = Queue(setup.queue, connection=connection, job_class=AiwgJob, serializer=keys.SERIALIZER)
-    return AiwgWorker([queue], name=name, connection=connection, serializer=keys.SERIALIZER)
+    return AiwgWorker(
+        [queue],
+        name=name,
+        connection=connection,
+        serializer=keys.SERIALIZER,
+        worker_ttl=WORKER_TTL_S,
+    )
 
 
 def _sweep(setup: Setup) -> None:
@@ -351,7 +233,7 @@ def _member(setup: Setup, name: str, parent: int, sweep: bool) -> None:
         _sweep(setup)
     connection = setup.client()
     with contextlib.suppress(redis.RedisError, StartError):
-        _check_name(connection, name)  # a dead member's registration, on a respawn
+        check_name(connection, name)  # a dead member's registration, on a respawn
     make_worker(setup, name, connection).work(logging_level="INFO")
 
 

@@ -152,6 +152,16 @@ def test_warm_stop_lets_the_running_attempt_finish(
     assert jobs.start(later) is None and jobs.end(later) is None  # not taken on the way out
 
 
+def test_a_dead_workers_record_goes_within_minutes_not_rqs_eight(
+    redis: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    """RQ keeps a worker's record (what `aiwg worker list` shows) for its worker_ttl + 60 s
+    after the last heartbeat: ours is 45 + 60, not RQ's default 420 + 60."""
+    _root, w, jobs = rig(redis, start_worker, tmp_path)
+    ttl = jobs.client.ttl(f"rq:worker:{w.name}")
+    assert 0 < ttl <= 105, ttl
+
+
 def test_max_parallel_runs_n_registered_workers(
     redis: Any, start_worker: Any, tmp_path: Path
 ) -> None:
