@@ -224,9 +224,9 @@ class Gates:
 
 
 def rerun_params(task: Task) -> SubmitParams:
-    """A submission with `task`'s spec: what it runs, where, its env, priority, group,
-    name, limits and isolation. Its `after` and start time are not copied: a rerun is
-    asked for now, by someone who wants it to run now."""
+    """A submission with `task`'s spec: what it runs, where (its cwd and executor), its
+    env, priority, group, name, limits and isolation. Its `after` and start time are not
+    copied: a rerun is asked for now, by someone who wants it to run now."""
     limits = None
     if task.limits is not None:
         known = {k: v for k, v in task.limits.items() if k in Limits.__dataclass_fields__}
@@ -247,4 +247,5 @@ def rerun_params(task: Task) -> SubmitParams:
         base=task.base,
         group=task.group,
         name=task.name,
+        executor=task.executor or "local",  # where it ran, even if the defaults changed
     )

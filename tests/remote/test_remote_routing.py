@@ -42,6 +42,10 @@ def test_defaults_send_tasks_to_the_executor_their_group_agent_or_config_names(
     assert ran(command=say_mark, executor="local") == (None, "none.0\n")  # its own
     where, said = ran(prompt="hello")  # agent.executor
     assert (where, said) == ("farm", "hello\n")
+    # A rerun runs where the task ran, whatever the defaults say.
+    local = d.call("task.submit", command=say_mark, executor="local")
+    again = d.call("task.rerun", id=local["id"])
+    assert again["executor"] is None and again["rerun_of"] == local["id"], again
 
 
 def test_config_names_an_executor_that_is_not_there(project: Path) -> None:
