@@ -41,17 +41,9 @@ def config_validate(
 @config_app.command("show")
 def config_show(root: Root = None, json_out: Json = False) -> None:
     """Print the effective config (file merged over defaults) as JSON."""
-    from aiwgd.config import ValidationError, defaults, load_file, to_json
+    from aiwgd.cli.fastpath import config_show as show
 
-    path = paths_for(root).config_file
-    try:
-        cfg = load_file(path) if path.exists() else defaults()
-    except ValidationError as exc:
-        from aiwgd.cli.daemonctl import CtlError
-
-        text = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
-        raise CtlError(text) from None
-    typer.echo(to_json(cfg), nl=False)
+    show(str(paths_for(root).root))  # `aiwg config show` itself runs it without typer
 
 
 @config_app.command("init")

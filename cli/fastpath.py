@@ -1,14 +1,14 @@
-"""The `aiwg` entry point: `status` and `ping` answered without loading typer.
+"""The `aiwg` entry point: `status`, `ping` and `config show` answered without typer.
 
 Scripts, shell prompts and health checks call `aiwg status` and `aiwg ping` in loops.
 Importing typer alone costs about as much as the round trip to the daemon (the other
-commands pay that, and only that: cli/lazy.py, cli/quickparse.py). These two commands
-take only `--root DIR`, `--json` and the global `--timeout`, so a plain argv match
-recognises them; `status()` and `ping()` here are their one implementation, which the
-typer commands in cli/daemon.py call too. Anything else (other commands, --help, an
-unknown or misspelled option) goes to typer, which stays the one definition of the
-CLI; tests/cli/test_fastpath.py checks both paths print the same bytes and exit with
-the same codes.
+commands pay that, and only that: cli/lazy.py, cli/quickparse.py). These commands take
+only `--root DIR`, `--json` and the global `--timeout`, so a plain argv match recognises
+them; `status()`, `ping()` and `config_show()` here are their one implementation, which
+the typer commands in cli/daemon.py and cli/config.py call too. Anything else (other
+commands, --help, an unknown or misspelled option) goes to typer, which stays the one
+definition of the CLI; tests/cli/test_fastpath.py checks both paths print the same bytes
+and exit with the same codes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 1, 2, 3, 130
 # the same mistake as a bad option, so the same exit code.
 INVALID_PARAMS = -32602
 HOT = ("status", "ping")
+CONFIG_SHOW = "config show"  # the one hot command of two words, given next to each other
 # How long a quick call waits for the daemon's answer unless `aiwg --timeout S` says:
 # long enough for a busy daemon, short enough that a person sees a stopped one at once.
 QUICK_TIMEOUT_S = 5.0
@@ -71,6 +72,10 @@ def parse(argv: list[str]) -> Hot | None:
                 return None
         elif arg in HOT and command is None:
             command = arg
+        elif arg == "config" and command is None:
+            if next(args, None) != "show":
+                return None
+            command = CONFIG_SHOW
         else:
             return None
     return None if command is None else Hot(command, root, as_json, timeout)
@@ -101,6 +106,23 @@ def ping(root: str | None, as_json: bool, timeout: float = QUICK_TIMEOUT_S) -> i
         result = c.call("ping")
     ms = (time.perf_counter() - t0) * 1000
     _emit({"result": result, "ms": round(ms, 3)}, as_json, f"{result} ({ms:.1f} ms)")
+    return 0
+
+
+def config_show(root: str | None, as_json: bool = False, timeout: float = 0.0) -> int:
+    """`aiwg config show`: the effective config (file merged over defaults) as JSON,
+    whatever --json says."""
+    from aiwgd.cli.daemonctl import CtlError
+    from aiwgd.config import ValidationError, defaults, load_file, to_json
+    from aiwgd.config.paths import Paths, resolve_root
+
+    path = Paths(resolve_root(root, check=True)).config_file
+    try:
+        cfg = load_file(path) if path.exists() else defaults()
+    except ValidationError as exc:
+        text = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+        raise CtlError(text) from None
+    sys.stdout.write(to_json(cfg))
     return 0
 
 
@@ -150,7 +172,7 @@ def run(argv: list[str]) -> int | None:
     hot = parse(argv)
     if hot is None:
         return None
-    fn = status if hot.command == "status" else ping
+    fn = {"status": status, "ping": ping, CONFIG_SHOW: config_show}[hot.command]
     timeout = QUICK_TIMEOUT_S if hot.timeout is None else hot.timeout
     return _guarded(lambda: fn(hot.root, hot.json, timeout))
 

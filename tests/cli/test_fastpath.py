@@ -1,5 +1,6 @@
-"""`aiwg status` and `aiwg ping` answered without typer (cli/fastpath.py): the same bytes
-and exit codes as the typer commands, and nothing heavy loaded."""
+"""`aiwg status`, `aiwg ping` and `aiwg config show` answered without typer
+(cli/fastpath.py): the same bytes and exit codes as the typer commands, and nothing heavy
+loaded."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ def via_typer(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_fast_path_matches_typer(daemon: DaemonProc, tmp_path: Path) -> None:
     root = str(daemon.root)
+    bad = tmp_path / "bad"  # a project whose config has an error
+    (bad / ".aiwg").mkdir(parents=True)
+    (bad / ".aiwg" / "daemon.json").write_text('{"daemon": {"max_parallel_actions": 0}}')
     # The event log writes daemon.started in a batch after start-up: let it settle, so
     # both status calls see the same counters.
     wait_for(lambda: daemon.call("daemon.status")["subsystems"]["events"]["log"]["backlog"] == 0)
@@ -43,10 +47,13 @@ def test_fast_path_matches_typer(daemon: DaemonProc, tmp_path: Path) -> None:
         ["status", "--root", str(tmp_path)],
         ["--json", "--root", str(tmp_path), "status"],
         ["ping", "--root", str(tmp_path)],
+        ["config", "show", "--root", root],
+        ["--root", str(tmp_path), "--json", "config", "show"],
+        ["config", "show", f"--root={bad}"],
     ):
         fast, slow = aiwg(None, *args), via_typer(*args)
         assert (fast.returncode, fast.stderr) == (slow.returncode, slow.stderr), args
-        if "--json" in args and fast.returncode == 0:  # uptime moves between the calls
+        if "status" in args and "--json" in args and fast.returncode == 0:  # uptime moves
             a, b = json.loads(fast.stdout), json.loads(slow.stdout)
             assert a.pop("uptime_s") <= b.pop("uptime_s") and a == b, args
         else:
@@ -74,6 +81,7 @@ def test_fast_path_hands_everything_else_to_typer() -> None:
     assert parse(["status"]) == ("status", None, False, None)
     assert parse(["--root", "/x", "ping", "--json"]) == ("ping", "/x", True, None)
     assert parse(["--timeout", "2", "ping"]) == ("ping", None, False, 2.0)
+    assert parse(["config", "show", "--root", "/x"]) == ("config show", "/x", False, None)
     for argv in (
         [],
         ["status", "--help"],
@@ -83,5 +91,10 @@ def test_fast_path_hands_everything_else_to_typer() -> None:
         ["status", "--root"],
         ["--jsn", "status"],
         ["status", "extra"],
+        ["config"],
+        ["config", "validate"],
+        ["config", "--json", "show"],
+        ["show"],
+        ["config", "show", "status"],
     ):
         assert parse(argv) is None, argv
