@@ -1,5 +1,5 @@
-"""What the daemon reads back from Redis, parsed: execution ids as RQ takes them, XREAD
-replies, stream entry ids and fields, and the end entry as an Ending."""
+"""What the daemon reads back from Redis, parsed: XREAD replies, stream entry ids and
+fields, and the end entry as an Ending. (Execution ids: aiwgd.remote.keys.)"""
 
 from __future__ import annotations
 
