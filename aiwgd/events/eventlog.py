@@ -11,9 +11,10 @@ what is shed is counted.
 
 The router encodes an event's data once, at publish (the history weighs events by it),
 and passes that text to `add()`: the writer splices it into the line rather than
-encoding the data again (holding the GIL the event loop needs). The line is the same
-bytes `json_line(event.to_dict())` gives; an event with a lone surrogate anywhere, or
-with no text (its data is not JSON), goes through json_line itself, as before.
+encoding the data again (holding the GIL the event loop needs). The line is what
+`json_line(event.to_dict())` gives; an event orjson cannot encode (a lone
+surrogate anywhere, keys that are not strings) or with no text (its data is not JSON)
+goes through json_line itself, as before.
 
 A batch is written whole or not at all: a write the disk takes only part of (a full
 disk) is cut back to the last whole line, so the next batch never glues onto half an
@@ -32,11 +33,10 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiwgd.infra.durable import write_all
-from aiwgd.infra.jsonline import json_line
+import orjson
 
-# As json_line encodes (json.dumps(..., default=str, ensure_ascii=False)).
-_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+from aiwgd.infra.durable import write_all
+from aiwgd.infra.jsonline import EncodeError, json_line
 
 if TYPE_CHECKING:
     from aiwgd.events.model import Event
@@ -58,7 +58,7 @@ class EventLog:
         self.write_errors = 0  # batches (or single events) that could not be written
         self.lost = 0  # events never written: refused by the disk, or not encodable
         self.last_error: str | None = None  # cleared once a batch is written again
-        self._backlog: deque[tuple[Event, str | None]] = deque()
+        self._backlog: deque[tuple[Event, bytes | None]] = deque()
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()  # stop() sets it: no more batch windows
         self._task: asyncio.Task[None] | None = None
@@ -82,8 +82,8 @@ class EventLog:
                 self._task.cancel()
             self._task = None
 
-    def add(self, event: Event, data_json: str | None = None) -> None:
-        """Queue `event`; `data_json` is its data already encoded as json_line would."""
+    def add(self, event: Event, data_json: bytes | None = None) -> None:
+        """Queue `event`; `data_json` is its data as history.data_json encoded it."""
         if len(self._backlog) >= MAX_BACKLOG:
             self._backlog.popleft()
             self.shed += 1
@@ -107,7 +107,7 @@ class EventLog:
             "last_error": self.last_error,
         }
 
-    def _drain_backlog(self) -> list[tuple[Event, str | None]]:
+    def _drain_backlog(self) -> list[tuple[Event, bytes | None]]:
         lines = list(self._backlog)
         self._backlog.clear()
         return lines
@@ -127,7 +127,7 @@ class EventLog:
             if self._closing and not self._backlog:
                 return
 
-    def _write_batch(self, events: list[tuple[Event, str | None]]) -> None:
+    def _write_batch(self, events: list[tuple[Event, bytes | None]]) -> None:
         """Write a batch (in a worker thread); count and report what the disk refused."""
         before = self.written
         try:
@@ -151,7 +151,7 @@ class EventLog:
             )
             self.last_error = None
 
-    def _write(self, events: list[tuple[Event, str | None]]) -> None:
+    def _write(self, events: list[tuple[Event, bytes | None]]) -> None:
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
@@ -173,9 +173,9 @@ class EventLog:
         if chunk:
             self._append(chunk)
 
-    def _encode(self, event: Event, data_json: str | None = None) -> bytes | None:
+    def _encode(self, event: Event, data_json: bytes | None = None) -> bytes | None:
         if data_json is not None:
-            with contextlib.suppress(UnicodeEncodeError):  # json_line escapes it below
+            with contextlib.suppress(EncodeError):  # json_line's other way, below
                 return _line(event, data_json)
         data = event.to_dict()
         try:
@@ -237,13 +237,24 @@ class EventLog:
         return out
 
 
-def _line(event: Event, data_json: str) -> bytes:
-    """json_line(event.to_dict()), given the data's JSON text (same keys, same order)."""
-    return (
-        f'{{"type": {_ENCODE(event.type)}, "data": {data_json}, '
-        f'"source": {_ENCODE(event.source)}, "id": {_ENCODE(event.id)}, '
-        f'"time": {_ENCODE(event.time)}}}\n'
-    ).encode()
+def _line(event: Event, data_json: bytes) -> bytes:
+    """json_line(event.to_dict()), given the data's JSON as orjson wrote it (same keys,
+    same order, same encoder). Raises EncodeError where orjson cannot write a field."""
+    return b"".join(
+        (
+            b'{"type":',
+            orjson.dumps(event.type),
+            b',"data":',
+            data_json,
+            b',"source":',
+            orjson.dumps(event.source),
+            b',"id":',
+            orjson.dumps(event.id),
+            b',"time":',
+            orjson.dumps(event.time),
+            b"}\n",
+        )
+    )
 
 
 def _last_lines(path: Path, count: int, block: int = 65536) -> list[str]:

@@ -9,32 +9,28 @@ builds its line from it instead of encoding the event a second time.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterator
 
 from aiwgd.events.model import Event
+from aiwgd.infra.jsonline import dumps, try_orjson
 
 # The Event object, its id, type and source strings and the deque slot, besides data.
 EVENT_OVERHEAD = 300
-# As aiwgd.infra.jsonline.json_line encodes (json.dumps(..., default=str,
-# ensure_ascii=False)): the event log splices this text into its line unchanged.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-EMPTY_JSON = "{}"
+EMPTY_JSON = b"{}"
 
 
-def data_json(event: Event) -> str | None:
-    """The event's data as the event log's JSON text; None if it is not JSON at all."""
+def data_json(event: Event) -> bytes | None:
+    """The event's data as orjson encodes it (json_line's first choice), for the event
+    log to splice into its line; None if orjson cannot (json_line then encodes the
+    whole event its other way) or it is not JSON at all."""
     if not event.data:
         return EMPTY_JSON
-    try:
-        return _ENCODER.encode(event.data)
-    except (TypeError, ValueError, RecursionError):
-        return None
+    return try_orjson(event.data, default=str)
 
 
-def weight(event: Event, text: str | None = None) -> int:
-    """Roughly the memory an event holds, in bytes (characters of its data's JSON).
+def weight(event: Event, text: bytes | None = None) -> int:
+    """Roughly the memory an event holds, in bytes (of its data's JSON).
 
     `text` is the data's JSON when the caller has it (see data_json); an event whose
     data is not JSON counts as the record alone.
@@ -42,8 +38,11 @@ def weight(event: Event, text: str | None = None) -> int:
     if not event.data:
         return EVENT_OVERHEAD
     if text is None:
-        text = data_json(event)
-    return EVENT_OVERHEAD + (len(text) if text is not None else 0)
+        try:
+            text = dumps(event.data, default=str)
+        except (TypeError, ValueError, RecursionError, RuntimeError):
+            return EVENT_OVERHEAD
+    return EVENT_OVERHEAD + len(text)
 
 
 class History:

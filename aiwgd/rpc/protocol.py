@@ -21,6 +21,7 @@ from jsonrpcserver.dispatcher import create_request, to_response
 from jsonrpcserver.response import to_serializable
 
 from aiwgd import errors
+from aiwgd.infra.jsonline import dumps
 
 log = logging.getLogger("aiwgd.rpc")
 
@@ -37,20 +38,11 @@ def error_object(code: int, message: str, data: Any = None, id_: Any = None) -> 
     return {"jsonrpc": "2.0", "error": err, "id": id_}
 
 
-# Built once: json.dumps/loads with non-default options build a new coder per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
-_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
-
-
 def encode(obj: Any) -> bytes:
-    """One reply line. Always valid JSON in valid UTF-8, whatever the request held."""
-    text = _ENCODER.encode(obj)
-    try:
-        return (text + "\n").encode()
-    except UnicodeEncodeError:
-        # A lone surrogate ("\ud800") arrived escaped and is echoed back (an id, a
-        # param in an error): escaping everything keeps it legal JSON and UTF-8.
-        return (_ASCII_ENCODER.encode(obj) + "\n").encode()
+    """One reply line. Always valid JSON in valid UTF-8, whatever the request held: a
+    lone surrogate ("\ud800") that arrived escaped is echoed back escaped, and NaN
+    or an infinity in a result is null (JSON has no such numbers)."""
+    return dumps(obj, default=str, newline=True, allow_nan=False)
 
 
 def _reject_constant(name: str) -> Any:

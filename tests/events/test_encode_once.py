@@ -78,6 +78,6 @@ def test_event_log_lines_are_json_line_of_the_event(tmp_path: Path) -> None:
 def test_history_weighs_the_data_once(data: dict[str, Any] | None) -> None:
     router = EventRouter()
     router.publish("ci.one", data, "rpc")
-    assert router.history.bytes == 300 + (len('{"x": "' + "y" * 1000 + '"}') if data else 0)
+    assert router.history.bytes == 300 + (len('{"x":"' + "y" * 1000 + '"}') if data else 0)
     router.publish("ci.cycle", _cycle(), "rpc")  # not JSON: the record alone
     assert len(router.history) == 2

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 from aiwgd import errors
 from aiwgd.config import Paths
 from aiwgd.config.tasks import TasksSection
+from aiwgd.infra.jsonline import dumps
 from aiwgd.tasks.store.index import TaskIndex
 from aiwgd.tasks.store.journal import Journal, JournalError, snapshot_in_thread
 from aiwgd.tasks.store.recovery import Loaded
@@ -36,17 +36,9 @@ log = logging.getLogger("aiwgd.store")
 JOURNAL_MAX_BYTES = 64 * 1_048_576  # compact sooner when entries are large (long prompts)
 
 
-# Built once: json.dumps with options builds an encoder per call, four times a task.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def _line(entry: dict[str, Any]) -> bytes:
     """One journal line; raises (TypeError) before anything changes if not JSON-able."""
-    text = _ENCODER.encode(entry)
-    try:
-        return (text + "\n").encode()
-    except UnicodeEncodeError:  # a lone surrogate (e.g. "\\ud800" in JSON): escape it
-        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+    return dumps(entry, newline=True)
 
 
 class StoreLog:
