@@ -15,7 +15,6 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from aiwgd.tasks.model import FIELD_NAMES, TERMINAL, Task, TaskState, upgrade_fields
@@ -172,7 +171,7 @@ class TaskIndex:
             fields = {k: v for k, v in upgrade_fields(entry["fields"]).items() if k in UPDATABLE}
             if "state" in fields:
                 fields["state"] = TaskState(fields["state"])
-            self.put(replace(old, **fields))
+            self.put(old.evolve(**fields))
             return None
         if op == "del":
             for task_id in entry["ids"]:

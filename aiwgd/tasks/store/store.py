@@ -52,7 +52,6 @@ import gc
 import logging
 import os
 import time
-from dataclasses import replace
 from typing import Any
 
 from aiwgd import errors
@@ -233,8 +232,8 @@ class TaskStore(Subsystem):
         if task.id in self._index:
             raise errors.Conflict(f"task {task.id} already exists", {"id": task.id})
         if task.log_path is None:
-            task = replace(task, log_path=self.log_path(task.id))
-        stored = replace(task, state=TaskState.RUNNING, started_at=time.time()) if start else task
+            task = task.evolve(log_path=self.log_path(task.id))
+        stored = task.evolve(state=TaskState.RUNNING, started_at=time.time()) if start else task
         line = self.storelog.line({"op": "add", "task": stored.to_dict()})
         self._ids.observe(task.id)
         self._index.put(stored)
@@ -315,7 +314,7 @@ class TaskStore(Subsystem):
                 fields.setdefault("started_at", now)
             elif new_state in TERMINAL:
                 fields.setdefault("finished_at", now)
-        new = replace(old, **fields)
+        new = old.evolve(**fields)
         # A TaskState is a str: it goes into the line as its value.
         line = self.storelog.line({"op": "set", "id": task_id, "fields": fields})
         self._index.put(new)
