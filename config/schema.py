@@ -234,7 +234,7 @@ class _Parser:
         if not isinstance(data, dict):
             self.fail(path, f"{show(data)} is not an object")
             return None
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = _fields(cls)
         hints = _hints(cls)
         start = len(self.issues)
         for key in data:
@@ -242,11 +242,11 @@ class _Parser:
                 self.fail(join(path, key), _unknown(key, list(fields)))
         kwargs: dict[str, Any] = {}
         for name, f in fields.items():
-            sub = join(path, name)
             if name not in data:
                 if f.default is MISSING and f.default_factory is MISSING:
-                    self.fail(sub, "is required")
+                    self.fail(join(path, name), "is required")
                 continue
+            sub = join(path, name)
             before = len(self.issues)
             val = self.value(hints[name], data[name], sub, f.metadata)
             if len(self.issues) == before:
@@ -301,6 +301,15 @@ def _unknown(key: str, known: list[str]) -> str:
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
+# Per class, built once: RPC params are parsed here on every call (issue 9).
+_FIELDS: dict[type, dict[str, dataclasses.Field[Any]]] = {}
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = {f.name: f for f in dataclasses.fields(cls)}
+    return found
 
 
 def _hints(cls: type) -> dict[str, Any]:
