@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aiwgd.infra.durable import atomic_file, fsync_dir, write_all
+from aiwgd.infra.jsonline import dumps
 
 log = logging.getLogger("aiwgd.journal")
 
@@ -47,7 +48,7 @@ def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> i
     """Write tasks.json atomically; returns the number of tasks written.
 
     Each record is encoded on its own so a thread running this lets the event loop in
-    between records (one json.dumps of everything would hold the GIL throughout).
+    between records (one encoding of everything would hold the GIL throughout).
     """
     count = 0
     with atomic_file(path) as fh:
@@ -56,10 +57,7 @@ def write_snapshot(path: Path, seq: int, records: Iterable[dict[str, Any]]) -> i
         sep = "\n"
         for rec in records:
             fh.write(sep)
-            try:
-                fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
-            except UnicodeEncodeError:  # a lone surrogate: nothing was written, escape it
-                fh.write(json.dumps(rec, separators=(",", ":")))
+            fh.write(dumps(rec).decode())  # a lone surrogate comes back escaped
             sep = ",\n"
             count += 1
             if count % YIELD_EVERY == 0:
