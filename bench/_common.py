@@ -47,3 +47,15 @@ def wait(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> A
             pass
         time.sleep(interval)
     raise SystemExit(f"timed out waiting for {what}")
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of `pid` so far, from the scheduler's own count
+    (/proc/PID/task/TID/schedstat) to the ns; psutil counts 10 ms clock ticks."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except OSError:
+            continue  # the thread ended meanwhile
+    return total
