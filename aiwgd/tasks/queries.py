@@ -69,6 +69,8 @@ class TaskQueries:
         if task.state == TaskState.QUEUED:
             place = self._queue.position(task_id)
             out["queue_position"] = {"place": place[0], "of": place[1]} if place else None
+            if out["queued_reason"] is None:
+                out["queued_reason"] = self._executor_gone(task)
         slot = self._slots.held.get(task_id)
         if slot is not None and slot.attempt is not None:
             slot.attempt.ask_fresh()
@@ -79,6 +81,17 @@ class TaskQueries:
             if usage is not None:
                 out["usage"] = usage
         return out
+
+    def _executor_gone(self, task: Task) -> str | None:
+        """Why a task for an executor that is not configured (any more) does not start:
+        it waits for the executor to come back rather than failing, so a reload that
+        drops it by mistake loses nothing."""
+        if task.executor is None or task.executor in self.config.executors:
+            return None
+        return (
+            f"executor {task.executor!r} is not configured: the task starts once a "
+            "config reload brings it back, or cancel it"
+        )
 
     async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
         """Return the task once terminal, or as it is when `timeout_s` runs out."""

@@ -128,6 +128,7 @@ class Supervisor(TaskQueries, Submissions, Subsystem):
         for task in self.store.queued():  # creation order: FIFO within a priority
             self._queue.push(task.id, task.priority, task.retry_at, task.start_at)
         self._accepting = True
+        self._warn_executors_gone()
         self._pump()
         self.isolation.start()
 
@@ -164,7 +165,18 @@ class Supervisor(TaskQueries, Submissions, Subsystem):
                 "concurrency cap changed",
                 extra={"old": old, "new": config.daemon.max_parallel_actions},
             )
+        self._warn_executors_gone()
         self._pump()
+
+    def _warn_executors_gone(self) -> None:
+        """Queued tasks for an executor the config no longer has wait for it (task.get
+        says why): say so once per reload or start, not silently."""
+        for name, queue in self._queue.by_executor.items():
+            if name is not None and name not in self.config.executors and len(queue):
+                log.warning(
+                    "queued tasks wait for an executor that is not configured",
+                    extra={"executor": name, "queued": len(queue)},
+                )
 
     def _pump(self) -> None:
         """Start queued tasks while slots are free (called on every change)."""

@@ -10,9 +10,9 @@ from typing import Any
 
 from tests.conftest import DaemonFactory
 from tests.remote.conftest import RedisServer, WorkerFactory
-from tests.remote.farm import farm_config, new_queue, program
+from tests.remote.farm import daemon_log, farm_config, get, new_queue, program, submit_remote
 from tests.taskhelp import wait_terminal
-from tests.utils import run_cli
+from tests.utils import run_cli, wait_for, write_config
 
 
 def test_defaults_send_tasks_to_the_executor_their_group_agent_or_config_names(
@@ -76,3 +76,29 @@ def test_a_password_in_the_url_is_refused_without_being_shown(project: Path) -> 
     assert res.returncode == 1, out
     assert "executors.farm.url" in out and "password_env" in out, out
     assert "s3cret-pw" not in out and ":***@localhost" in out, out
+
+
+def test_a_task_queued_for_an_executor_a_reload_removed_says_why_and_waits(
+    redis: RedisServer, project: Path, start_daemon: DaemonFactory
+) -> None:
+    # No worker: the first task holds the executor's one slot, the second stays queued.
+    cfg = farm_config(redis.url, new_queue(), max_parallel=1)
+    d = start_daemon(cfg)
+    argv = [*program(project), "--say", "hi"]
+    first, second = submit_remote(d, argv), submit_remote(d, argv)
+    wait_for(lambda: get(d, first["id"])["state"] == "running", 15, "the first one's attempt")
+    assert get(d, second["id"])["queued_reason"] is None
+
+    write_config(project, {k: v for k, v in cfg.items() if k != "executors"})
+    d.call("daemon.reload")
+    queued = get(d, second["id"])
+    assert queued["state"] == "queued", queued
+    assert "executor 'farm' is not configured" in queued["queued_reason"], queued
+    assert "queued tasks wait for an executor that is not configured" in daemon_log(d)
+
+    write_config(project, cfg)  # back: nothing was lost, the reason is gone
+    d.call("daemon.reload")
+    again = get(d, second["id"])
+    assert again["state"] == "queued" and again["queued_reason"] is None, again
+    for task in (first, second):
+        d.call("task.cancel", id=task["id"])
