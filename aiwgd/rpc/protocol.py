@@ -40,7 +40,7 @@ def error_object(code: int, message: str, data: Any = None, id_: Any = None) -> 
 
 def encode(obj: Any) -> bytes:
     """One reply line. Always valid JSON in valid UTF-8, whatever the request held: a
-    lone surrogate ("\ud800") that arrived escaped is echoed back escaped, and NaN
+    lone surrogate ("\\ud800") that arrived escaped is echoed back escaped, and NaN
     or an infinity in a result is null (JSON has no such numbers)."""
     return dumps(obj, default=str, newline=True, allow_nan=False)
 
