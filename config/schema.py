@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import re
 import types
@@ -300,22 +301,15 @@ def _unknown(key: str, known: list[str]) -> str:
     return f"unknown key{hint}"
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
-# Per class, built once: RPC params are parsed here on every call (issue 9).
-_FIELDS: dict[type, dict[str, dataclasses.Field[Any]]] = {}
-
-
+# Per class, worked out once: RPC params are parsed here on every call (issue 9).
+@functools.cache
 def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
-    found = _FIELDS.get(cls)
-    if found is None:
-        found = _FIELDS[cls] = {f.name: f for f in dataclasses.fields(cls)}
-    return found
+    return {f.name: f for f in dataclasses.fields(cls)}
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+    return typing.get_type_hints(cls)
 
 
 def parse(cls: type, data: Any, path: str = "") -> Any:

@@ -55,8 +55,8 @@ def _wall(t: datetime, tz: tzinfo) -> datetime:
 
 
 def _iterate(expr: str, start: datetime) -> croniter:
-    # Imported on first use: croniter and dateutil are 2.8 MiB of a daemon's RSS, and
-    # the default config has no cron jobs (issue 2's idle RSS target of 40 MiB).
+    # Imported on first use: croniter and dateutil are about 1 MiB of the idle daemon's
+    # RSS, and the default config has no cron jobs (issue 2's idle RSS target: 40 MiB).
     from croniter import croniter
 
     return croniter(expand(expr), start)
