@@ -39,6 +39,9 @@ class Feed:
         self.rpc: Rpc | None = None
         self._follows: dict[str, asyncio.Task[None]] = {}
         self._resyncing: asyncio.Task[None] | None = None
+        # Task events that arrive while a snapshot's lists are on their way (see
+        # _snapshot); None when no snapshot is being taken.
+        self._meanwhile: list[dict[str, Any]] | None = None
 
     async def run(self) -> None:
         """Sessions until cancelled (the app quits); a lost daemon is waited for."""
@@ -80,13 +83,21 @@ class Feed:
     async def _snapshot(self, rpc: Rpc, first: bool) -> None:
         """Tasks and services as they are now; `first`: recent events too (a resync
         after dropped events keeps the events pane and the output lines)."""
-        running, queued, recent, services, recent_events = await asyncio.gather(
-            rpc.call("task.list", state="running", limit=LIST_LIMIT),
-            rpc.call("task.list", state="queued", limit=LIST_LIMIT),
-            rpc.call("task.list", limit=10),
-            rpc.call("service.list"),
-            rpc.call("events.list", type="*.*", limit=20 if first else 1),
-        )
+        # The lists are answered one by one while events keep coming: a task may end
+        # after the running list was made, its task.* event arriving before the list
+        # is loaded over it. Those events are applied again once the lists are in.
+        meanwhile: list[dict[str, Any]] = []
+        self._meanwhile = meanwhile
+        try:
+            running, queued, recent, services, recent_events = await asyncio.gather(
+                rpc.call("task.list", state="running", limit=LIST_LIMIT),
+                rpc.call("task.list", state="queued", limit=LIST_LIMIT),
+                rpc.call("task.list", limit=10),
+                rpc.call("service.list"),
+                rpc.call("events.list", type="*.*", limit=20 if first else 1),
+            )
+        finally:
+            self._meanwhile = None
         st = self.state
         if first:
             st.reset()
@@ -95,6 +106,8 @@ class Feed:
                     st.events.appendleft(ev)
         st.tasks.clear()
         st.load_tasks(recent["tasks"] + queued["tasks"] + running["tasks"])
+        for event in meanwhile:  # in order: the newest word on each task wins
+            st.apply_task_event(event)
         for tid in [t for t in st.output if t not in st.tasks]:
             del st.output[tid]
         st.load_services(services["services"])
@@ -141,6 +154,8 @@ class Feed:
     def _notified(self, method: str, params: dict[str, Any]) -> None:
         if method == "event":
             self.state.apply_event(params)
+            if self._meanwhile is not None and str(params.get("type", "")).startswith("task."):
+                self._meanwhile.append(params)
             if str(params.get("type", "")) == "task.started":
                 self._follow_running()
         elif method == "task.output" and isinstance(params.get("id"), str):

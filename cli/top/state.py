@@ -94,7 +94,15 @@ class TopState:
     def apply_event(self, event: dict[str, Any]) -> None:
         self.events.appendleft(event)
         kind, data = str(event.get("type", "")), event.get("data") or {}
-        if kind.startswith("task.") and isinstance(data.get("id"), str):
+        if kind.startswith("task."):
+            self.apply_task_event(event)
+        elif kind.startswith("service.") and isinstance(data.get("name"), str):
+            self._apply_service(kind, data)
+
+    def apply_task_event(self, event: dict[str, Any]) -> None:
+        """The task as a task.* event carries it (its whole summary)."""
+        data = event.get("data") or {}
+        if isinstance(data.get("id"), str):
             old = self.tasks.get(data["id"], {})
             task = {k: v for k, v in data.items() if k != "previous"}
             task.setdefault("paused", old.get("paused", False))
@@ -102,8 +110,6 @@ class TopState:
                 task["paused"] = False
             self.tasks[data["id"]] = task
             self._prune()
-        elif kind.startswith("service.") and isinstance(data.get("name"), str):
-            self._apply_service(kind, data)
 
     def _apply_service(self, kind: str, data: dict[str, Any]) -> None:
         inst = self.services.setdefault(

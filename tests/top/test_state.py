@@ -47,3 +47,28 @@ def test_only_the_newest_ended_tasks_stay_and_active_ones_come_first() -> None:
     newest = [f"e{i}" for i in reversed(range(3, RECENT_ENDED + 3))]
     assert shown == ["r", "q", *newest]
     assert st.counts() == (1, 1)
+
+
+def test_a_task_that_ends_while_the_snapshot_is_answered_shows_its_end() -> None:
+    # The race CI met (the row stayed "running"): the running list is made, the task
+    # ends, its task.completed event arrives, then the lists are loaded over it. A real
+    # daemon cannot be made to interleave them on demand, so the connection is a stub
+    # answering in that order; the Feed and its state are the real ones.
+    import asyncio
+    from typing import Any
+
+    from aiwgd.cli.top.feed import Feed
+
+    feed = Feed("/nonexistent.sock", lambda: None)
+    running = {"id": "t1", "state": "running"}
+    done = {"type": "task.completed", "data": {"id": "t1", "state": "completed"}}
+
+    class Stub:
+        async def call(self, method: str, **params: Any) -> dict[str, Any]:
+            if method == "task.list" and params.get("state") == "running":
+                feed._notified("event", done)  # arrives after this list was made
+                return {"tasks": [running]}
+            return {"tasks": [], "services": [], "events": []}
+
+    asyncio.run(feed._snapshot(Stub(), first=True))  # type: ignore[arg-type]
+    assert feed.state.tasks["t1"]["state"] == "completed"
