@@ -25,7 +25,12 @@ EARLY_S = 0.05  # clock ticks: a window must not close before its debounce ran o
 
 def threads_on_disk(d: DaemonProc) -> int:
     """The daemon's watch threads as the OS lists them (what `top -H` shows)."""
-    names = [p.read_text().strip() for p in Path(f"/proc/{d.pid}/task").glob("*/comm")]
+    names = []
+    for comm in Path(f"/proc/{d.pid}/task").glob("*/comm"):
+        try:
+            names.append(comm.read_text().strip())
+        except FileNotFoundError:  # a thread that ended between the listing and the read
+            continue
     return names.count("aiwgd-watch")
 
 
